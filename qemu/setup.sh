@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install everything a fresh Debian 12 x86_64 machine needs to cross-build
+# overlay-init for armv7 and boot it under QEMU. Idempotent; when every tool
+# is already present it skips apt entirely (about 0.1 s).
+set -euo pipefail
+
+# Debian packages we need, and a command (or dpkg package) proving each is there.
+PKGS=(
+  qemu-system-arm          # qemu-system-arm
+  qemu-user                # qemu-arm: run ARM binaries on the host
+  gcc-arm-linux-gnueabihf  # cross linker (also provides arm-linux-gnueabihf-ar)
+  musl-dev:armhf           # static musl libc + crt objects for armhf
+  squashfs-tools           # mksquashfs
+  mtd-utils                # mkfs.ubifs / ubinize / mkfs.jffs2 for flash tests
+  cpio                     # initramfs archive
+  kmod                     # depmod
+  e2fsprogs                # mkfs.ext4 on the host (tests)
+  f2fs-tools               # mkfs.f2fs on the host (tests)
+  fdisk                    # sfdisk: GPT images
+  xz-utils                 # unpacking .deb data
+  file                     # verifying binaries
+  gzip
+)
+CMDS=(qemu-system-arm qemu-arm arm-linux-gnueabihf-gcc arm-linux-gnueabihf-ar
+      mksquashfs mkfs.ubifs cpio depmod mkfs.ext4 mkfs.f2fs sfdisk xz file gzip
+      dpkg-deb apt-get timeout)
+
+need_apt=0
+for c in "${CMDS[@]}"; do
+  command -v "$c" >/dev/null 2>&1 || { need_apt=1; break; }
+done
+if [ "$need_apt" = 0 ]; then
+  dpkg -s musl-dev:armhf >/dev/null 2>&1 || need_apt=1
+fi
+[ -e /usr/lib/arm-linux-musleabihf/crt1.o ] || need_apt=1
+
+if [ "$need_apt" = 1 ]; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  if ! dpkg --print-foreign-architectures | grep -qx armhf; then
+    $SUDO dpkg --add-architecture armhf
+  fi
+  # A failing armhf security index line is harmless (that mirror lags):
+  # tolerate a non-zero exit as long as the main indexes arrived.
+  $SUDO apt-get update || echo "setup.sh: apt-get update reported errors (tolerated)" >&2
+  pkgs=()
+  for p in "${PKGS[@]}"; do pkgs+=("${p%%#*}"); done
+  $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
+fi
+
+# Rust: stable toolchain plus std sources for -Zbuild-std.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup.sh: cargo not found; install Rust (rustup) first" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+  sysroot=$(rustc --print sysroot)
+  if [ ! -d "$sysroot/lib/rustlib/src/rust/library" ]; then
+    rustup component add rust-src
+  fi
+fi
+echo "setup.sh: ok"
