@@ -1,0 +1,433 @@
+//! Board config + kernel command line → [`Config`] (pure).
+//!
+//! The board file is read first, the command line after it, and for every key
+//! the last value wins, so the command line overrides the board. A value that
+//! does not parse is reported as a [`ConfigError`] and the previous (safe)
+//! value is kept: bad input never stops the boot.
+
+use crate::cmdline::{self, Param};
+use crate::devices::{parse_spec, DeviceSpec};
+use std::fmt;
+use std::time::Duration;
+
+/// Where the upper (writable) layer comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// A block device holding ext4 or f2fs.
+    Device(DeviceSpec),
+    /// RAM only: changes are lost at reboot.
+    Tmpfs,
+    /// No overlay: boot the lower root alone, read-only.
+    Disabled,
+}
+
+/// Filesystem for the upper on flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsChoice {
+    /// Detect by superblock; blank flash gets ext4.
+    Auto,
+    Ext4,
+    F2fs,
+}
+
+impl FsChoice {
+    /// The type used to format blank flash.
+    pub fn format_type(self) -> &'static str {
+        match self {
+            FsChoice::F2fs => "f2fs",
+            FsChoice::Auto | FsChoice::Ext4 => "ext4",
+        }
+    }
+}
+
+/// A bound on the tmpfs upper: a share of RAM or a byte count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TmpfsSize {
+    Percent(u8),
+    Bytes(u64),
+}
+
+impl fmt::Display for TmpfsSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TmpfsSize::Percent(p) => write!(f, "{p}%"),
+            TmpfsSize::Bytes(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Everything the pre-init was told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `root=`: the squashfs (lowest lower layer). `None` only when the kernel
+    /// already mounted root (we run as `init=` on it).
+    pub root: Option<DeviceSpec>,
+    /// `rootfstype=`; `None` = detect.
+    pub rootfstype: Option<String>,
+    /// How long to wait for root (and extra lowers) to appear.
+    pub root_wait: Duration,
+    /// `overlay.lower=`: extra lower layers, highest precedence first.
+    pub lowers: Vec<DeviceSpec>,
+    pub data: DataSource,
+    /// How long to wait for the data device once root is there.
+    pub data_wait: Duration,
+    pub fstype: FsChoice,
+    /// `init=`: the real init.
+    pub init: String,
+    pub debug: bool,
+    pub tmpfs_size: TmpfsSize,
+    /// Modules loaded at start, in order.
+    pub modules: Vec<String>,
+    /// Modules loaded before mounting a filesystem of a type: (fstype, modules).
+    pub fs_modules: Vec<(String, Vec<String>)>,
+    /// Delay before rebooting after a fatal error (from the kernel's `panic=`).
+    pub fatal_delay: Duration,
+}
+
+pub const DEFAULT_DATA_NAME: &str = "rootfs_data";
+pub const DEFAULT_INIT: &str = "/sbin/init";
+pub const DEFAULT_TMPFS_SIZE: TmpfsSize = TmpfsSize::Percent(25);
+/// Without rootwait/rootdelay a device that is not there within this bound is absent.
+pub const DEFAULT_ROOT_WAIT: Duration = Duration::from_secs(10);
+/// `rootwait` with no value: the kernel waits forever; we bound it.
+pub const ROOTWAIT_BOUND: Duration = Duration::from_secs(30);
+pub const DEFAULT_DATA_WAIT: Duration = Duration::from_secs(1);
+pub const DEFAULT_FATAL_DELAY: Duration = Duration::from_secs(10);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: None,
+            rootfstype: None,
+            root_wait: DEFAULT_ROOT_WAIT,
+            lowers: Vec::new(),
+            data: DataSource::Device(DeviceSpec::PartLabel(DEFAULT_DATA_NAME.into())),
+            data_wait: DEFAULT_DATA_WAIT,
+            fstype: FsChoice::Auto,
+            init: DEFAULT_INIT.into(),
+            debug: false,
+            tmpfs_size: DEFAULT_TMPFS_SIZE,
+            modules: Vec::new(),
+            fs_modules: Vec::new(),
+            fatal_delay: DEFAULT_FATAL_DELAY,
+        }
+    }
+}
+
+/// A value that was refused, and what is used instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub value: Option<String>,
+    pub problem: String,
+    pub kept: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={v}: {}; using {}", self.key, self.problem, self.kept),
+            None => write!(f, "{}: {}; using {}", self.key, self.problem, self.kept),
+        }
+    }
+}
+
+impl Config {
+    /// Builds the config from the board file text (if any) and /proc/cmdline.
+    pub fn from_sources(board_file: Option<&str>, cmdline_text: &str) -> (Config, Vec<ConfigError>) {
+        let mut params = board_file.map(cmdline::parse_file).unwrap_or_default();
+        params.extend(cmdline::parse(cmdline_text));
+        let mut cfg = Config::default();
+        let mut errors = Vec::new();
+        for p in &params {
+            if let Err(problem) = cfg.apply(p) {
+                errors.push(ConfigError {
+                    key: p.key.clone(),
+                    value: p.value.clone(),
+                    problem,
+                    kept: cfg.current(&p.key),
+                });
+            }
+        }
+        (cfg, errors)
+    }
+
+    /// The current value of a key, for error messages.
+    fn current(&self, key: &str) -> String {
+        match key {
+            "root" => self.root.as_ref().map_or("no root device".into(), |r| r.to_string()),
+            "rootwait" | "rootdelay" => format!("a {} s wait", self.root_wait.as_secs()),
+            "overlay.datawait" => format!("a {} s wait", self.data_wait.as_secs()),
+            "overlay.lower" => format!("{} extra lower layer(s)", self.lowers.len()),
+            "overlay.data" | "overlayroot" | "fstools_overlay_name" => match &self.data {
+                DataSource::Device(d) => d.to_string(),
+                DataSource::Tmpfs => "tmpfs".into(),
+                DataSource::Disabled => "no overlay".into(),
+            },
+            "overlay.fstype" | "fstools_overlay_fstype" => format!("{:?}", self.fstype).to_lowercase(),
+            "init" => self.init.clone(),
+            "overlay.tmpfs_size" => self.tmpfs_size.to_string(),
+            "panic" => format!("a {} s delay", self.fatal_delay.as_secs()),
+            _ => "the default".into(),
+        }
+    }
+
+    fn apply(&mut self, p: &Param) -> Result<(), String> {
+        let v = p.value.as_deref();
+        match p.key.as_str() {
+            "root" => self.root = Some(spec(v)?),
+            "rootfstype" => self.rootfstype = Some(word(v)?.into()),
+            "rootwait" => {
+                self.root_wait = match v {
+                    None => ROOTWAIT_BOUND,
+                    Some(s) => secs(Some(s))?,
+                }
+            }
+            "rootdelay" => self.root_wait = secs(v)?,
+            "overlay.datawait" => self.data_wait = secs(v)?,
+            "overlay.lower" => {
+                let list = word(v)?;
+                self.lowers = list.split(',').map(|s| parse_spec(s).map_err(|e| format!("{s}: {e}"))).collect::<Result<_, _>>()?;
+            }
+            "overlay.data" => {
+                self.data = match word(v)? {
+                    "tmpfs" => DataSource::Tmpfs,
+                    "none" | "disabled" => DataSource::Disabled,
+                    s => DataSource::Device(parse_spec(s).map_err(|e| e.to_string())?),
+                }
+            }
+            "fstools_overlay_name" => self.data = DataSource::Device(DeviceSpec::PartLabel(word(v)?.into())),
+            "overlay.fstype" | "fstools_overlay_fstype" => {
+                self.fstype = match word(v)? {
+                    "auto" => FsChoice::Auto,
+                    "ext4" => FsChoice::Ext4,
+                    "f2fs" => FsChoice::F2fs,
+                    _ => return Err("unsupported filesystem (use auto, ext4 or f2fs)".into()),
+                }
+            }
+            "overlayroot" => self.apply_overlayroot(word(v)?)?,
+            "init" => {
+                let s = word(v)?;
+                if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
+                    return Err("not an absolute path".into());
+                }
+                self.init = s.into();
+            }
+            "overlay.debug" => self.debug = flag(v)?,
+            "overlay.tmpfs_size" => self.tmpfs_size = parse_size(word(v)?)?,
+            "overlay.modules" => self.modules = list(v)?,
+            "panic" => {
+                let n: i64 = word(v)?.trim().parse().map_err(|_| "not a number".to_string())?;
+                self.fatal_delay = match n {
+                    n if n < 0 => Duration::ZERO,
+                    0 => DEFAULT_FATAL_DELAY,
+                    n => Duration::from_secs(n.unsigned_abs()),
+                };
+            }
+            k if k.starts_with("overlay.modules.") => {
+                let fs = k.trim_start_matches("overlay.modules.").to_string();
+                let mods = list(v)?;
+                self.fs_modules.retain(|(f, _)| *f != fs);
+                self.fs_modules.push((fs, mods));
+            }
+            k if k.starts_with("overlay.") => return Err("unknown overlay-init key".into()),
+            _ => {} // a key for the kernel or for init
+        }
+        Ok(())
+    }
+
+    /// Ubuntu's `overlayroot=`: `tmpfs[:opts]`, `device:dev=SPEC[,timeout=N,...]`, `disabled`.
+    fn apply_overlayroot(&mut self, v: &str) -> Result<(), String> {
+        let (kind, opts) = v.split_once(':').unwrap_or((v, ""));
+        match kind {
+            "tmpfs" => self.data = DataSource::Tmpfs,
+            "disabled" => self.data = DataSource::Disabled,
+            "device" => {
+                let mut dev = None;
+                let mut wait = None;
+                for opt in opts.split(',').filter(|o| !o.is_empty()) {
+                    match opt.split_once('=') {
+                        Some(("dev", d)) => dev = Some(parse_spec(d).map_err(|e| e.to_string())?),
+                        Some(("timeout", t)) => wait = Some(secs(Some(t))?),
+                        _ => {} // mkfs=, recurse=, swap=: options we do not need
+                    }
+                }
+                self.data = DataSource::Device(dev.ok_or("device: needs dev=DEVICE")?);
+                if let Some(w) = wait {
+                    self.data_wait = w;
+                }
+            }
+            _ => return Err("unsupported (use tmpfs, device:dev=DEVICE or disabled)".into()),
+        }
+        Ok(())
+    }
+
+    /// The modules to load before mounting `fstype`.
+    pub fn modules_for(&self, fstype: &str) -> &[String] {
+        self.fs_modules.iter().find(|(f, _)| f == fstype).map_or(&[], |(_, m)| m.as_slice())
+    }
+}
+
+fn word(v: Option<&str>) -> Result<&str, String> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Ok(s.trim()),
+        _ => Err("needs a value".into()),
+    }
+}
+
+fn spec(v: Option<&str>) -> Result<DeviceSpec, String> {
+    parse_spec(word(v)?).map_err(|e| e.to_string())
+}
+
+fn secs(v: Option<&str>) -> Result<Duration, String> {
+    let n: u64 = word(v)?.parse().map_err(|_| "not a number of seconds".to_string())?;
+    if n > 3600 {
+        return Err("more than an hour".into());
+    }
+    Ok(Duration::from_secs(n))
+}
+
+fn flag(v: Option<&str>) -> Result<bool, String> {
+    match v {
+        None | Some("1" | "y" | "yes" | "on" | "true") => Ok(true),
+        Some("0" | "n" | "no" | "off" | "false") => Ok(false),
+        Some(_) => Err("not a yes/no value".into()),
+    }
+}
+
+fn list(v: Option<&str>) -> Result<Vec<String>, String> {
+    let items: Vec<String> = word(v)?.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if items.iter().any(|m| !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')) {
+        return Err("module names are letters, digits, - and _".into());
+    }
+    Ok(items)
+}
+
+/// `N%` (1..=90) of RAM, or `N[k|m|g]` bytes (at least 1 MiB).
+pub fn parse_size(s: &str) -> Result<TmpfsSize, String> {
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.parse::<u8>() {
+            Ok(n @ 1..=90) => Ok(TmpfsSize::Percent(n)),
+            _ => Err("a share of RAM must be 1% to 90%".into()),
+        };
+    }
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| "not a size (use N%, or N with k, m or g)".to_string())?;
+    let bytes = n.checked_mul(mult).ok_or("too large")?;
+    if bytes < 1 << 20 {
+        return Err("smaller than 1 MiB (0 would mean unbounded)".into());
+    }
+    Ok(TmpfsSize::Bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(line: &str) -> (Config, Vec<ConfigError>) {
+        Config::from_sources(None, line)
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, e) = cfg("console=ttyAMA0");
+        assert!(e.is_empty());
+        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("rootfs_data".into())));
+        assert_eq!(c.init, "/sbin/init");
+        assert_eq!(c.tmpfs_size, TmpfsSize::Percent(25));
+        assert_eq!(c.root, None);
+    }
+
+    #[test]
+    fn main_keys() {
+        let (c, e) = cfg("root=PARTLABEL=rootfs rootwait overlay.lower=PARTLABEL=a,/dev/vdc overlay.data=/dev/vdb1 overlay.fstype=f2fs init=/bin/sh overlay.debug overlay.tmpfs_size=64m rootfstype=squashfs");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.root, Some(DeviceSpec::PartLabel("rootfs".into())));
+        assert_eq!(c.root_wait, ROOTWAIT_BOUND);
+        assert_eq!(c.lowers, vec![DeviceSpec::PartLabel("a".into()), DeviceSpec::Path("/dev/vdc".into())]);
+        assert_eq!(c.data, DataSource::Device(DeviceSpec::Path("/dev/vdb1".into())));
+        assert_eq!(c.fstype, FsChoice::F2fs);
+        assert_eq!(c.init, "/bin/sh");
+        assert!(c.debug);
+        assert_eq!(c.tmpfs_size, TmpfsSize::Bytes(64 << 20));
+        assert_eq!(c.rootfstype.as_deref(), Some("squashfs"));
+    }
+
+    #[test]
+    fn rootwait_and_rootdelay_bound_the_wait() {
+        assert_eq!(cfg("rootwait=5").0.root_wait, Duration::from_secs(5));
+        assert_eq!(cfg("rootdelay=3").0.root_wait, Duration::from_secs(3));
+        assert_eq!(cfg("").0.root_wait, DEFAULT_ROOT_WAIT);
+    }
+
+    #[test]
+    fn openwrt_aliases() {
+        let (c, e) = cfg("fstools_overlay_name=mydata fstools_overlay_fstype=f2fs");
+        assert!(e.is_empty());
+        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("mydata".into())));
+        assert_eq!(c.fstype, FsChoice::F2fs);
+    }
+
+    #[test]
+    fn ubuntu_aliases() {
+        assert_eq!(cfg("overlayroot=tmpfs").0.data, DataSource::Tmpfs);
+        assert_eq!(cfg("overlayroot=tmpfs:swap=1,recurse=0").0.data, DataSource::Tmpfs);
+        assert_eq!(cfg("overlayroot=disabled").0.data, DataSource::Disabled);
+        let (c, e) = cfg("overlayroot=device:dev=PARTLABEL=other,timeout=7,mkfs=1");
+        assert!(e.is_empty());
+        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("other".into())));
+        assert_eq!(c.data_wait, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn command_line_wins_over_board_file() {
+        let board = "# board\noverlay.data=tmpfs\noverlay.modules=virtio_blk,ext4\noverlay.modules.ext4=jbd2,ext4\n";
+        let (c, e) = Config::from_sources(Some(board), "overlay.data=PARTLABEL=x");
+        assert!(e.is_empty());
+        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("x".into())));
+        assert_eq!(c.modules, vec!["virtio_blk", "ext4"]);
+        assert_eq!(c.modules_for("ext4"), ["jbd2", "ext4"]);
+        assert!(c.modules_for("f2fs").is_empty());
+    }
+
+    #[test]
+    fn bad_values_keep_safe_defaults_and_say_why() {
+        let (c, e) = cfg("overlay.tmpfs_size=0 overlay.fstype=btrfs init=sbin/init overlayroot=crypt:x overlay.data=vda2 rootwait=soon overlay.bogus=1 overlay.lower=PARTLABEL=a,junk panic=x root=");
+        assert_eq!(c, Config::default());
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["overlay.tmpfs_size", "overlay.fstype", "init", "overlayroot", "overlay.data", "rootwait", "overlay.bogus", "overlay.lower", "panic", "root"]);
+        assert_eq!(e[0].to_string(), "overlay.tmpfs_size=0: smaller than 1 MiB (0 would mean unbounded); using 25%");
+        assert_eq!(e[2].kept, "/sbin/init");
+    }
+
+    #[test]
+    fn a_bad_value_keeps_the_earlier_good_one() {
+        let (c, e) = cfg("overlay.tmpfs_size=10% overlay.tmpfs_size=200%");
+        assert_eq!(e.len(), 1);
+        assert_eq!(c.tmpfs_size, TmpfsSize::Percent(10));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50%"), Ok(TmpfsSize::Percent(50)));
+        assert_eq!(parse_size("2G"), Ok(TmpfsSize::Bytes(2 << 30)));
+        assert_eq!(parse_size("2048k"), Ok(TmpfsSize::Bytes(2 << 20)));
+        assert!(parse_size("0%").is_err());
+        assert!(parse_size("95%").is_err());
+        assert!(parse_size("100").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+        assert!(parse_size("-1m").is_err());
+    }
+
+    #[test]
+    fn panic_delay() {
+        assert_eq!(cfg("panic=-1").0.fatal_delay, Duration::ZERO);
+        assert_eq!(cfg("panic=3").0.fatal_delay, Duration::from_secs(3));
+        assert_eq!(cfg("panic=0").0.fatal_delay, DEFAULT_FATAL_DELAY);
+    }
+}

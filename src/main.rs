@@ -1,0 +1,61 @@
+//! overlay-init: a multi-call binary, chosen by argv[0] (as fstools'
+//! factoryreset is): PID 1 → the pre-init; `overlay-status` → the status
+//! tool; `overlay-init status ...` works too.
+
+mod boot;
+mod cmdline;
+mod config;
+mod devices;
+mod error;
+mod kmsg;
+mod modules;
+mod paths;
+mod pid1;
+mod plan;
+mod probe;
+mod state;
+mod status;
+mod switch;
+mod sys;
+#[cfg(test)]
+mod testutil;
+
+const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
+Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
+  overlay-status [--json]     how this boot's root was assembled
+  overlay-init status ...     the same
+  overlay-init --version
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    if rustix::process::getpid().is_init() {
+        pid1::main();
+    }
+    kmsg::init_cli("overlay-init");
+    let rest = args.get(1..).unwrap_or(&[]);
+    let code = match name.as_str() {
+        "overlay-status" => status::main(rest),
+        "overlay-reset" => {
+            eprintln!("overlay-reset: factory reset is not available in this version");
+            1
+        }
+        _ => match rest.first().map(String::as_str) {
+            Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
+            Some("--version") => {
+                println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
+                0
+            }
+            Some("-h" | "--help") => {
+                print!("{USAGE}");
+                0
+            }
+            _ => {
+                eprint!("{USAGE}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}

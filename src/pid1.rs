@@ -1,0 +1,222 @@
+//! Running as PID 1: the boot from start to the exec of the real init, the
+//! fatal path, and a clean hand-over.
+//!
+//! PID 1 must never exit or panic (the kernel panics when init dies): every
+//! failure ends in [`fatal`], which logs, syncs, offers an emergency shell if
+//! the current root has one, and reboots.
+
+use crate::boot::{Boot, InitExec, Mode};
+use crate::error::BootError;
+use crate::kmsg;
+use crate::paths::{self, SysRoot};
+use crate::state::Upper;
+use crate::sys::linux::LinuxSys;
+use crate::sys::Sys;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The pre-init. Never returns.
+pub fn main() -> ! {
+    let sys = LinuxSys;
+    std::panic::set_hook(Box::new(|info| {
+        // panic = "abort": log while we still can, then take the fatal path.
+        log::error!("internal error: {info}");
+        fatal(&LinuxSys, DEFAULT_PANIC_DELAY, "overlay-init hit an internal error");
+    }));
+    kmsg::init("overlay-init", log::LevelFilter::Debug);
+    let root = SysRoot::host();
+    let started_at = boottime();
+    let mode = Mode::from_root_magic(sys.fs_magic(Path::new("/")).unwrap_or(0));
+    let mut boot = Boot::new(&sys, root.clone(), mode);
+    boot.state.started_at = started_at;
+
+    let dev_ok = boot.early_mounts();
+    setup_console();
+    boot.read_config();
+    if dev_ok {
+        kmsg::reinit(&root, boot.cfg.debug);
+    } else {
+        kmsg::flush_early_to_console();
+    }
+    log::info!(
+        "overlay-init {} ({}), started {} ms after the kernel",
+        env!("CARGO_PKG_VERSION"),
+        mode_name(mode),
+        started_at.as_millis()
+    );
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    boot.load_modules(&release);
+
+    let delay = boot.cfg.fatal_delay;
+    match run(&mut boot) {
+        Ok(init) => {
+            let err = hand_over(&sys, &init);
+            fatal(&sys, delay, &BootError::Exec { init: init.path, err }.to_string())
+        }
+        Err(e) => fatal(&sys, delay, &e.to_string()),
+    }
+}
+
+const DEFAULT_PANIC_DELAY: Duration = crate::config::DEFAULT_FATAL_DELAY;
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Initramfs => "from the initramfs, switch_root",
+        Mode::Pivot => "on the kernel's root, pivot_root",
+    }
+}
+
+fn boottime() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// The stages after the modules, up to what to exec.
+fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
+    boot.mount_lowers()?;
+    boot.setup_upper();
+    let stay = boot.mode == Mode::Pivot && matches!(boot.state.upper, Upper::None { .. });
+    if stay {
+        log::info!("no overlay: starting {} on the kernel's root as it is", boot.cfg.init);
+    } else {
+        boot.assemble()?;
+        boot.switch()?;
+    }
+    install_tools(boot);
+    for line in boot.ram_banner() {
+        log::warn!("{line}");
+    }
+    let total: Duration = boot.state.total();
+    let stages: Vec<String> =
+        boot.state.stages.iter().map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3)).collect();
+    log::info!("pre-init done in {:.1} ms ({} ms); starting {}", total.as_secs_f64() * 1e3, stages.join(", "), boot.cfg.init);
+    write_state(boot);
+
+    // The words the kernel passed to init (`single`, what follows `--`) go on.
+    let mut argv = vec![boot.cfg.init.clone()];
+    argv.extend(std::env::args().skip(1));
+    // The environment the kernel gave init (HOME, TERM, its unknown key=value
+    // words), passed on as it is: the real init gets what it would have got.
+    let envp = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    Ok(InitExec { path: boot.cfg.init.clone(), argv, envp })
+}
+
+/// Copies this binary into /run so that `overlay-status` works in any root
+/// filesystem, even one that does not ship it.
+fn install_tools(boot: &mut Boot) {
+    let dir = Path::new(paths::RUN_BIN_DIR);
+    let bin = dir.join("overlay-init");
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::copy("/proc/self/exe", &bin))
+        .and_then(|_| {
+            for link in ["overlay-status", "overlay-reset"] {
+                let l = dir.join(link);
+                let _ = std::fs::remove_file(&l);
+                std::os::unix::fs::symlink("overlay-init", l)?;
+            }
+            Ok(())
+        });
+    if let Err(e) = result {
+        let msg = format!("cannot install overlay-status in {}: {e}", paths::RUN_BIN_DIR);
+        log::warn!("{msg}");
+        boot.state.warnings.push(msg);
+    }
+}
+
+/// Writes the state file atomically (write, rename) in /run.
+fn write_state(boot: &Boot) {
+    let tmp = format!("{}.tmp", paths::STATE_FILE);
+    let r = std::fs::create_dir_all(paths::RUN_DIR)
+        .and_then(|()| std::fs::write(&tmp, boot.state.render()))
+        .and_then(|()| std::fs::rename(&tmp, paths::STATE_FILE));
+    if let Err(e) = r {
+        log::warn!("cannot write {}: {e}", paths::STATE_FILE);
+    }
+}
+
+/// stdin/stdout/stderr on /dev/console (the kernel opens it for init only
+/// when the initramfs has the node; devtmpfs always has it).
+fn setup_console() {
+    let Ok(c) = std::fs::OpenOptions::new().read(true).write(true).open(paths::DEV_CONSOLE) else { return };
+    let _ = rustix::stdio::dup2_stdin(&c);
+    let _ = rustix::stdio::dup2_stdout(&c);
+    let _ = rustix::stdio::dup2_stderr(&c);
+}
+
+/// Leaves the process as the kernel would start an init: default signal
+/// dispositions, nothing blocked, only fds 0-2 across exec, no zombies of
+/// ours left behind; then execs. Returns only if exec failed.
+fn hand_over(sys: &dyn Sys, init: &InitExec) -> std::io::Error {
+    reap_children();
+    reset_signals();
+    cloexec_stray_fds();
+    sys.exec(&init.path, &init.argv, &init.envp)
+}
+
+fn reap_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; nothing else runs
+        // concurrently (single-threaded, about to exec).
+        let _ = unsafe { sigaction(sig, &dfl) };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Marks every fd above 2 close-on-exec (closing would pull files from
+/// under std's owners; CLOEXEC has the same effect at exec).
+fn cloexec_stray_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
+    for fd in fds {
+        // SAFETY: the fd number came from /proc/self/fd; it is only borrowed
+        // for one fcntl call, and an fd closed meanwhile just fails with EBADF.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::fcntl_setfd(b, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
+/// The end of a boot that cannot go on: log, sync, emergency shell if the
+/// current root has one, then reboot after `delay`. Never returns.
+pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
+    log::error!("FATAL: {msg}");
+    sys.sync();
+    if Path::new("/bin/sh").exists() {
+        log::error!("starting an emergency shell on the console; the system reboots when it exits");
+        let mut sh = std::process::Command::new("/bin/sh");
+        // SAFETY: setsid and the TIOCSCTTY ioctl are async-signal-safe raw syscalls.
+        unsafe {
+            sh.pre_exec(|| {
+                let _ = rustix::process::setsid();
+                let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
+                Ok(())
+            });
+        }
+        if let Err(e) = sh.status() {
+            log::error!("cannot start /bin/sh: {e}");
+        }
+        sys.sync();
+    } else {
+        log::error!("no emergency shell here; rebooting in {} s", delay.as_secs());
+        sys.sleep(delay);
+    }
+    let err = sys.reboot();
+    log::error!("reboot failed: {err}; halting here");
+    loop {
+        sys.sleep(Duration::from_secs(3600));
+    }
+}

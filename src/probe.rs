@@ -1,0 +1,175 @@
+//! What a partition holds, from magic numbers only (as fstools
+//! `block_file_identify` does): never guess, never format what we do not know.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Filesystem (or lack of one) found on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKind {
+    /// ext2/3/4 superblock (ext4 mounts all three).
+    Ext4,
+    F2fs,
+    Squashfs,
+    Erofs,
+    /// OpenWrt's `0xdeadc0de` "format me" marker at offset 0.
+    FormatMarker,
+    /// Every sampled byte is 0x00 or every one is 0xFF: erased flash.
+    Blank,
+    /// Something else: data we must not touch.
+    Unknown,
+}
+
+impl FsKind {
+    /// The type name for mount(2), when it is a filesystem.
+    pub fn fstype(self) -> Option<&'static str> {
+        match self {
+            FsKind::Ext4 => Some("ext4"),
+            FsKind::F2fs => Some("f2fs"),
+            FsKind::Squashfs => Some("squashfs"),
+            FsKind::Erofs => Some("erofs"),
+            FsKind::FormatMarker | FsKind::Blank | FsKind::Unknown => None,
+        }
+    }
+}
+
+/// Bytes read from the start of a device: covers every superblock we know.
+pub const HEAD_LEN: usize = 64 * 1024;
+/// Blank flash is also checked this far in, and at [`SAMPLES`] points across the device,
+/// so that a partition whose first blocks were zeroed but holds data further in
+/// (ext4 backup superblocks, a wiped header) is not taken for blank.
+pub const BLANK_HEAD_LEN: usize = 1024 * 1024;
+pub const SAMPLES: u64 = 16;
+const SAMPLE_LEN: usize = 4096;
+
+fn le16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn le32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// Identifies a filesystem from the first bytes of a device.
+/// Blank detection here covers `head` only; see [`read_kind`] for the full check.
+pub fn identify(head: &[u8]) -> FsKind {
+    if head.get(0..4) == Some(b"hsqs") {
+        FsKind::Squashfs
+    } else if le32(head, 0) == Some(0xdeadc0de) || head.get(0..4) == Some(&[0xde, 0xad, 0xc0, 0xde]) {
+        FsKind::FormatMarker
+    } else if le16(head, 1024 + 56) == Some(0xEF53) {
+        FsKind::Ext4
+    } else if le32(head, 1024) == Some(0xF2F5_2010) {
+        FsKind::F2fs
+    } else if le32(head, 1024) == Some(0xE0F5_E1E2) {
+        FsKind::Erofs
+    } else if is_uniform(head) && !head.is_empty() {
+        FsKind::Blank
+    } else {
+        FsKind::Unknown
+    }
+}
+
+/// All 0x00 or all 0xFF.
+pub fn is_uniform(b: &[u8]) -> bool {
+    match b.first() {
+        Some(&first) if first == 0 || first == 0xFF => b.iter().all(|&x| x == first),
+        Some(_) => false,
+        None => true,
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Reads a device and identifies it. `size` is the device size in bytes
+/// (0 if unknown: then only the head is sampled).
+pub fn read_kind(dev: &Path, size: u64) -> io::Result<FsKind> {
+    let mut f = File::open(dev)?;
+    let mut head = vec![0u8; BLANK_HEAD_LEN];
+    let n = read_full(&mut f, &mut head)?;
+    head.truncate(n);
+    let kind = identify(&head[..n.min(HEAD_LEN)]);
+    if kind != FsKind::Blank {
+        return Ok(kind);
+    }
+    if !is_uniform(&head) {
+        return Ok(FsKind::Unknown);
+    }
+    let first = head.first().copied().unwrap_or(0);
+    let mut sample = vec![0u8; SAMPLE_LEN];
+    for i in 1..SAMPLES {
+        let off = size / SAMPLES * i;
+        if off <= BLANK_HEAD_LEN as u64 || off + SAMPLE_LEN as u64 > size {
+            continue;
+        }
+        f.seek(SeekFrom::Start(off))?;
+        let got = read_full(&mut f, &mut sample)?;
+        if !sample[..got].iter().all(|&b| b == first) {
+            return Ok(FsKind::Unknown);
+        }
+    }
+    Ok(FsKind::Blank)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(off: usize, bytes: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; HEAD_LEN];
+        v[off..off + bytes.len()].copy_from_slice(bytes);
+        v
+    }
+
+    #[test]
+    fn magics() {
+        assert_eq!(identify(&with(0, b"hsqs")), FsKind::Squashfs);
+        assert_eq!(identify(&with(1024 + 56, &[0x53, 0xEF])), FsKind::Ext4);
+        assert_eq!(identify(&with(1024, &0xF2F52010u32.to_le_bytes())), FsKind::F2fs);
+        assert_eq!(identify(&with(1024, &0xE0F5E1E2u32.to_le_bytes())), FsKind::Erofs);
+        assert_eq!(identify(&with(0, &[0xde, 0xad, 0xc0, 0xde])), FsKind::FormatMarker);
+        assert_eq!(identify(&with(0, &0xdeadc0deu32.to_le_bytes())), FsKind::FormatMarker);
+    }
+
+    #[test]
+    fn blank_zero_and_erased() {
+        assert_eq!(identify(&vec![0u8; HEAD_LEN]), FsKind::Blank);
+        assert_eq!(identify(&vec![0xFFu8; HEAD_LEN]), FsKind::Blank);
+        assert_eq!(identify(&with(5000, &[1])), FsKind::Unknown);
+        assert_eq!(identify(&[]), FsKind::Unknown);
+        let mut mixed = vec![0xFFu8; 100];
+        mixed[50] = 0;
+        assert_eq!(identify(&mixed), FsKind::Unknown);
+    }
+
+    #[test]
+    fn short_device_is_unknown_not_a_crash() {
+        assert_eq!(identify(&[0x53, 0xEF]), FsKind::Unknown);
+    }
+
+    #[test]
+    fn data_deep_inside_a_blank_looking_device_is_not_blank() {
+        let dir = crate::testutil::TempDir::new("probe");
+        let size = 32u64 << 20;
+        let mut img = vec![0u8; size as usize];
+        let p = dir.write("blank.img", &img);
+        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Blank);
+        img[(size / 2) as usize + 10] = 7; // a sample point: size/16*8
+        let p = dir.write("data.img", &img);
+        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Unknown);
+        img[(size / 2) as usize + 10] = 0;
+        img[BLANK_HEAD_LEN - 1] = 7; // inside the fully-read head, past the superblock window
+        let p = dir.write("data2.img", &img);
+        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Unknown);
+    }
+}

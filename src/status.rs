@@ -1,0 +1,216 @@
+//! `overlay-status`: what the pre-init decided for this boot.
+//!
+//! Exit status: 0 changes persist (flash upper), 2 changes live in RAM only
+//! (tmpfs upper), 3 read-only root (no upper), 1 no usable state / bad usage.
+
+use crate::paths;
+use crate::state::{BootState, Upper};
+use std::fmt::Write as _;
+
+pub const EXIT_PERSISTENT: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_RAM: i32 = 2;
+pub const EXIT_READONLY: i32 = 3;
+
+const HELP: &str = "usage: overlay-status [--json] [--state FILE]
+
+Shows how the root filesystem was assembled at boot: the read-only lower
+layers, the writable upper (flash, or tmpfs and why), and the time each
+pre-init stage took.
+
+  --json        machine-readable output
+  --state FILE  read FILE instead of /run/overlay-init/state
+
+Exit status: 0 changes persist on flash, 2 changes are kept in RAM only and
+lost at reboot, 3 the root is read-only, 1 error.
+";
+
+pub fn main(args: &[String]) -> i32 {
+    let mut json = false;
+    let mut file = paths::STATE_FILE.to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--state" => match it.next() {
+                Some(f) => file = f.clone(),
+                None => return usage_error("--state needs a file"),
+            },
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return 0;
+            }
+            other => return usage_error(&format!("unknown argument {other}")),
+        }
+    }
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("overlay-status: cannot read {file}: {e} (was this system booted by overlay-init?)");
+            return EXIT_ERROR;
+        }
+    };
+    let st = match BootState::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("overlay-status: {file} is not usable: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    print!("{}", if json { render_json(&st) } else { render_text(&st) });
+    exit_code(&st)
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("overlay-status: {msg}\n\n{HELP}");
+    EXIT_ERROR
+}
+
+pub fn exit_code(st: &BootState) -> i32 {
+    match st.upper {
+        Upper::Flash { .. } => EXIT_PERSISTENT,
+        Upper::Tmpfs { .. } => EXIT_RAM,
+        Upper::None { .. } => EXIT_READONLY,
+    }
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn render_text(st: &BootState) -> String {
+    let mut s = String::new();
+    let _ = match &st.upper {
+        Upper::Flash { device, fstype } => writeln!(s, "persistent: yes, changes are saved on {device} ({fstype})"),
+        Upper::Tmpfs { reason: None, size } => writeln!(s, "persistent: no, changes live in RAM (tmpfs, up to {size}) as configured"),
+        Upper::Tmpfs { reason: Some(r), size } => {
+            writeln!(s, "persistent: NO, changes live in RAM (tmpfs, up to {size}) and are lost at reboot\nreason:     {r}")
+        }
+        Upper::None { reason: None } => writeln!(s, "persistent: no, the root is read-only (overlay disabled)"),
+        Upper::None { reason: Some(r) } => writeln!(s, "persistent: NO, the root is read-only\nreason:     {r}"),
+    };
+    let _ = match &st.upper {
+        Upper::Flash { device, fstype } => writeln!(s, "upper:      {device} ({fstype}) at /overlay"),
+        Upper::Tmpfs { size, .. } => writeln!(s, "upper:      tmpfs ({size} of RAM at most) at /overlay"),
+        Upper::None { .. } => writeln!(s, "upper:      none"),
+    };
+    for (i, l) in st.lowers.iter().enumerate() {
+        let role = if i + 1 == st.lowers.len() { "root" } else { "extra" };
+        let _ = writeln!(s, "lower {i}:    {} ({}, {role}) at {}", l.device, l.fstype, l.mountpoint);
+    }
+    let _ = writeln!(s, "init:       {} (entered by {})", st.init, st.mode);
+    for w in &st.warnings {
+        let _ = writeln!(s, "warning:    {w}");
+    }
+    let _ = writeln!(s, "pre-init:   {} in all, started {} after the kernel", ms(st.total()), ms(st.started_at));
+    for (name, d) in &st.stages {
+        let _ = writeln!(s, "  {name:<14}{:>10}", ms(*d));
+    }
+    s
+}
+
+/// JSON string escaping (RFC 8259): quotes, backslash, control characters.
+fn js(v: &str) -> String {
+    let mut o = String::with_capacity(v.len() + 2);
+    o.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+pub fn render_json(st: &BootState) -> String {
+    let (kind, device, fstype, reason, size) = match &st.upper {
+        Upper::Flash { device, fstype } => ("flash", Some(device), Some(fstype), None, None),
+        Upper::Tmpfs { reason, size } => ("tmpfs", None, None, reason.as_ref(), Some(size)),
+        Upper::None { reason } => ("none", None, None, reason.as_ref(), None),
+    };
+    let opt = |v: Option<&String>| v.map_or("null".to_string(), |x| js(x));
+    let lowers: Vec<String> = st
+        .lowers
+        .iter()
+        .map(|l| format!("{{\"device\":{},\"fstype\":{},\"mountpoint\":{}}}", js(&l.device), js(&l.fstype), js(&l.mountpoint)))
+        .collect();
+    let stages: Vec<String> = st.stages.iter().map(|(n, d)| format!("{{\"name\":{},\"us\":{}}}", js(n), d.as_micros())).collect();
+    let warnings: Vec<String> = st.warnings.iter().map(|w| js(w)).collect();
+    format!(
+        "{{\"persistent\":{},\"upper\":{{\"kind\":{},\"device\":{},\"fstype\":{},\"size\":{},\"reason\":{}}},\"lowers\":[{}],\"init\":{},\"mode\":{},\"warnings\":[{}],\"started_at_us\":{},\"total_us\":{},\"stages\":[{}]}}\n",
+        st.persistent(),
+        js(kind),
+        opt(device),
+        opt(fstype),
+        opt(size),
+        opt(reason),
+        lowers.join(","),
+        js(&st.init),
+        js(&st.mode),
+        warnings.join(","),
+        st.started_at.as_micros(),
+        st.total().as_micros(),
+        stages.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Layer;
+    use std::time::Duration;
+
+    fn tmpfs_state() -> BootState {
+        BootState {
+            mode: "switch_root".into(),
+            init: "/sbin/init".into(),
+            lowers: vec![Layer { device: "/dev/vda1".into(), fstype: "squashfs".into(), mountpoint: "/rom".into() }],
+            upper: Upper::Tmpfs { reason: Some("no data partition \"x\"\n".into()), size: "25%".into() },
+            warnings: vec![],
+            stages: vec![("upper".into(), Duration::from_micros(1200))],
+            started_at: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn text_states_the_reason_and_the_stages() {
+        let t = render_text(&tmpfs_state());
+        assert!(t.starts_with("persistent: NO, changes live in RAM"), "{t}");
+        assert!(t.contains("reason:     no data partition"), "{t}");
+        assert!(t.contains("lower 0:    /dev/vda1 (squashfs, root) at /rom"), "{t}");
+        assert!(t.contains("\n  upper             1.2 ms\n"), "{t}");
+        assert_eq!(exit_code(&tmpfs_state()), EXIT_RAM);
+    }
+
+    #[test]
+    fn json_is_escaped() {
+        let j = render_json(&tmpfs_state());
+        assert!(j.contains(r#""reason":"no data partition \"x\"\u000a""#), "{j}");
+        assert!(j.contains(r#""persistent":false"#));
+        assert!(j.contains(r#""stages":[{"name":"upper","us":1200}]"#), "{j}");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let flash = BootState { upper: Upper::Flash { device: "/dev/vda2".into(), fstype: "ext4".into() }, ..tmpfs_state() };
+        assert_eq!(exit_code(&flash), EXIT_PERSISTENT);
+        let ro = BootState { upper: Upper::None { reason: None }, ..tmpfs_state() };
+        assert_eq!(exit_code(&ro), EXIT_READONLY);
+    }
+
+    #[test]
+    fn cli_reads_a_state_file_and_refuses_a_broken_one() {
+        let d = crate::testutil::TempDir::new("status");
+        let good = d.write("state", tmpfs_state().render());
+        assert_eq!(main(&["--state".into(), good.display().to_string()]), EXIT_RAM);
+        let bad = d.write("bad", "version=1\nupper=flash\n");
+        assert_eq!(main(&["--state".into(), bad.display().to_string()]), EXIT_ERROR);
+        assert_eq!(main(&["--bogus".into()]), EXIT_ERROR);
+        assert_eq!(main(&["--state".into()]), EXIT_ERROR);
+    }
+}

@@ -1,0 +1,151 @@
+//! A recording [`Sys`] for executor tests: every call is appended to a list,
+//! and a test may make any call fail with an errno of its choice.
+
+use super::{Command, MountFlags, Sys};
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One recorded call; mirrors [`Sys`] method by method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
+    MountMove { from: PathBuf, to: PathBuf },
+    Unmount(PathBuf),
+    Mkdir(PathBuf),
+    LoadModule(PathBuf),
+    Run(Command),
+    Chdir(PathBuf),
+    Chroot(PathBuf),
+    PivotRoot(PathBuf, PathBuf),
+    RemoveTree(PathBuf),
+    Exec { path: String, argv: Vec<String>, envp: Vec<String> },
+    Sleep(Duration),
+    Sync,
+    Reboot,
+}
+
+type Rule = Box<dyn Fn(&Call) -> Option<i32>>;
+
+/// The fake. `fs_magic` answers `root_magic`; `is_readonly` answers from `readonly`.
+pub struct FakeSys {
+    pub calls: RefCell<Vec<Call>>,
+    rules: RefCell<Vec<Rule>>,
+    /// Exit codes `run` returns, in order (0 once empty).
+    pub run_results: RefCell<Vec<i32>>,
+    pub root_magic: Cell<u64>,
+    pub readonly: RefCell<Vec<PathBuf>>,
+    clock: Cell<Duration>,
+}
+
+impl Default for FakeSys {
+    fn default() -> Self {
+        FakeSys {
+            calls: RefCell::new(Vec::new()),
+            rules: RefCell::new(Vec::new()),
+            run_results: RefCell::new(Vec::new()),
+            root_magic: Cell::new(0x0102_1994), // TMPFS_MAGIC: started from an initramfs
+            readonly: RefCell::new(Vec::new()),
+            clock: Cell::new(Duration::ZERO),
+        }
+    }
+}
+
+impl FakeSys {
+    /// Makes every call matching `pred` fail with `errno`.
+    pub fn fail_when(&self, errno: i32, pred: impl Fn(&Call) -> bool + 'static) {
+        self.rules.borrow_mut().push(Box::new(move |c| pred(c).then_some(errno)));
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn record(&self, call: Call) -> io::Result<()> {
+        let failed = self.rules.borrow().iter().find_map(|r| r(&call));
+        self.calls.borrow_mut().push(call);
+        match failed {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sys for FakeSys {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
+        -> io::Result<()> {
+        self.record(Call::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: fstype.into(),
+            flags,
+            data: data.into(),
+        })
+    }
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record(Call::MountMove { from: from.into(), to: to.into() })
+    }
+    fn unmount(&self, target: &Path, _detach: bool) -> io::Result<()> {
+        self.record(Call::Unmount(target.into()))
+    }
+    fn mkdir(&self, path: &Path, _mode: u32) -> io::Result<()> {
+        self.record(Call::Mkdir(path.into()))
+    }
+    fn load_module(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::LoadModule(path.into()))
+    }
+    fn run(&self, cmd: &Command) -> io::Result<i32> {
+        self.record(Call::Run(cmd.clone()))?;
+        let mut results = self.run_results.borrow_mut();
+        Ok(if results.is_empty() { 0 } else { results.remove(0) })
+    }
+    fn is_readonly(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.readonly.borrow().iter().any(|p| p == path))
+    }
+    fn fs_magic(&self, _path: &Path) -> io::Result<u64> {
+        Ok(self.root_magic.get())
+    }
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Chdir(path.into()))
+    }
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Chroot(path.into()))
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.record(Call::PivotRoot(new_root.into(), put_old.into()))
+    }
+    fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()> {
+        self.record(Call::RemoveTree(dir.into()))
+    }
+    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
+        let call = Call::Exec { path: path.into(), argv: argv.to_vec(), envp: envp.to_vec() };
+        match self.record(call) {
+            Err(e) => e,
+            Ok(()) => io::Error::from_raw_os_error(libc_enoexec()),
+        }
+    }
+    fn now(&self) -> Duration {
+        let t = self.clock.get() + Duration::from_millis(1);
+        self.clock.set(t);
+        t
+    }
+    fn sleep(&self, d: Duration) {
+        self.clock.set(self.clock.get() + d);
+        let _ = self.record(Call::Sleep(d));
+    }
+    fn sync(&self) {
+        let _ = self.record(Call::Sync);
+    }
+    fn reboot(&self) -> io::Error {
+        match self.record(Call::Reboot) {
+            Err(e) => e,
+            Ok(()) => io::Error::other("fake reboot"),
+        }
+    }
+}
+
+/// The fake's exec "returns" (a real one would not): report it as ENOEXEC.
+fn libc_enoexec() -> i32 {
+    8
+}

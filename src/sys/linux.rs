@@ -1,0 +1,183 @@
+//! The real [`Sys`]: thin wrappers over rustix (and std's process spawning).
+
+use super::{Command, MountFlags, Sys};
+use rustix::fs::{Mode, StatVfsMountFlags};
+use rustix::mount::{MountFlags as MsFlags, UnmountFlags};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// The system as it is.
+pub struct LinuxSys;
+
+fn ms_flags(f: MountFlags) -> MsFlags {
+    let mut ms = MsFlags::empty();
+    if f.readonly {
+        ms |= MsFlags::RDONLY;
+    }
+    if f.noatime {
+        ms |= MsFlags::NOATIME;
+    }
+    if f.nosuid {
+        ms |= MsFlags::NOSUID;
+    }
+    if f.nodev {
+        ms |= MsFlags::NODEV;
+    }
+    if f.noexec {
+        ms |= MsFlags::NOEXEC;
+    }
+    ms
+}
+
+fn os(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+impl Sys for LinuxSys {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
+        -> io::Result<()> {
+        rustix::mount::mount(source, target, fstype, ms_flags(flags), data).map_err(os)
+    }
+
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
+        rustix::mount::mount_move(from, to).map_err(os)
+    }
+
+    fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
+        let flags = if detach { UnmountFlags::DETACH } else { UnmountFlags::empty() };
+        rustix::mount::unmount(target, flags).map_err(os)
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(mode)) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) if path.is_dir() => Ok(()),
+            Err(e) => Err(os(e)),
+        }
+    }
+
+    fn load_module(&self, path: &Path) -> io::Result<()> {
+        // Modules compressed by the kernel build are decompressed by the kernel itself
+        // when asked to (MODULE_INIT_COMPRESSED_FILE, Linux 6.0+).
+        const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+        let name = path.to_string_lossy();
+        let flags = if name.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
+        let file = std::fs::File::open(path)?;
+        match rustix::system::finit_module(&file, c"", flags) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+            Err(e) => Err(os(e)),
+        }
+    }
+
+    fn run(&self, cmd: &Command) -> io::Result<i32> {
+        let (prog, args) = cmd
+            .argv
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let mut c = std::process::Command::new(prog);
+        c.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        if let Some(root) = &cmd.chroot {
+            let root = CString::new(root.as_os_str().as_encoded_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+            // SAFETY: the closure runs in the forked child before exec and only makes
+            // the raw chroot/chdir syscalls, which are async-signal-safe.
+            unsafe {
+                c.pre_exec(move || {
+                    rustix::process::chroot(root.as_c_str()).map_err(os)?;
+                    rustix::process::chdir(c"/").map_err(os)
+                });
+            }
+        }
+        let status = c.status()?;
+        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    fn is_readonly(&self, path: &Path) -> io::Result<bool> {
+        let st = rustix::fs::statvfs(path).map_err(os)?;
+        Ok(st.f_flag.contains(StatVfsMountFlags::RDONLY))
+    }
+
+    fn fs_magic(&self, path: &Path) -> io::Result<u64> {
+        let st = rustix::fs::statfs(path).map_err(os)?;
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        Ok(st.f_type as u64)
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chdir(path).map_err(os)
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chroot(path).map_err(os)
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        rustix::process::pivot_root(new_root, put_old).map_err(os)
+    }
+
+    fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()> {
+        let dev = std::fs::symlink_metadata(dir)?.dev();
+        remove_children(dir, dev)
+    }
+
+    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
+        let mut c = std::process::Command::new(path);
+        if let Some((arg0, rest)) = argv.split_first() {
+            c.arg0(arg0).args(rest);
+        }
+        c.env_clear();
+        for kv in envp {
+            if let Some((k, v)) = kv.split_once('=') {
+                c.env(k, v);
+            }
+        }
+        c.exec()
+    }
+
+    fn now(&self) -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn sync(&self) {
+        rustix::fs::sync();
+    }
+
+    fn reboot(&self) -> io::Error {
+        match rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+            Ok(()) => io::Error::other("reboot returned"),
+            Err(e) => os(e),
+        }
+    }
+}
+
+/// Unlinks everything below `dir` that lives on device `dev`; never follows
+/// symlinks (lstat) and never descends into another mount (a different st_dev).
+fn remove_children(dir: &Path, dev: u64) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if meta.dev() != dev {
+            continue;
+        }
+        if meta.is_dir() {
+            // Best effort: a directory we cannot empty stays, the rest is freed.
+            let _ = remove_children(&path, dev);
+            let _ = std::fs::remove_dir(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
+}

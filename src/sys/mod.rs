@@ -1,0 +1,92 @@
+//! The syscall seam: every call that changes the system goes through [`Sys`].
+//!
+//! The boot code receives a `&dyn Sys` explicitly. [`linux::LinuxSys`] makes the
+//! real calls (rustix first, nix only where rustix has no wrapper); the test fake
+//! in `fake.rs` records them as [`Call`] values and injects failures. Reading files
+//! (sysfs, /proc, block devices) is not part of the seam: those reads go through
+//! a root path (see `paths::SysRoot`) so tests point them at fixture trees.
+
+pub mod linux;
+
+#[cfg(test)]
+pub mod fake;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Flags a mount may take; a small typed subset of `MS_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub readonly: bool,
+    pub noatime: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    pub const NONE: MountFlags =
+        MountFlags { readonly: false, noatime: false, nosuid: false, nodev: false, noexec: false };
+    pub const RDONLY: MountFlags = MountFlags { readonly: true, ..MountFlags::NONE };
+    /// proc, sysfs: no devices, no setuid, no executables.
+    pub const KERNEL_FS: MountFlags =
+        MountFlags { nosuid: true, nodev: true, noexec: true, ..MountFlags::NONE };
+}
+
+/// A program to run to completion (mkfs, fsck), optionally inside a chroot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// Path of the program, as seen inside `chroot` when that is set.
+    pub argv: Vec<String>,
+    /// Directory to chroot(2) into before exec.
+    pub chroot: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(root) = &self.chroot {
+            write!(f, "chroot {} ", root.display())?;
+        }
+        write!(f, "{}", self.argv.join(" "))
+    }
+}
+
+/// The system calls overlay-init needs, and nothing more.
+pub trait Sys {
+    /// `mount(source, target, fstype, flags, data)`.
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
+        -> io::Result<()>;
+    /// `mount(from, to, NULL, MS_MOVE, NULL)`.
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `umount2(target, detach ? MNT_DETACH : 0)`.
+    fn unmount(&self, target: &Path, detach: bool) -> io::Result<()>;
+    /// `mkdir(path, mode)`; an existing directory is not an error.
+    fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// `finit_module(open(path), "", flags)`; `EEXIST` (already loaded) is not an error.
+    fn load_module(&self, path: &Path) -> io::Result<()>;
+    /// fork, optional chroot, exec, wait: returns the exit code (128+signal when killed).
+    fn run(&self, cmd: &Command) -> io::Result<i32>;
+    /// `statvfs(path).f_flag & ST_RDONLY`.
+    fn is_readonly(&self, path: &Path) -> io::Result<bool>;
+    /// `statfs(path).f_type`.
+    fn fs_magic(&self, path: &Path) -> io::Result<u64>;
+    /// `chdir(path)`.
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// `chroot(path)`.
+    fn chroot(&self, path: &Path) -> io::Result<()>;
+    /// `pivot_root(new_root, put_old)`.
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// Delete the initramfs contents below `dir` without crossing into other mounts.
+    fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()>;
+    /// `execve(path, argv, envp)`; returns only on failure.
+    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error;
+    /// `clock_gettime(CLOCK_MONOTONIC)`.
+    fn now(&self) -> Duration;
+    /// `nanosleep`.
+    fn sleep(&self, d: Duration);
+    /// `sync()`.
+    fn sync(&self);
+    /// `reboot(RB_AUTOBOOT)`; returns only on failure.
+    fn reboot(&self) -> io::Error;
+}
