@@ -1,0 +1,195 @@
+//! Booting the ARM image in QEMU for tests.
+//!
+//! Device layout of every boot: one virtio disk (GPT, built per test with
+//! qemu/mkdisk.sh: `rootfs` squashfs, usually `rootfs_data`, sometimes more
+//! lower layers), plus a small read-only disk with serial `testscript` that
+//! holds a shell script. The demo rootfs's rcS runs that script and powers
+//! off. The script reports facts as lines `T:key=value` on the console.
+//! Disks live in a per-test temp dir, never in qemu/out (QEMU locks images,
+//! and the pristine image must stay blank).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The built artifacts (qemu/build.sh): kernel, initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
+pub fn out_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::var_os("OVERLAY_INIT_OUT").map(PathBuf::from).unwrap_or_else(|| root.join("qemu/out/qemu-armv7"));
+    for f in ["kernel", "initramfs.cpio.gz", "rootfs.squashfs", "disk.img", "cmdline"] {
+        assert!(out.join(f).exists(), "{} missing: run qemu/build.sh first (qemu/test.sh does)", out.join(f).display());
+    }
+    out
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory for one test, removed at the end unless the test failed.
+pub struct Work {
+    pub dir: PathBuf,
+}
+
+impl Work {
+    pub fn new(name: &str) -> Work {
+        let dir = std::env::temp_dir().join(format!("overlay-init-qemu-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Work { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// A GPT disk from `NAME:SIZE_MIB[:FILE]` specs (see qemu/mkdisk.sh).
+    pub fn disk(&self, name: &str, parts: &[String]) -> PathBuf {
+        let out = self.path(name);
+        let st = Command::new(repo().join("qemu/mkdisk.sh")).arg(&out).args(parts).status().unwrap();
+        assert!(st.success(), "mkdisk.sh failed for {parts:?}");
+        out
+    }
+
+    /// The standard disk: rootfs squashfs + a blank 64 MiB rootfs_data.
+    pub fn standard_disk(&self) -> PathBuf {
+        let rootfs = out_dir().join("rootfs.squashfs");
+        self.disk("disk.img", &[format!("rootfs:auto:{}", rootfs.display()), "rootfs_data:64".into()])
+    }
+
+    /// A squashfs holding `files` (path, content).
+    pub fn squashfs(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let src = self.path(&format!("{name}.d"));
+        for (p, content) in files {
+            let f = src.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, content).unwrap();
+        }
+        let img = self.path(&format!("{name}.sqfs"));
+        let st = Command::new("mksquashfs")
+            .args([&src, &img])
+            .args(["-comp", "xz", "-all-root", "-noappend", "-quiet"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mksquashfs failed");
+        img
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// What one boot printed.
+pub struct Boot {
+    pub console: String,
+    pub code: Option<i32>,
+}
+
+impl Boot {
+    /// `T:key=value` lines, last one wins.
+    pub fn facts(&self) -> BTreeMap<String, String> {
+        self.console
+            .lines()
+            .filter_map(|l| l.trim_end_matches('\r').split_once("T:").map(|(_, kv)| kv))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn fact(&self, key: &str) -> String {
+        self.facts().get(key).cloned().unwrap_or_else(|| panic!("no T:{key}= on the console:\n{}", self.console))
+    }
+
+    pub fn has(&self, needle: &str) -> bool {
+        self.console.contains(needle)
+    }
+
+    /// Asserts the console holds `needle`, showing the console when not.
+    pub fn expect(&self, needle: &str) {
+        assert!(self.has(needle), "expected {needle:?} on the console:\n{}", self.console);
+    }
+
+    /// The boot reached the real init, ran the test script and powered off cleanly.
+    pub fn expect_clean_run(&self) {
+        self.expect("overlay-demo: real init reached");
+        self.expect("overlay-demo: script exit 0");
+        assert!(!self.has("Kernel panic"), "kernel panic:\n{}", self.console);
+        assert_eq!(self.code, Some(0), "QEMU did not end cleanly:\n{}", self.console);
+    }
+}
+
+/// Shell lines every test script starts with: fact helpers.
+pub const PRELUDE: &str = r#"
+fact() { echo "T:$1=$2"; }
+fstype() { awk -v m="$1" '$2==m {t=$3} END {print t}' /proc/mounts; }
+status() { overlay-status "$@"; echo "T:status_exit=$?"; }
+"#;
+
+/// Boots `disk` with the board's command line plus `append`, running `script`.
+pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
+    let script_file = work.path("script.sh");
+    std::fs::write(&script_file, format!("{PRELUDE}\n{script}\n")).unwrap();
+    let out = Command::new(repo().join("qemu/run.sh"))
+        .args(["--disk"])
+        .arg(disk)
+        .args(["--append", append, "--script"])
+        .arg(&script_file)
+        .args(["--timeout", "90"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("qemu/run.sh");
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    Boot { console, code: out.status.code() }
+}
+
+/// CRC32 of a byte range of a file: any change of those bytes changes it
+/// (for a test that asserts a partition was left untouched).
+pub fn fingerprint(file: &Path, offset: u64, len: u64) -> u32 {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).unwrap();
+    crc32fast::hash(&buf)
+}
+
+/// Fills a file region with pseudo-random bytes (xorshift), deterministic per seed.
+pub fn scribble(file: &Path, offset: u64, len: usize, seed: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut x = seed | 1;
+    let buf: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&buf).unwrap();
+}
+
+/// Byte offset and length of partition `name` in a GPT image (via sfdisk --json).
+pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
+    let out = Command::new("sfdisk").arg("--json").arg(disk).output().expect("sfdisk");
+    let json = String::from_utf8_lossy(&out.stdout);
+    // Each partition object is on one line: {"node":..., "start":N, "size":N, ..., "name":"rootfs_data"}
+    for line in json.lines() {
+        if line.contains(&format!("\"name\":\"{name}\"")) {
+            let num = |key: &str| -> u64 {
+                let i = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+                line[i..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+            };
+            return (num("start") * 512, num("size") * 512);
+        }
+    }
+    panic!("no partition {name} in {}:\n{json}", disk.display());
+}
