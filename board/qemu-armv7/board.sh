@@ -12,7 +12,9 @@ BOARD_KERNEL_FLAVOUR=armmp
 
 # QEMU system emulator and machine. -smp 2 is slower under TCG, not faster.
 BOARD_QEMU=qemu-system-arm
-BOARD_QEMU_MACHINE=(-M virt -cpu cortex-a15 -m 256 -smp 1)
+# -nic none: no default virtio-net-pci NIC (it needs an option ROM we do not
+# install, and the guest has no network anyway).
+BOARD_QEMU_MACHINE=(-M virt -cpu cortex-a15 -m 256 -smp 1 -nic none)
 # Device model for disks: virtio over MMIO (no PCI needed). On "virt" the
 # last -device added becomes vda: find disks by PARTNAME or serial.
 BOARD_QEMU_DISK_DEVICE=virtio-blk-device
