@@ -26,13 +26,13 @@ REPO=$PWD
 BOARD=${1:-qemu-armv7}
 BDIR=$REPO/board/$BOARD
 [ -f "$BDIR/board.sh" ] || { echo "build.sh: no board $BOARD ($BDIR/board.sh)" >&2; exit 1; }
-# shellcheck source=../board/qemu-armv7/board.sh
+# shellcheck source=board/qemu-armv7/board.sh source-path=SCRIPTDIR/..
 . "$BDIR/board.sh"
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (mknod /dev/console, file ownership)"
 
-KERNEL_FLAVOUR=$BOARD_KERNEL_FLAVOUR ./qemu/fetch.sh
+KERNEL_FLAVOUR=$BOARD_KERNEL_FLAVOUR DEB_ARCH=$BOARD_DEB_ARCH ./qemu/fetch.sh
 ./qemu/build-binary.sh
 BIN=$REPO/target/$BOARD_RUST_TARGET/release/overlay-init
 

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FLAVOUR=${KERNEL_FLAVOUR:-armmp}
-ARCH=armhf
+ARCH=${DEB_ARCH:-armhf}
 CACHE=qemu/cache
 DEBS=$CACHE/debs
 KDIR=$CACHE/kernel

@@ -30,7 +30,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
-BOARD=qemu-armv7 shell=0 append= cmdline= script= kernel= initrd= tmo=
+BOARD=qemu-armv7 shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo=''
 disks=() extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,7 +52,7 @@ done
 
 BDIR=$REPO/board/$BOARD
 [ -f "$BDIR/board.sh" ] || die "no board $BOARD"
-# shellcheck source=../board/qemu-armv7/board.sh
+# shellcheck source=board/qemu-armv7/board.sh source-path=SCRIPTDIR/..
 . "$BDIR/board.sh"
 OUT=$REPO/qemu/out/$BOARD
 kernel=${kernel:-$OUT/kernel}

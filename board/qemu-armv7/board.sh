@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Board description for QEMU's ARM "virt" machine with Debian's armhf kernel.
 # Sourced by qemu/build.sh and qemu/run.sh; defines variables only.
 
