@@ -307,7 +307,7 @@ impl<'a> Boot<'a> {
         if self.mode == Mode::Initramfs {
             for d in ["/dev", "/proc", "/sys"] {
                 let target = PathBuf::from(format!("{}{d}", paths::ROM));
-                if self.root.join(&target).is_dir() && self.sys.mount(d, &target, "", MountFlags::NONE, "bind").is_ok() {
+                if self.root.join(&target).is_dir() && self.sys.mount_bind(Path::new(d), &target).is_ok() {
                     bound.push(target);
                 }
             }

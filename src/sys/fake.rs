@@ -11,6 +11,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
+    MountBind { from: PathBuf, to: PathBuf },
     MountMove { from: PathBuf, to: PathBuf },
     Unmount(PathBuf),
     Mkdir(PathBuf),
@@ -82,6 +83,9 @@ impl Sys for FakeSys {
             flags,
             data: data.into(),
         })
+    }
+    fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record(Call::MountBind { from: from.into(), to: to.into() })
     }
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.record(Call::MountMove { from: from.into(), to: to.into() })

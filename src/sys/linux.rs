@@ -43,6 +43,10 @@ impl Sys for LinuxSys {
         rustix::mount::mount(source, target, fstype, ms_flags(flags), data).map_err(os)
     }
 
+    fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()> {
+        rustix::mount::mount_bind(from, to).map_err(os)
+    }
+
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
         rustix::mount::mount_move(from, to).map_err(os)
     }

@@ -57,6 +57,8 @@ pub trait Sys {
     /// `mount(source, target, fstype, flags, data)`.
     fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
         -> io::Result<()>;
+    /// `mount(from, to, NULL, MS_BIND, NULL)`.
+    fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `mount(from, to, NULL, MS_MOVE, NULL)`.
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `umount2(target, detach ? MNT_DETACH : 0)`.
