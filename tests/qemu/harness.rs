@@ -177,19 +177,18 @@ pub fn scribble(file: &Path, offset: u64, len: usize, seed: u64) {
     f.write_all(&buf).unwrap();
 }
 
-/// Byte offset and length of partition `name` in a GPT image (via sfdisk --json).
+/// Byte offset and length of partition `name` in a GPT image, from
+/// `sfdisk --dump` lines `IMG2 : start= 8192, size= 131072, ..., name="rootfs_data"`.
 pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
-    let out = Command::new("sfdisk").arg("--json").arg(disk).output().expect("sfdisk");
-    let json = String::from_utf8_lossy(&out.stdout);
-    // Each partition object is on one line: {"node":..., "start":N, "size":N, ..., "name":"rootfs_data"}
-    for line in json.lines() {
-        if line.contains(&format!("\"name\":\"{name}\"")) {
-            let num = |key: &str| -> u64 {
-                let i = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
-                line[i..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
-            };
-            return (num("start") * 512, num("size") * 512);
-        }
-    }
-    panic!("no partition {name} in {}:\n{json}", disk.display());
+    let out = Command::new("sfdisk").arg("--dump").arg(disk).output().expect("sfdisk");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let line = dump
+        .lines()
+        .find(|l| l.contains(&format!("name=\"{name}\"")))
+        .unwrap_or_else(|| panic!("no partition {name} in {}:\n{dump}", disk.display()));
+    let num = |key: &str| -> u64 {
+        let field = line.split(',').find_map(|f| f.split(':').last()?.trim().strip_prefix(&format!("{key}="))).unwrap();
+        field.trim().parse().unwrap()
+    };
+    (num("start") * 512, num("size") * 512)
 }
