@@ -37,8 +37,14 @@ pub fn parse(line: &str) -> Vec<Param> {
             }
         }
         params.push(match word.split_once('=') {
-            Some((k, v)) => Param { key: k.to_string(), value: Some(v.to_string()) },
-            None => Param { key: word, value: None },
+            Some((k, v)) => Param {
+                key: k.to_string(),
+                value: Some(v.to_string()),
+            },
+            None => Param {
+                key: word,
+                value: None,
+            },
         });
     }
     params
@@ -57,20 +63,30 @@ mod tests {
     use super::*;
 
     fn p(k: &str, v: Option<&str>) -> Param {
-        Param { key: k.into(), value: v.map(Into::into) }
+        Param {
+            key: k.into(),
+            value: v.map(Into::into),
+        }
     }
 
     #[test]
     fn splits_words_values_and_flags() {
         assert_eq!(
             parse("  console=ttyAMA0   rootwait root=PARTLABEL=rootfs\n"),
-            vec![p("console", Some("ttyAMA0")), p("rootwait", None), p("root", Some("PARTLABEL=rootfs"))]
+            vec![
+                p("console", Some("ttyAMA0")),
+                p("rootwait", None),
+                p("root", Some("PARTLABEL=rootfs"))
+            ]
         );
     }
 
     #[test]
     fn quotes_group_spaces_and_are_removed() {
-        assert_eq!(parse(r#"a="x y" "b=c d" e"#), vec![p("a", Some("x y")), p("b", Some("c d")), p("e", None)]);
+        assert_eq!(
+            parse(r#"a="x y" "b=c d" e"#),
+            vec![p("a", Some("x y")), p("b", Some("c d")), p("e", None)]
+        );
     }
 
     #[test]
@@ -86,6 +102,9 @@ mod tests {
     #[test]
     fn file_comments_are_skipped() {
         let f = "# modules\noverlay.modules=a,b\n  # indented comment\noverlay.debug\n";
-        assert_eq!(parse_file(f), vec![p("overlay.modules", Some("a,b")), p("overlay.debug", None)]);
+        assert_eq!(
+            parse_file(f),
+            vec![p("overlay.modules", Some("a,b")), p("overlay.debug", None)]
+        );
     }
 }

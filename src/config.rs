@@ -134,7 +134,10 @@ impl fmt::Display for ConfigError {
 
 impl Config {
     /// Builds the config from the board file text (if any) and /proc/cmdline.
-    pub fn from_sources(board_file: Option<&str>, cmdline_text: &str) -> (Config, Vec<ConfigError>) {
+    pub fn from_sources(
+        board_file: Option<&str>,
+        cmdline_text: &str,
+    ) -> (Config, Vec<ConfigError>) {
         let mut params = board_file.map(cmdline::parse_file).unwrap_or_default();
         params.extend(cmdline::parse(cmdline_text));
         let mut cfg = Config::default();
@@ -155,7 +158,10 @@ impl Config {
     /// The current value of a key, for error messages.
     fn current(&self, key: &str) -> String {
         match key {
-            "root" => self.root.as_ref().map_or("no root device".into(), |r| r.to_string()),
+            "root" => self
+                .root
+                .as_ref()
+                .map_or("no root device".into(), |r| r.to_string()),
             "rootwait" | "rootdelay" => format!("a {} s wait", self.root_wait.as_secs()),
             "overlay.datawait" => format!("a {} s wait", self.data_wait.as_secs()),
             "overlay.lower" => format!("{} extra lower layer(s)", self.lowers.len()),
@@ -164,7 +170,9 @@ impl Config {
                 DataSource::Tmpfs => "tmpfs".into(),
                 DataSource::Disabled => "no overlay".into(),
             },
-            "overlay.fstype" | "fstools_overlay_fstype" => format!("{:?}", self.fstype).to_lowercase(),
+            "overlay.fstype" | "fstools_overlay_fstype" => {
+                format!("{:?}", self.fstype).to_lowercase()
+            }
             "init" => self.init.clone(),
             "overlay.tmpfs_size" => self.tmpfs_size.to_string(),
             "panic" => format!("a {} s delay", self.fatal_delay.as_secs()),
@@ -187,7 +195,10 @@ impl Config {
             "overlay.datawait" => self.data_wait = secs(v)?,
             "overlay.lower" => {
                 let list = word(v)?;
-                self.lowers = list.split(',').map(|s| parse_spec(s).map_err(|e| format!("{s}: {e}"))).collect::<Result<_, _>>()?;
+                self.lowers = list
+                    .split(',')
+                    .map(|s| parse_spec(s).map_err(|e| format!("{s}: {e}")))
+                    .collect::<Result<_, _>>()?;
             }
             "overlay.data" => {
                 self.data = match word(v)? {
@@ -196,7 +207,9 @@ impl Config {
                     s => DataSource::Device(parse_spec(s).map_err(|e| e.to_string())?),
                 }
             }
-            "fstools_overlay_name" => self.data = DataSource::Device(DeviceSpec::PartLabel(word(v)?.into())),
+            "fstools_overlay_name" => {
+                self.data = DataSource::Device(DeviceSpec::PartLabel(word(v)?.into()))
+            }
             "overlay.fstype" | "fstools_overlay_fstype" => {
                 self.fstype = match word(v)? {
                     "auto" => FsChoice::Auto,
@@ -217,7 +230,10 @@ impl Config {
             "overlay.tmpfs_size" => self.tmpfs_size = parse_size(word(v)?)?,
             "overlay.modules" => self.modules = list(v)?,
             "panic" => {
-                let n: i64 = word(v)?.trim().parse().map_err(|_| "not a number".to_string())?;
+                let n: i64 = word(v)?
+                    .trim()
+                    .parse()
+                    .map_err(|_| "not a number".to_string())?;
                 self.fatal_delay = match n {
                     n if n < 0 => Duration::ZERO,
                     0 => DEFAULT_FATAL_DELAY,
@@ -264,7 +280,10 @@ impl Config {
 
     /// The modules to load before mounting `fstype`.
     pub fn modules_for(&self, fstype: &str) -> &[String] {
-        self.fs_modules.iter().find(|(f, _)| f == fstype).map_or(&[], |(_, m)| m.as_slice())
+        self.fs_modules
+            .iter()
+            .find(|(f, _)| f == fstype)
+            .map_or(&[], |(_, m)| m.as_slice())
     }
 }
 
@@ -280,7 +299,9 @@ fn spec(v: Option<&str>) -> Result<DeviceSpec, String> {
 }
 
 fn secs(v: Option<&str>) -> Result<Duration, String> {
-    let n: u64 = word(v)?.parse().map_err(|_| "not a number of seconds".to_string())?;
+    let n: u64 = word(v)?
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
     if n > 3600 {
         return Err("more than an hour".into());
     }
@@ -296,8 +317,15 @@ fn flag(v: Option<&str>) -> Result<bool, String> {
 }
 
 fn list(v: Option<&str>) -> Result<Vec<String>, String> {
-    let items: Vec<String> = word(v)?.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    if items.iter().any(|m| !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')) {
+    let items: Vec<String> = word(v)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if items.iter().any(|m| {
+        !m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
         return Err("module names are letters, digits, - and _".into());
     }
     Ok(items)
@@ -317,7 +345,9 @@ pub fn parse_size(s: &str) -> Result<TmpfsSize, String> {
         Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| "not a size (use N%, or N with k, m or g)".to_string())?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "not a size (use N%, or N with k, m or g)".to_string())?;
     let bytes = n.checked_mul(mult).ok_or("too large")?;
     if bytes < 1 << 20 {
         return Err("smaller than 1 MiB (0 would mean unbounded)".into());
@@ -337,7 +367,10 @@ mod tests {
     fn defaults() {
         let (c, e) = cfg("console=ttyAMA0");
         assert!(e.is_empty());
-        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("rootfs_data".into())));
+        assert_eq!(
+            c.data,
+            DataSource::Device(DeviceSpec::PartLabel("rootfs_data".into()))
+        );
         assert_eq!(c.init, "/sbin/init");
         assert_eq!(c.tmpfs_size, TmpfsSize::Percent(25));
         assert_eq!(c.root, None);
@@ -349,8 +382,17 @@ mod tests {
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(c.root, Some(DeviceSpec::PartLabel("rootfs".into())));
         assert_eq!(c.root_wait, ROOTWAIT_BOUND);
-        assert_eq!(c.lowers, vec![DeviceSpec::PartLabel("a".into()), DeviceSpec::Path("/dev/vdc".into())]);
-        assert_eq!(c.data, DataSource::Device(DeviceSpec::Path("/dev/vdb1".into())));
+        assert_eq!(
+            c.lowers,
+            vec![
+                DeviceSpec::PartLabel("a".into()),
+                DeviceSpec::Path("/dev/vdc".into())
+            ]
+        );
+        assert_eq!(
+            c.data,
+            DataSource::Device(DeviceSpec::Path("/dev/vdb1".into()))
+        );
         assert_eq!(c.fstype, FsChoice::F2fs);
         assert_eq!(c.init, "/bin/sh");
         assert!(c.debug);
@@ -369,18 +411,27 @@ mod tests {
     fn openwrt_aliases() {
         let (c, e) = cfg("fstools_overlay_name=mydata fstools_overlay_fstype=f2fs");
         assert!(e.is_empty());
-        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("mydata".into())));
+        assert_eq!(
+            c.data,
+            DataSource::Device(DeviceSpec::PartLabel("mydata".into()))
+        );
         assert_eq!(c.fstype, FsChoice::F2fs);
     }
 
     #[test]
     fn ubuntu_aliases() {
         assert_eq!(cfg("overlayroot=tmpfs").0.data, DataSource::Tmpfs);
-        assert_eq!(cfg("overlayroot=tmpfs:swap=1,recurse=0").0.data, DataSource::Tmpfs);
+        assert_eq!(
+            cfg("overlayroot=tmpfs:swap=1,recurse=0").0.data,
+            DataSource::Tmpfs
+        );
         assert_eq!(cfg("overlayroot=disabled").0.data, DataSource::Disabled);
         let (c, e) = cfg("overlayroot=device:dev=PARTLABEL=other,timeout=7,mkfs=1");
         assert!(e.is_empty());
-        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("other".into())));
+        assert_eq!(
+            c.data,
+            DataSource::Device(DeviceSpec::PartLabel("other".into()))
+        );
         assert_eq!(c.data_wait, Duration::from_secs(7));
     }
 
@@ -389,7 +440,10 @@ mod tests {
         let board = "# board\noverlay.data=tmpfs\noverlay.modules=virtio_blk,ext4\noverlay.modules.ext4=jbd2,ext4\n";
         let (c, e) = Config::from_sources(Some(board), "overlay.data=PARTLABEL=x");
         assert!(e.is_empty());
-        assert_eq!(c.data, DataSource::Device(DeviceSpec::PartLabel("x".into())));
+        assert_eq!(
+            c.data,
+            DataSource::Device(DeviceSpec::PartLabel("x".into()))
+        );
         assert_eq!(c.modules, vec!["virtio_blk", "ext4"]);
         assert_eq!(c.modules_for("ext4"), ["jbd2", "ext4"]);
         assert!(c.modules_for("f2fs").is_empty());
@@ -400,8 +454,25 @@ mod tests {
         let (c, e) = cfg("overlay.tmpfs_size=0 overlay.fstype=btrfs init=sbin/init overlayroot=crypt:x overlay.data=vda2 rootwait=soon overlay.bogus=1 overlay.lower=PARTLABEL=a,junk panic=x root=");
         assert_eq!(c, Config::default());
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["overlay.tmpfs_size", "overlay.fstype", "init", "overlayroot", "overlay.data", "rootwait", "overlay.bogus", "overlay.lower", "panic", "root"]);
-        assert_eq!(e[0].to_string(), "overlay.tmpfs_size=0: smaller than 1 MiB (0 would mean unbounded); using 25%");
+        assert_eq!(
+            keys,
+            [
+                "overlay.tmpfs_size",
+                "overlay.fstype",
+                "init",
+                "overlayroot",
+                "overlay.data",
+                "rootwait",
+                "overlay.bogus",
+                "overlay.lower",
+                "panic",
+                "root"
+            ]
+        );
+        assert_eq!(
+            e[0].to_string(),
+            "overlay.tmpfs_size=0: smaller than 1 MiB (0 would mean unbounded); using 25%"
+        );
         assert_eq!(e[2].kept, "/sbin/init");
     }
 

@@ -47,7 +47,9 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SpecError::Empty => "empty device name",
-            SpecError::UnknownForm => "not a device (use /dev/NAME, PARTLABEL=NAME or PARTUUID=UUID)",
+            SpecError::UnknownForm => {
+                "not a device (use /dev/NAME, PARTLABEL=NAME or PARTUUID=UUID)"
+            }
             SpecError::BadPath => "not a plain /dev/NAME path",
             SpecError::BadUuid => "not a partition UUID (GPT GUID or MBR SSSSSSSS-PP)",
         })
@@ -61,11 +63,19 @@ pub fn parse_spec(s: &str) -> Result<DeviceSpec, SpecError> {
         return Err(SpecError::Empty);
     }
     if let Some(label) = s.strip_prefix("PARTLABEL=") {
-        return if label.is_empty() { Err(SpecError::Empty) } else { Ok(DeviceSpec::PartLabel(label.into())) };
+        return if label.is_empty() {
+            Err(SpecError::Empty)
+        } else {
+            Ok(DeviceSpec::PartLabel(label.into()))
+        };
     }
     if let Some(uuid) = s.strip_prefix("PARTUUID=") {
         let u = uuid.to_ascii_lowercase();
-        return if is_guid(&u) || is_mbr_partuuid(&u) { Ok(DeviceSpec::PartUuid(u)) } else { Err(SpecError::BadUuid) };
+        return if is_guid(&u) || is_mbr_partuuid(&u) {
+            Ok(DeviceSpec::PartUuid(u))
+        } else {
+            Err(SpecError::BadUuid)
+        };
     }
     if let Some(name) = s.strip_prefix("/dev/") {
         if name.is_empty() || name.split('/').any(|c| c == ".." || c.is_empty()) {
@@ -82,7 +92,11 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5 && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| is_hex(p, *n))
+    parts.len() == 5
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| is_hex(p, *n))
 }
 
 fn is_mbr_partuuid(s: &str) -> bool {
@@ -178,8 +192,12 @@ fn parse_gpt(head: &[u8]) -> Option<Vec<PartEntry>> {
     }
     let mut out = Vec::new();
     for i in 0..count {
-        let off = entries_lba.checked_mul(SECTOR)?.checked_add(i.checked_mul(esize)?)?;
-        let Some(e) = head.get(off..off + 128) else { break };
+        let off = entries_lba
+            .checked_mul(SECTOR)?
+            .checked_add(i.checked_mul(esize)?)?;
+        let Some(e) = head.get(off..off + 128) else {
+            break;
+        };
         if e.get(0..16)?.iter().all(|&b| b == 0) {
             continue; // unused entry: type GUID zero
         }
@@ -190,7 +208,11 @@ fn parse_gpt(head: &[u8]) -> Option<Vec<PartEntry>> {
             .take_while(|&u| u != 0)
             .collect();
         let name = String::from_utf16(&units).ok().filter(|n| !n.is_empty());
-        out.push(PartEntry { number: u32::try_from(i).ok()? + 1, uuid: format_guid(e.get(16..32)?)?, name });
+        out.push(PartEntry {
+            number: u32::try_from(i).ok()? + 1,
+            uuid: format_guid(e.get(16..32)?)?,
+            name,
+        });
     }
     Some(out)
 }
@@ -201,7 +223,11 @@ fn format_guid(g: &[u8]) -> Option<String> {
     let d2 = u16::from_le_bytes(g.get(4..6)?.try_into().ok()?);
     let d3 = u16::from_le_bytes(g.get(6..8)?.try_into().ok()?);
     let tail: String = g.get(8..16)?.iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("{d1:08x}-{d2:04x}-{d3:04x}-{}-{}", &tail[..4], &tail[4..]))
+    Some(format!(
+        "{d1:08x}-{d2:04x}-{d3:04x}-{}-{}",
+        &tail[..4],
+        &tail[4..]
+    ))
 }
 
 fn parse_mbr(head: &[u8]) -> Vec<PartEntry> {
@@ -211,7 +237,11 @@ fn parse_mbr(head: &[u8]) -> Vec<PartEntry> {
     (0..4u32)
         .filter_map(|i| {
             let e = head.get(0x1BE + 16 * i as usize..0x1BE + 16 * (i as usize + 1))?;
-            (e.get(4) != Some(&0)).then(|| PartEntry { number: i + 1, uuid: format!("{sig:08x}-{:02x}", i + 1), name: None })
+            (e.get(4) != Some(&0)).then(|| PartEntry {
+                number: i + 1,
+                uuid: format!("{sig:08x}-{:02x}", i + 1),
+                name: None,
+            })
         })
         .collect()
 }
@@ -242,13 +272,18 @@ fn read_disk_head(node: &std::path::Path) -> io::Result<Vec<u8>> {
 }
 
 fn parse_entries_lba(head: &[u8]) -> Option<u64> {
-    (head.get(SECTOR..SECTOR + 8)? == b"EFI PART").then(|| le64(head, SECTOR + 72)).flatten().filter(|&l| l < 1 << 20)
+    (head.get(SECTOR..SECTOR + 8)? == b"EFI PART")
+        .then(|| le64(head, SECTOR + 72))
+        .flatten()
+        .filter(|&l| l < 1 << 20)
 }
 
 /// Lists the block devices under `<root>/sys/class/block`, with partition names
 /// and UUIDs filled from each disk's partition table when uevent lacks them.
 pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
-    let Ok(dir) = std::fs::read_dir(root.path("/sys/class/block")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(root.path("/sys/class/block")) else {
+        return Vec::new();
+    };
     let mut devs: Vec<BlockDev> = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -258,9 +293,11 @@ pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
         let devname = devname.unwrap_or_else(|| name.clone());
         let is_part = devtype.as_deref() == Some("partition") || sys.join("partition").exists();
         let disk = if is_part {
-            std::fs::canonicalize(&sys)
-                .ok()
-                .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()))
+            std::fs::canonicalize(&sys).ok().and_then(|p| {
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
         } else {
             None
         };
@@ -279,11 +316,21 @@ pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
         });
     }
     // Fill names and UUIDs from each disk's table, reading each disk once.
-    let disks: Vec<String> = devs.iter().filter_map(|d| d.disk.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let disks: Vec<String> = devs
+        .iter()
+        .filter_map(|d| d.disk.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for disk in disks {
-        let Ok(head) = read_disk_head(&root.path(&format!("/dev/{disk}"))) else { continue };
+        let Ok(head) = read_disk_head(&root.path(&format!("/dev/{disk}"))) else {
+            continue;
+        };
         let table = parse_partition_table(&head);
-        for dev in devs.iter_mut().filter(|d| d.disk.as_deref() == Some(disk.as_str())) {
+        for dev in devs
+            .iter_mut()
+            .filter(|d| d.disk.as_deref() == Some(disk.as_str()))
+        {
             if let Some(e) = table.iter().find(|e| Some(e.number) == dev.partn) {
                 dev.partuuid = Some(e.uuid.clone());
                 if dev.partlabel.is_none() {
@@ -307,13 +354,24 @@ mod tests {
 
     #[test]
     fn spec_forms() {
-        assert_eq!(parse_spec("/dev/vda1"), Ok(DeviceSpec::Path("/dev/vda1".into())));
-        assert_eq!(parse_spec("PARTLABEL=rootfs_data"), Ok(DeviceSpec::PartLabel("rootfs_data".into())));
+        assert_eq!(
+            parse_spec("/dev/vda1"),
+            Ok(DeviceSpec::Path("/dev/vda1".into()))
+        );
+        assert_eq!(
+            parse_spec("PARTLABEL=rootfs_data"),
+            Ok(DeviceSpec::PartLabel("rootfs_data".into()))
+        );
         assert_eq!(
             parse_spec("PARTUUID=0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
-            Ok(DeviceSpec::PartUuid("0fc63daf-8483-4772-8e79-3d69d8477de4".into()))
+            Ok(DeviceSpec::PartUuid(
+                "0fc63daf-8483-4772-8e79-3d69d8477de4".into()
+            ))
         );
-        assert_eq!(parse_spec("PARTUUID=1234abcd-02"), Ok(DeviceSpec::PartUuid("1234abcd-02".into())));
+        assert_eq!(
+            parse_spec("PARTUUID=1234abcd-02"),
+            Ok(DeviceSpec::PartUuid("1234abcd-02".into()))
+        );
     }
 
     #[test]
@@ -332,7 +390,12 @@ mod tests {
         let u = "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nDISKSEQ=1\nPARTN=2\nPARTNAME=rootfs_data\n";
         assert_eq!(
             parse_uevent(u),
-            (Some("vda2".into()), Some("partition".into()), Some(2), Some("rootfs_data".into()))
+            (
+                Some("vda2".into()),
+                Some("partition".into()),
+                Some(2),
+                Some("rootfs_data".into())
+            )
         );
         assert_eq!(parse_uevent("garbage\nPARTN=x\n"), (None, None, None, None));
     }
@@ -360,14 +423,23 @@ mod tests {
         img
     }
 
-    const G1: [u8; 16] = [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8];
+    const G1: [u8; 16] = [
+        0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8,
+    ];
 
     #[test]
     fn gpt_names_and_guids() {
         let head = gpt_head(&[("rootfs", G1), ("rootfs_data", [0x11; 16])]);
         let t = parse_partition_table(&head);
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0], PartEntry { number: 1, uuid: "12345678-9abc-def0-0102-030405060708".into(), name: Some("rootfs".into()) });
+        assert_eq!(
+            t[0],
+            PartEntry {
+                number: 1,
+                uuid: "12345678-9abc-def0-0102-030405060708".into(),
+                name: Some("rootfs".into())
+            }
+        );
         assert_eq!(t[1].name.as_deref(), Some("rootfs_data"));
         assert_eq!(t[1].number, 2);
     }
@@ -395,7 +467,10 @@ mod tests {
         head[510] = 0x55;
         head[511] = 0xAA;
         let t = parse_partition_table(&head);
-        assert_eq!(t.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(), vec!["deadbeef-01", "deadbeef-02"]);
+        assert_eq!(
+            t.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(),
+            vec!["deadbeef-01", "deadbeef-02"]
+        );
     }
 
     #[test]
@@ -407,15 +482,31 @@ mod tests {
         std::fs::create_dir_all(disk.join("vda2")).unwrap();
         std::fs::write(disk.join("uevent"), "DEVNAME=vda\nDEVTYPE=disk\n").unwrap();
         std::fs::write(disk.join("size"), "2048\n").unwrap();
-        std::fs::write(disk.join("vda1/uevent"), "DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\n").unwrap();
-        std::fs::write(disk.join("vda2/uevent"), "DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=data\n").unwrap();
+        std::fs::write(
+            disk.join("vda1/uevent"),
+            "DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            disk.join("vda2/uevent"),
+            "DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=data\n",
+        )
+        .unwrap();
         let class = dir.path().join("sys/class/block");
         std::fs::create_dir_all(&class).unwrap();
-        for (n, t) in [("vda", "../../devices/virtio0/block/vda"), ("vda1", "../../devices/virtio0/block/vda/vda1"), ("vda2", "../../devices/virtio0/block/vda/vda2")] {
+        for (n, t) in [
+            ("vda", "../../devices/virtio0/block/vda"),
+            ("vda1", "../../devices/virtio0/block/vda/vda1"),
+            ("vda2", "../../devices/virtio0/block/vda/vda2"),
+        ] {
             std::os::unix::fs::symlink(t, class.join(n)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("dev")).unwrap();
-        std::fs::write(dir.path().join("dev/vda"), gpt_head(&[("rootfs", G1), ("rootfs_data", [0x22; 16])])).unwrap();
+        std::fs::write(
+            dir.path().join("dev/vda"),
+            gpt_head(&[("rootfs", G1), ("rootfs_data", [0x22; 16])]),
+        )
+        .unwrap();
 
         let devs = read_block_devices(&root);
         assert_eq!(devs.len(), 3);
@@ -424,10 +515,20 @@ mod tests {
         assert_eq!(p1.name, "vda1");
         assert_eq!(p1.disk.as_deref(), Some("vda"));
         // uevent's PARTNAME wins over the table, as the kernel reports it.
-        assert_eq!(find(&devs, &DeviceSpec::PartLabel("data".into())).unwrap().name, "vda2");
+        assert_eq!(
+            find(&devs, &DeviceSpec::PartLabel("data".into()))
+                .unwrap()
+                .name,
+            "vda2"
+        );
         assert!(find(&devs, &DeviceSpec::PartLabel("rootfs_data".into())).is_none());
         let by_uuid = DeviceSpec::PartUuid("12345678-9abc-def0-0102-030405060708".into());
         assert_eq!(find(&devs, &by_uuid).unwrap().name, "vda1");
-        assert_eq!(find(&devs, &DeviceSpec::Path("/dev/vda2".into())).unwrap().name, "vda2");
+        assert_eq!(
+            find(&devs, &DeviceSpec::Path("/dev/vda2".into()))
+                .unwrap()
+                .name,
+            "vda2"
+        );
     }
 }

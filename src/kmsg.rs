@@ -74,16 +74,27 @@ pub fn init(tag: &'static str, level: LevelFilter) {
 pub fn reinit(root: &SysRoot, debug: bool) {
     let Ok(mut i) = LOGGER.0.lock() else { return };
     i.debug = debug;
-    if let Some(l) = std::fs::read_to_string(root.path(PROC_PRINTK)).ok().as_deref().and_then(parse_console_loglevel) {
+    if let Some(l) = std::fs::read_to_string(root.path(PROC_PRINTK))
+        .ok()
+        .as_deref()
+        .and_then(parse_console_loglevel)
+    {
         i.console_loglevel = l;
     }
     i.kmsg = std::path::Path::new(DEV_KMSG).exists();
     let tag = i.tag;
     while let Some((prio, line)) = i.early.pop_front() {
-        emit(&i, tag, prio, &line);
+        // Held before the config said whether debug is wanted.
+        if prio < 7 || debug {
+            emit(&i, tag, prio, &line);
+        }
     }
     drop(i);
-    log::set_max_level(if debug { LevelFilter::Debug } else { LevelFilter::Info });
+    log::set_max_level(if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
 }
 
 /// No kmsg will come (devtmpfs failed): print what was held on the console.

@@ -29,7 +29,10 @@ Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let name = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     if rustix::process::getpid().is_init() {
         pid1::main();
     }

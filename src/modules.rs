@@ -26,7 +26,9 @@ pub fn normalize(name: &str) -> String {
 pub fn parse_modules_dep(text: &str) -> DepTable {
     let mut t = BTreeMap::new();
     for line in text.lines() {
-        let Some((path, deps)) = line.split_once(':') else { continue };
+        let Some((path, deps)) = line.split_once(':') else {
+            continue;
+        };
         let path = path.trim();
         if path.is_empty() {
             continue;
@@ -39,7 +41,11 @@ pub fn parse_modules_dep(text: &str) -> DepTable {
 
 /// Names of built-in modules from `modules.builtin` (`kernel/.../x.ko` lines).
 pub fn parse_builtin(text: &str) -> BTreeSet<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(module_name)
+        .collect()
 }
 
 /// Why a module cannot be loaded.
@@ -53,7 +59,11 @@ impl DepTable {
     /// The load order for `wanted`: each module after its dependencies, each
     /// once, skipping those `skip` says are present. Modules missing from the
     /// table are reported, and their dependants are still attempted.
-    pub fn load_order(&self, wanted: &[String], skip: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<ModuleError>) {
+    pub fn load_order(
+        &self,
+        wanted: &[String],
+        skip: &dyn Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<ModuleError>) {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
         let mut errors = Vec::new();
@@ -63,7 +73,14 @@ impl DepTable {
         (order, errors)
     }
 
-    fn visit(&self, m: &str, skip: &dyn Fn(&str) -> bool, seen: &mut BTreeSet<String>, order: &mut Vec<String>, errors: &mut Vec<ModuleError>) {
+    fn visit(
+        &self,
+        m: &str,
+        skip: &dyn Fn(&str) -> bool,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+        errors: &mut Vec<ModuleError>,
+    ) {
         if !seen.insert(m.to_string()) || skip(m) {
             return;
         }
@@ -113,7 +130,9 @@ impl ModuleLoader {
         let (order, errors) = self.table.load_order(wanted, &|m| self.present(m));
         let mut problems: Vec<String> = errors
             .into_iter()
-            .map(|ModuleError::NotFound(m)| format!("module {m}: not in the initramfs and not built in"))
+            .map(|ModuleError::NotFound(m)| {
+                format!("module {m}: not in the initramfs and not built in")
+            })
             .collect();
         for rel in order {
             let path = self.dir.join(&rel);
@@ -130,7 +149,8 @@ impl ModuleLoader {
 mod tests {
     use super::*;
 
-    const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko kernel/lib/crc16.ko\n\
+    const DEP: &str =
+        "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko kernel/lib/crc16.ko\n\
 kernel/fs/jbd2/jbd2.ko:\n\
 kernel/fs/mbcache.ko:\n\
 kernel/lib/crc16.ko:\n\
@@ -145,7 +165,10 @@ kernel/fs/overlay/overlay.ko:\n";
 
     #[test]
     fn names() {
-        assert_eq!(module_name("kernel/drivers/virtio/virtio-mmio.ko.xz"), "virtio_mmio");
+        assert_eq!(
+            module_name("kernel/drivers/virtio/virtio-mmio.ko.xz"),
+            "virtio_mmio"
+        );
         assert_eq!(module_name("ext4.ko"), "ext4");
         assert_eq!(normalize("crc32c-generic"), "crc32c_generic");
     }
@@ -154,19 +177,42 @@ kernel/fs/overlay/overlay.ko:\n";
     fn deps_come_first_deepest_last_in_list_loaded_first() {
         let (o, e) = order(&["ext4"], &|_| false);
         assert!(e.is_empty());
-        assert_eq!(o, ["kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/ext4/ext4.ko"]);
+        assert_eq!(
+            o,
+            [
+                "kernel/lib/crc16.ko",
+                "kernel/fs/mbcache.ko",
+                "kernel/fs/jbd2/jbd2.ko",
+                "kernel/fs/ext4/ext4.ko"
+            ]
+        );
     }
 
     #[test]
     fn each_module_once_and_dash_names() {
         let (o, _) = order(&["virtio-blk", "virtio_mmio", "virtio_blk"], &|_| false);
-        assert_eq!(o, ["kernel/drivers/virtio/virtio-mmio.ko.xz", "kernel/drivers/block/virtio_blk.ko"]);
+        assert_eq!(
+            o,
+            [
+                "kernel/drivers/virtio/virtio-mmio.ko.xz",
+                "kernel/drivers/block/virtio_blk.ko"
+            ]
+        );
     }
 
     #[test]
     fn present_modules_are_skipped_missing_reported() {
-        let (o, e) = order(&["ext4", "nosuch", "overlay"], &|m| m == "jbd2" || m == "overlay");
-        assert_eq!(o, ["kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/ext4/ext4.ko"]);
+        let (o, e) = order(&["ext4", "nosuch", "overlay"], &|m| {
+            m == "jbd2" || m == "overlay"
+        });
+        assert_eq!(
+            o,
+            [
+                "kernel/lib/crc16.ko",
+                "kernel/fs/mbcache.ko",
+                "kernel/fs/ext4/ext4.ko"
+            ]
+        );
         assert_eq!(e, [ModuleError::NotFound("nosuch".into())]);
     }
 
@@ -184,13 +230,28 @@ kernel/fs/overlay/overlay.ko:\n";
         std::fs::create_dir_all(dir.path().join("sys/module/mbcache")).unwrap();
         let loader = ModuleLoader::read(&SysRoot::new(dir.path()), "6.1.0");
         let sys = crate::sys::fake::FakeSys::default();
-        sys.fail_when(22, |c| matches!(c, crate::sys::fake::Call::LoadModule(p) if p.ends_with("ext4.ko")));
+        sys.fail_when(
+            22,
+            |c| matches!(c, crate::sys::fake::Call::LoadModule(p) if p.ends_with("ext4.ko")),
+        );
         let problems = loader.load(&sys, &["ext4".into()]);
-        let loaded: Vec<_> = sys.calls().into_iter().map(|c| match c {
-            crate::sys::fake::Call::LoadModule(p) => p.strip_prefix(dir.path()).unwrap().display().to_string(),
-            other => panic!("unexpected {other:?}"),
-        }).collect();
-        assert_eq!(loaded, ["lib/modules/6.1.0/kernel/fs/jbd2/jbd2.ko", "lib/modules/6.1.0/kernel/fs/ext4/ext4.ko"]);
+        let loaded: Vec<_> = sys
+            .calls()
+            .into_iter()
+            .map(|c| match c {
+                crate::sys::fake::Call::LoadModule(p) => {
+                    p.strip_prefix(dir.path()).unwrap().display().to_string()
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            loaded,
+            [
+                "lib/modules/6.1.0/kernel/fs/jbd2/jbd2.ko",
+                "lib/modules/6.1.0/kernel/fs/ext4/ext4.ko"
+            ]
+        );
         assert_eq!(problems.len(), 1);
         assert!(problems[0].starts_with("module ext4:"), "{problems:?}");
     }

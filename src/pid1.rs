@@ -22,7 +22,11 @@ pub fn main() -> ! {
     std::panic::set_hook(Box::new(|info| {
         // panic = "abort": log while we still can, then take the fatal path.
         log::error!("internal error: {info}");
-        fatal(&LinuxSys, DEFAULT_PANIC_DELAY, "overlay-init hit an internal error");
+        fatal(
+            &LinuxSys,
+            DEFAULT_PANIC_DELAY,
+            "overlay-init hit an internal error",
+        );
     }));
     kmsg::init("overlay-init", log::LevelFilter::Debug);
     let root = SysRoot::host();
@@ -45,14 +49,25 @@ pub fn main() -> ! {
         mode_name(mode),
         started_at.as_millis()
     );
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     boot.load_modules(&release);
 
     let delay = boot.cfg.fatal_delay;
     match run(&mut boot) {
         Ok(init) => {
             let err = hand_over(&sys, &init);
-            fatal(&sys, delay, &BootError::Exec { init: init.path, err }.to_string())
+            fatal(
+                &sys,
+                delay,
+                &BootError::Exec {
+                    init: init.path,
+                    err,
+                }
+                .to_string(),
+            )
         }
         Err(e) => fatal(&sys, delay, &e.to_string()),
     }
@@ -69,7 +84,10 @@ fn mode_name(m: Mode) -> &'static str {
 
 fn boottime() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
+    Duration::new(
+        t.tv_sec.unsigned_abs(),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// The stages after the modules, up to what to exec.
@@ -78,7 +96,10 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
     boot.setup_upper();
     let stay = boot.mode == Mode::Pivot && matches!(boot.state.upper, Upper::None { .. });
     if stay {
-        log::info!("no overlay: starting {} on the kernel's root as it is", boot.cfg.init);
+        log::info!(
+            "no overlay: starting {} on the kernel's root as it is",
+            boot.cfg.init
+        );
     } else {
         boot.assemble()?;
         boot.switch()?;
@@ -88,9 +109,18 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
         log::warn!("{line}");
     }
     let total: Duration = boot.state.total();
-    let stages: Vec<String> =
-        boot.state.stages.iter().map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3)).collect();
-    log::info!("pre-init done in {:.1} ms ({} ms); starting {}", total.as_secs_f64() * 1e3, stages.join(", "), boot.cfg.init);
+    let stages: Vec<String> = boot
+        .state
+        .stages
+        .iter()
+        .map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3))
+        .collect();
+    log::info!(
+        "pre-init done in {:.1} ms ({} ms); starting {}",
+        total.as_secs_f64() * 1e3,
+        stages.join(", "),
+        boot.cfg.init
+    );
     write_state(boot);
 
     // The words the kernel passed to init (`single`, what follows `--`) go on.
@@ -99,7 +129,11 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
     // The environment the kernel gave init (HOME, TERM, its unknown key=value
     // words), passed on as it is: the real init gets what it would have got.
     let envp = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
-    Ok(InitExec { path: boot.cfg.init.clone(), argv, envp })
+    Ok(InitExec {
+        path: boot.cfg.init.clone(),
+        argv,
+        envp,
+    })
 }
 
 /// Copies this binary into /run so that `overlay-status` works in any root
@@ -118,7 +152,10 @@ fn install_tools(boot: &mut Boot) {
             Ok(())
         });
     if let Err(e) = result {
-        let msg = format!("cannot install overlay-status in {}: {e}", paths::RUN_BIN_DIR);
+        let msg = format!(
+            "cannot install overlay-status in {}: {e}",
+            paths::RUN_BIN_DIR
+        );
         log::warn!("{msg}");
         boot.state.warnings.push(msg);
     }
@@ -138,7 +175,13 @@ fn write_state(boot: &Boot) {
 /// stdin/stdout/stderr on /dev/console (the kernel opens it for init only
 /// when the initramfs has the node; devtmpfs always has it).
 fn setup_console() {
-    let Ok(c) = std::fs::OpenOptions::new().read(true).write(true).open(paths::DEV_CONSOLE) else { return };
+    let Ok(c) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(paths::DEV_CONSOLE)
+    else {
+        return;
+    };
     let _ = rustix::stdio::dup2_stdin(&c);
     let _ = rustix::stdio::dup2_stdout(&c);
     let _ = rustix::stdio::dup2_stderr(&c);
@@ -180,8 +223,14 @@ fn reset_signals() {
 /// Marks every fd above 2 close-on-exec (closing would pull files from
 /// under std's owners; CLOEXEC has the same effect at exec).
 fn cloexec_stray_fds() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
     for fd in fds {
         // SAFETY: the fd number came from /proc/self/fd; it is only borrowed
         // for one fcntl call, and an fd closed meanwhile just fails with EBADF.
@@ -211,7 +260,10 @@ pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
         }
         sys.sync();
     } else {
-        log::error!("no emergency shell here; rebooting in {} s", delay.as_secs());
+        log::error!(
+            "no emergency shell here; rebooting in {} s",
+            delay.as_secs()
+        );
         sys.sleep(delay);
     }
     let err = sys.reboot();

@@ -60,9 +60,17 @@ pub fn fsck_verdict(fstype: &str, code: i32) -> FsckVerdict {
         ("ext4", 1..=3) => FsckVerdict::Repaired,
         ("ext4", c) => FsckVerdict::Refuse(format!(
             "e2fsck -p could not repair it (exit {c}{}); left untouched for a manual e2fsck",
-            if c & 4 != 0 { ": errors left uncorrected" } else if c & 8 != 0 { ": operational error" } else { "" }
+            if c & 4 != 0 {
+                ": errors left uncorrected"
+            } else if c & 8 != 0 {
+                ": operational error"
+            } else {
+                ""
+            }
         )),
-        (fs, c) => FsckVerdict::Refuse(format!("fsck.{fs} reported errors (exit {c}); left untouched for a manual check")),
+        (fs, c) => FsckVerdict::Refuse(format!(
+            "fsck.{fs} reported errors (exit {c}); left untouched for a manual check"
+        )),
     }
 }
 
@@ -107,20 +115,47 @@ mod tests {
 
     #[test]
     fn only_blank_or_marked_flash_is_formatted() {
-        assert_eq!(decide_upper(FsChoice::Auto, FsKind::Blank, "/dev/x"), UpperAction::Format { fstype: "ext4" });
-        assert_eq!(decide_upper(FsChoice::F2fs, FsKind::Blank, "/dev/x"), UpperAction::Format { fstype: "f2fs" });
-        assert_eq!(decide_upper(FsChoice::Auto, FsKind::FormatMarker, "/dev/x"), UpperAction::Format { fstype: "ext4" });
+        assert_eq!(
+            decide_upper(FsChoice::Auto, FsKind::Blank, "/dev/x"),
+            UpperAction::Format { fstype: "ext4" }
+        );
+        assert_eq!(
+            decide_upper(FsChoice::F2fs, FsKind::Blank, "/dev/x"),
+            UpperAction::Format { fstype: "f2fs" }
+        );
+        assert_eq!(
+            decide_upper(FsChoice::Auto, FsKind::FormatMarker, "/dev/x"),
+            UpperAction::Format { fstype: "ext4" }
+        );
         for k in [FsKind::Unknown, FsKind::Squashfs, FsKind::Erofs] {
-            assert!(matches!(decide_upper(FsChoice::Auto, k, "/dev/x"), UpperAction::Tmpfs { .. }), "{k:?}");
+            assert!(
+                matches!(
+                    decide_upper(FsChoice::Auto, k, "/dev/x"),
+                    UpperAction::Tmpfs { .. }
+                ),
+                "{k:?}"
+            );
         }
     }
 
     #[test]
     fn detected_filesystems_are_mounted_mismatches_left_alone() {
-        assert_eq!(decide_upper(FsChoice::Auto, FsKind::F2fs, "d"), UpperAction::CheckAndMount { fstype: "f2fs" });
-        assert_eq!(decide_upper(FsChoice::Ext4, FsKind::Ext4, "d"), UpperAction::CheckAndMount { fstype: "ext4" });
-        let UpperAction::Tmpfs { reason } = decide_upper(FsChoice::F2fs, FsKind::Ext4, "/dev/vda2") else { panic!() };
-        assert_eq!(reason, "/dev/vda2 holds ext4, but overlay.fstype=f2fs; left untouched");
+        assert_eq!(
+            decide_upper(FsChoice::Auto, FsKind::F2fs, "d"),
+            UpperAction::CheckAndMount { fstype: "f2fs" }
+        );
+        assert_eq!(
+            decide_upper(FsChoice::Ext4, FsKind::Ext4, "d"),
+            UpperAction::CheckAndMount { fstype: "ext4" }
+        );
+        let UpperAction::Tmpfs { reason } = decide_upper(FsChoice::F2fs, FsKind::Ext4, "/dev/vda2")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            reason,
+            "/dev/vda2 holds ext4, but overlay.fstype=f2fs; left untouched"
+        );
     }
 
     #[test]
@@ -128,16 +163,33 @@ mod tests {
         assert_eq!(fsck_verdict("ext4", 0), FsckVerdict::Clean);
         assert_eq!(fsck_verdict("ext4", 1), FsckVerdict::Repaired);
         assert_eq!(fsck_verdict("ext4", 2), FsckVerdict::Repaired);
-        assert!(matches!(fsck_verdict("ext4", 4), FsckVerdict::Refuse(r) if r.contains("uncorrected")));
-        assert!(matches!(fsck_verdict("ext4", 8), FsckVerdict::Refuse(r) if r.contains("operational")));
+        assert!(
+            matches!(fsck_verdict("ext4", 4), FsckVerdict::Refuse(r) if r.contains("uncorrected"))
+        );
+        assert!(
+            matches!(fsck_verdict("ext4", 8), FsckVerdict::Refuse(r) if r.contains("operational"))
+        );
         assert!(matches!(fsck_verdict("ext4", 137), FsckVerdict::Refuse(_)));
         assert!(matches!(fsck_verdict("f2fs", 1), FsckVerdict::Refuse(_)));
     }
 
     #[test]
     fn commands() {
-        assert_eq!(mkfs_argv("ext4", "/sbin/mkfs.ext4", "/dev/vda2"), ["/sbin/mkfs.ext4", "-q", "-F", "-L", "rootfs_data", "/dev/vda2"]);
-        assert_eq!(fsck_argv("f2fs", "/sbin/fsck.f2fs", "/dev/x"), ["/sbin/fsck.f2fs", "-a", "/dev/x"]);
+        assert_eq!(
+            mkfs_argv("ext4", "/sbin/mkfs.ext4", "/dev/vda2"),
+            [
+                "/sbin/mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                "rootfs_data",
+                "/dev/vda2"
+            ]
+        );
+        assert_eq!(
+            fsck_argv("f2fs", "/sbin/fsck.f2fs", "/dev/x"),
+            ["/sbin/fsck.f2fs", "-a", "/dev/x"]
+        );
     }
 
     #[test]
@@ -155,6 +207,9 @@ mod tests {
             overlay_options(&l, Some(("/overlay/upper", "/overlay/work"))),
             "lowerdir=/run/overlay-init/lower/0:/rom,upperdir=/overlay/upper,workdir=/overlay/work"
         );
-        assert_eq!(overlay_options(&l, None), "lowerdir=/run/overlay-init/lower/0:/rom");
+        assert_eq!(
+            overlay_options(&l, None),
+            "lowerdir=/run/overlay-init/lower/0:/rom"
+        );
     }
 }

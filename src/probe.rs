@@ -56,7 +56,8 @@ fn le32(b: &[u8], off: usize) -> Option<u32> {
 pub fn identify(head: &[u8]) -> FsKind {
     if head.get(0..4) == Some(b"hsqs") {
         FsKind::Squashfs
-    } else if le32(head, 0) == Some(0xdeadc0de) || head.get(0..4) == Some(&[0xde, 0xad, 0xc0, 0xde]) {
+    } else if le32(head, 0) == Some(0xdeadc0de) || head.get(0..4) == Some(&[0xde, 0xad, 0xc0, 0xde])
+    {
         FsKind::FormatMarker
     } else if le16(head, 1024 + 56) == Some(0xEF53) {
         FsKind::Ext4
@@ -68,6 +69,36 @@ pub fn identify(head: &[u8]) -> FsKind {
         FsKind::Blank
     } else {
         FsKind::Unknown
+    }
+}
+
+/// Why an ext2/3/4 superblock calls for a check before mounting, as e2fsck -p
+/// itself decides it (e2fsck(8): "clean" filesystems are skipped): `None`
+/// when the filesystem was cleanly unmounted with no errors recorded.
+pub fn ext4_needs_check(head: &[u8]) -> Option<&'static str> {
+    const SB: usize = 1024;
+    const EXT4_VALID_FS: u16 = 1;
+    const EXT4_ERROR_FS: u16 = 2;
+    const INCOMPAT_RECOVER: u32 = 0x4;
+    let (Some(mnt_count), Some(max_mnt), Some(state), Some(incompat), Some(errors)) = (
+        le16(head, SB + 0x34),
+        le16(head, SB + 0x36),
+        le16(head, SB + 0x3A),
+        le32(head, SB + 0x60),
+        le32(head, SB + 0x194),
+    ) else {
+        return Some("superblock cut short");
+    };
+    if incompat & INCOMPAT_RECOVER != 0 {
+        Some("journal needs recovery (not cleanly unmounted)")
+    } else if state & EXT4_VALID_FS == 0 {
+        Some("not cleanly unmounted")
+    } else if state & EXT4_ERROR_FS != 0 || errors > 0 {
+        Some("errors recorded")
+    } else if (max_mnt as i16) > 0 && mnt_count >= max_mnt {
+        Some("maximal mount count reached")
+    } else {
+        None
     }
 }
 
@@ -89,6 +120,15 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// Reads the first [`HEAD_LEN`] bytes of a device.
+pub fn read_head(dev: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(dev)?;
+    let mut head = vec![0u8; HEAD_LEN];
+    let n = read_full(&mut f, &mut head)?;
+    head.truncate(n);
+    Ok(head)
 }
 
 /// Reads a device and identifies it. `size` is the device size in bytes
@@ -135,10 +175,22 @@ mod tests {
     fn magics() {
         assert_eq!(identify(&with(0, b"hsqs")), FsKind::Squashfs);
         assert_eq!(identify(&with(1024 + 56, &[0x53, 0xEF])), FsKind::Ext4);
-        assert_eq!(identify(&with(1024, &0xF2F52010u32.to_le_bytes())), FsKind::F2fs);
-        assert_eq!(identify(&with(1024, &0xE0F5E1E2u32.to_le_bytes())), FsKind::Erofs);
-        assert_eq!(identify(&with(0, &[0xde, 0xad, 0xc0, 0xde])), FsKind::FormatMarker);
-        assert_eq!(identify(&with(0, &0xdeadc0deu32.to_le_bytes())), FsKind::FormatMarker);
+        assert_eq!(
+            identify(&with(1024, &0xF2F52010u32.to_le_bytes())),
+            FsKind::F2fs
+        );
+        assert_eq!(
+            identify(&with(1024, &0xE0F5E1E2u32.to_le_bytes())),
+            FsKind::Erofs
+        );
+        assert_eq!(
+            identify(&with(0, &[0xde, 0xad, 0xc0, 0xde])),
+            FsKind::FormatMarker
+        );
+        assert_eq!(
+            identify(&with(0, &0xdeadc0deu32.to_le_bytes())),
+            FsKind::FormatMarker
+        );
     }
 
     #[test]
@@ -150,6 +202,47 @@ mod tests {
         let mut mixed = vec![0xFFu8; 100];
         mixed[50] = 0;
         assert_eq!(identify(&mixed), FsKind::Unknown);
+    }
+
+    fn ext4_sb(state: u16, incompat: u32, errors: u32, mnt: (u16, u16)) -> Vec<u8> {
+        let mut v = with(1024 + 56, &[0x53, 0xEF]);
+        v[1024 + 0x34..1024 + 0x36].copy_from_slice(&mnt.0.to_le_bytes());
+        v[1024 + 0x36..1024 + 0x38].copy_from_slice(&mnt.1.to_le_bytes());
+        v[1024 + 0x3A..1024 + 0x3C].copy_from_slice(&state.to_le_bytes());
+        v[1024 + 0x60..1024 + 0x64].copy_from_slice(&incompat.to_le_bytes());
+        v[1024 + 0x194..1024 + 0x198].copy_from_slice(&errors.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn ext4_check_is_needed_only_when_the_superblock_says_so() {
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(1, 0x2C2, 0, (3, 0xFFFF))),
+            None,
+            "clean, max count disabled (-1)"
+        );
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(1, 0x2C6, 0, (3, 0xFFFF))),
+            Some("journal needs recovery (not cleanly unmounted)")
+        );
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(0, 0, 0, (0, 0))),
+            Some("not cleanly unmounted")
+        );
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(3, 0, 0, (0, 0))),
+            Some("errors recorded")
+        );
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(1, 0, 2, (0, 0))),
+            Some("errors recorded")
+        );
+        assert_eq!(
+            ext4_needs_check(&ext4_sb(1, 0, 0, (20, 20))),
+            Some("maximal mount count reached")
+        );
+        assert_eq!(ext4_needs_check(&ext4_sb(1, 0, 0, (19, 20))), None);
+        assert_eq!(ext4_needs_check(&[0u8; 1100]), Some("superblock cut short"));
     }
 
     #[test]

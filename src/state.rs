@@ -29,11 +29,19 @@ pub struct Layer {
 /// What the writable layer ended up being.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Upper {
-    Flash { device: String, fstype: String },
+    Flash {
+        device: String,
+        fstype: String,
+    },
     /// `reason` is `None` when tmpfs was asked for, `Some` when it is a fallback.
-    Tmpfs { reason: Option<String>, size: String },
+    Tmpfs {
+        reason: Option<String>,
+        size: String,
+    },
     /// No overlay: the lower root alone, read-only.
-    None { reason: Option<String> },
+    None {
+        reason: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,30 +111,58 @@ impl BootState {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "version={VERSION}");
-        let _ = writeln!(s, "persistent={}", if self.persistent() { "yes" } else { "no" });
+        let _ = writeln!(
+            s,
+            "persistent={}",
+            if self.persistent() { "yes" } else { "no" }
+        );
         let _ = writeln!(s, "mode={}", one_line(&self.mode));
         let _ = writeln!(s, "init={}", one_line(&self.init));
         match &self.upper {
             Upper::Flash { device, fstype } => {
-                let _ = writeln!(s, "upper=flash\nupper_device={}\nupper_fstype={}", one_line(device), one_line(fstype));
+                let _ = writeln!(
+                    s,
+                    "upper=flash\nupper_device={}\nupper_fstype={}",
+                    one_line(device),
+                    one_line(fstype)
+                );
             }
             Upper::Tmpfs { reason, size } => {
                 let _ = writeln!(s, "upper=tmpfs\nupper_size={}", one_line(size));
-                let _ = writeln!(s, "upper_reason={}", one_line(reason.as_deref().unwrap_or("")));
+                let _ = writeln!(
+                    s,
+                    "upper_reason={}",
+                    one_line(reason.as_deref().unwrap_or(""))
+                );
             }
             Upper::None { reason } => {
-                let _ = writeln!(s, "upper=none\nupper_reason={}", one_line(reason.as_deref().unwrap_or("")));
+                let _ = writeln!(
+                    s,
+                    "upper=none\nupper_reason={}",
+                    one_line(reason.as_deref().unwrap_or(""))
+                );
             }
         }
         for l in &self.lowers {
-            let _ = writeln!(s, "lower={} {} {}", one_line(&l.device), one_line(&l.fstype), one_line(&l.mountpoint));
+            let _ = writeln!(
+                s,
+                "lower={} {} {}",
+                one_line(&l.device),
+                one_line(&l.fstype),
+                one_line(&l.mountpoint)
+            );
         }
         for w in &self.warnings {
             let _ = writeln!(s, "warning={}", one_line(w));
         }
         let _ = writeln!(s, "started_at_us={}", self.started_at.as_micros());
         for (name, d) in &self.stages {
-            let _ = writeln!(s, "stage={} {}", one_line(name).replace(' ', "_"), d.as_micros());
+            let _ = writeln!(
+                s,
+                "stage={} {}",
+                one_line(name).replace(' ', "_"),
+                d.as_micros()
+            );
         }
         s.push_str("complete=1\n");
         s
@@ -136,13 +172,23 @@ impl BootState {
         let mut st = BootState::default();
         let mut version = None;
         let mut complete = false;
-        let (mut upper, mut device, mut fstype, mut reason, mut size) = (String::new(), String::new(), String::new(), String::new(), String::new());
+        let (mut upper, mut device, mut fstype, mut reason, mut size) = (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
         for (i, line) in text.lines().enumerate() {
             if line.is_empty() {
                 continue;
             }
             let (k, v) = line.split_once('=').ok_or(StateError::Line(i + 1))?;
-            let us = |x: &str| x.parse::<u64>().map(Duration::from_micros).map_err(|_| StateError::Line(i + 1));
+            let us = |x: &str| {
+                x.parse::<u64>()
+                    .map(Duration::from_micros)
+                    .map_err(|_| StateError::Line(i + 1))
+            };
             match k {
                 "version" => version = Some(v.to_string()),
                 "complete" => complete = v == "1",
@@ -160,7 +206,11 @@ impl BootState {
                     let (Some(d), Some(t), Some(m)) = (f.next(), f.next(), f.next()) else {
                         return Err(StateError::Line(i + 1));
                     };
-                    st.lowers.push(Layer { device: d.into(), fstype: t.into(), mountpoint: m.into() });
+                    st.lowers.push(Layer {
+                        device: d.into(),
+                        fstype: t.into(),
+                        mountpoint: m.into(),
+                    });
                 }
                 "stage" => {
                     let (name, t) = v.split_once(' ').ok_or(StateError::Line(i + 1))?;
@@ -194,12 +244,26 @@ mod tests {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
             lowers: vec![
-                Layer { device: "/dev/vda3".into(), fstype: "squashfs".into(), mountpoint: "/run/overlay-init/lower/0".into() },
-                Layer { device: "/dev/vda1".into(), fstype: "squashfs".into(), mountpoint: "/rom".into() },
+                Layer {
+                    device: "/dev/vda3".into(),
+                    fstype: "squashfs".into(),
+                    mountpoint: "/run/overlay-init/lower/0".into(),
+                },
+                Layer {
+                    device: "/dev/vda1".into(),
+                    fstype: "squashfs".into(),
+                    mountpoint: "/rom".into(),
+                },
             ],
-            upper: Upper::Tmpfs { reason: Some("no partition\nnamed x".into()), size: "25%".into() },
+            upper: Upper::Tmpfs {
+                reason: Some("no partition\nnamed x".into()),
+                size: "25%".into(),
+            },
             warnings: vec!["module f2fs: not found".into()],
-            stages: vec![("mounts".into(), Duration::from_micros(1500)), ("modules".into(), Duration::from_micros(90_000))],
+            stages: vec![
+                ("mounts".into(), Duration::from_micros(1500)),
+                ("modules".into(), Duration::from_micros(90_000)),
+            ],
             started_at: Duration::from_millis(700),
         }
     }
@@ -208,12 +272,24 @@ mod tests {
     fn round_trip() {
         let s = sample();
         let back = BootState::parse(&s.render()).unwrap();
-        assert_eq!(back.upper, Upper::Tmpfs { reason: Some("no partition named x".into()), size: "25%".into() });
+        assert_eq!(
+            back.upper,
+            Upper::Tmpfs {
+                reason: Some("no partition named x".into()),
+                size: "25%".into()
+            }
+        );
         assert_eq!(back.lowers, s.lowers);
         assert_eq!(back.stages, s.stages);
         assert_eq!(back.total(), Duration::from_micros(91_500));
         assert!(!back.persistent());
-        let flash = BootState { upper: Upper::Flash { device: "/dev/vda2".into(), fstype: "ext4".into() }, ..s };
+        let flash = BootState {
+            upper: Upper::Flash {
+                device: "/dev/vda2".into(),
+                fstype: "ext4".into(),
+            },
+            ..s
+        };
         let back = BootState::parse(&flash.render()).unwrap();
         assert!(back.persistent());
         assert!(flash.render().contains("persistent=yes\n"));
@@ -221,12 +297,30 @@ mod tests {
 
     #[test]
     fn bad_records_are_refused() {
-        assert_eq!(BootState::parse("upper=flash\n"), Err(StateError::Version(None)));
-        assert_eq!(BootState::parse("version=9\n"), Err(StateError::Version(Some("9".into()))));
-        assert_eq!(BootState::parse("version=1\nupper=flash\n"), Err(StateError::Incomplete));
-        assert_eq!(BootState::parse("version=1\ngarbage\n"), Err(StateError::Line(2)));
-        assert_eq!(BootState::parse("version=1\nstage=x notanumber\n"), Err(StateError::Line(2)));
-        assert_eq!(BootState::parse("version=1\nlower=onlyone\n"), Err(StateError::Line(2)));
+        assert_eq!(
+            BootState::parse("upper=flash\n"),
+            Err(StateError::Version(None))
+        );
+        assert_eq!(
+            BootState::parse("version=9\n"),
+            Err(StateError::Version(Some("9".into())))
+        );
+        assert_eq!(
+            BootState::parse("version=1\nupper=flash\n"),
+            Err(StateError::Incomplete)
+        );
+        assert_eq!(
+            BootState::parse("version=1\ngarbage\n"),
+            Err(StateError::Line(2))
+        );
+        assert_eq!(
+            BootState::parse("version=1\nstage=x notanumber\n"),
+            Err(StateError::Line(2))
+        );
+        assert_eq!(
+            BootState::parse("version=1\nlower=onlyone\n"),
+            Err(StateError::Line(2))
+        );
         let truncated = &sample().render()[..30];
         assert!(BootState::parse(truncated).is_err());
     }

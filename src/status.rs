@@ -46,7 +46,9 @@ pub fn main(args: &[String]) -> i32 {
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("overlay-status: cannot read {file}: {e} (was this system booted by overlay-init?)");
+            eprintln!(
+                "overlay-status: cannot read {file}: {e} (was this system booted by overlay-init?)"
+            );
             return EXIT_ERROR;
         }
     };
@@ -57,7 +59,14 @@ pub fn main(args: &[String]) -> i32 {
             return EXIT_ERROR;
         }
     };
-    print!("{}", if json { render_json(&st) } else { render_text(&st) });
+    print!(
+        "{}",
+        if json {
+            render_json(&st)
+        } else {
+            render_text(&st)
+        }
+    );
     exit_code(&st)
 }
 
@@ -81,28 +90,59 @@ fn ms(d: std::time::Duration) -> String {
 pub fn render_text(st: &BootState) -> String {
     let mut s = String::new();
     let _ = match &st.upper {
-        Upper::Flash { device, fstype } => writeln!(s, "persistent: yes, changes are saved on {device} ({fstype})"),
-        Upper::Tmpfs { reason: None, size } => writeln!(s, "persistent: no, changes live in RAM (tmpfs, up to {size}) as configured"),
-        Upper::Tmpfs { reason: Some(r), size } => {
+        Upper::Flash { device, fstype } => writeln!(
+            s,
+            "persistent: yes, changes are saved on {device} ({fstype})"
+        ),
+        Upper::Tmpfs { reason: None, size } => writeln!(
+            s,
+            "persistent: no, changes live in RAM (tmpfs, up to {size}) as configured"
+        ),
+        Upper::Tmpfs {
+            reason: Some(r),
+            size,
+        } => {
             writeln!(s, "persistent: NO, changes live in RAM (tmpfs, up to {size}) and are lost at reboot\nreason:     {r}")
         }
-        Upper::None { reason: None } => writeln!(s, "persistent: no, the root is read-only (overlay disabled)"),
-        Upper::None { reason: Some(r) } => writeln!(s, "persistent: NO, the root is read-only\nreason:     {r}"),
+        Upper::None { reason: None } => writeln!(
+            s,
+            "persistent: no, the root is read-only (overlay disabled)"
+        ),
+        Upper::None { reason: Some(r) } => {
+            writeln!(s, "persistent: NO, the root is read-only\nreason:     {r}")
+        }
     };
     let _ = match &st.upper {
-        Upper::Flash { device, fstype } => writeln!(s, "upper:      {device} ({fstype}) at /overlay"),
-        Upper::Tmpfs { size, .. } => writeln!(s, "upper:      tmpfs ({size} of RAM at most) at /overlay"),
+        Upper::Flash { device, fstype } => {
+            writeln!(s, "upper:      {device} ({fstype}) at /overlay")
+        }
+        Upper::Tmpfs { size, .. } => {
+            writeln!(s, "upper:      tmpfs ({size} of RAM at most) at /overlay")
+        }
         Upper::None { .. } => writeln!(s, "upper:      none"),
     };
     for (i, l) in st.lowers.iter().enumerate() {
-        let role = if i + 1 == st.lowers.len() { "root" } else { "extra" };
-        let _ = writeln!(s, "lower {i}:    {} ({}, {role}) at {}", l.device, l.fstype, l.mountpoint);
+        let role = if i + 1 == st.lowers.len() {
+            "root"
+        } else {
+            "extra"
+        };
+        let _ = writeln!(
+            s,
+            "lower {i}:    {} ({}, {role}) at {}",
+            l.device, l.fstype, l.mountpoint
+        );
     }
     let _ = writeln!(s, "init:       {} (entered by {})", st.init, st.mode);
     for w in &st.warnings {
         let _ = writeln!(s, "warning:    {w}");
     }
-    let _ = writeln!(s, "pre-init:   {} in all, started {} after the kernel", ms(st.total()), ms(st.started_at));
+    let _ = writeln!(
+        s,
+        "pre-init:   {} in all, started {} after the kernel",
+        ms(st.total()),
+        ms(st.started_at)
+    );
     for (name, d) in &st.stages {
         let _ = writeln!(s, "  {name:<14}{:>10}", ms(*d));
     }
@@ -137,9 +177,20 @@ pub fn render_json(st: &BootState) -> String {
     let lowers: Vec<String> = st
         .lowers
         .iter()
-        .map(|l| format!("{{\"device\":{},\"fstype\":{},\"mountpoint\":{}}}", js(&l.device), js(&l.fstype), js(&l.mountpoint)))
+        .map(|l| {
+            format!(
+                "{{\"device\":{},\"fstype\":{},\"mountpoint\":{}}}",
+                js(&l.device),
+                js(&l.fstype),
+                js(&l.mountpoint)
+            )
+        })
         .collect();
-    let stages: Vec<String> = st.stages.iter().map(|(n, d)| format!("{{\"name\":{},\"us\":{}}}", js(n), d.as_micros())).collect();
+    let stages: Vec<String> = st
+        .stages
+        .iter()
+        .map(|(n, d)| format!("{{\"name\":{},\"us\":{}}}", js(n), d.as_micros()))
+        .collect();
     let warnings: Vec<String> = st.warnings.iter().map(|w| js(w)).collect();
     format!(
         "{{\"persistent\":{},\"upper\":{{\"kind\":{},\"device\":{},\"fstype\":{},\"size\":{},\"reason\":{}}},\"lowers\":[{}],\"init\":{},\"mode\":{},\"warnings\":[{}],\"started_at_us\":{},\"total_us\":{},\"stages\":[{}]}}\n",
@@ -169,8 +220,15 @@ mod tests {
         BootState {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
-            lowers: vec![Layer { device: "/dev/vda1".into(), fstype: "squashfs".into(), mountpoint: "/rom".into() }],
-            upper: Upper::Tmpfs { reason: Some("no data partition \"x\"\n".into()), size: "25%".into() },
+            lowers: vec![Layer {
+                device: "/dev/vda1".into(),
+                fstype: "squashfs".into(),
+                mountpoint: "/rom".into(),
+            }],
+            upper: Upper::Tmpfs {
+                reason: Some("no data partition \"x\"\n".into()),
+                size: "25%".into(),
+            },
             warnings: vec![],
             stages: vec![("upper".into(), Duration::from_micros(1200))],
             started_at: Duration::from_millis(500),
@@ -182,7 +240,10 @@ mod tests {
         let t = render_text(&tmpfs_state());
         assert!(t.starts_with("persistent: NO, changes live in RAM"), "{t}");
         assert!(t.contains("reason:     no data partition"), "{t}");
-        assert!(t.contains("lower 0:    /dev/vda1 (squashfs, root) at /rom"), "{t}");
+        assert!(
+            t.contains("lower 0:    /dev/vda1 (squashfs, root) at /rom"),
+            "{t}"
+        );
         assert!(t.contains("\n  upper             1.2 ms\n"), "{t}");
         assert_eq!(exit_code(&tmpfs_state()), EXIT_RAM);
     }
@@ -190,16 +251,31 @@ mod tests {
     #[test]
     fn json_is_escaped() {
         let j = render_json(&tmpfs_state());
-        assert!(j.contains(r#""reason":"no data partition \"x\"\u000a""#), "{j}");
+        assert!(
+            j.contains(r#""reason":"no data partition \"x\"\u000a""#),
+            "{j}"
+        );
         assert!(j.contains(r#""persistent":false"#));
-        assert!(j.contains(r#""stages":[{"name":"upper","us":1200}]"#), "{j}");
+        assert!(
+            j.contains(r#""stages":[{"name":"upper","us":1200}]"#),
+            "{j}"
+        );
     }
 
     #[test]
     fn exit_codes() {
-        let flash = BootState { upper: Upper::Flash { device: "/dev/vda2".into(), fstype: "ext4".into() }, ..tmpfs_state() };
+        let flash = BootState {
+            upper: Upper::Flash {
+                device: "/dev/vda2".into(),
+                fstype: "ext4".into(),
+            },
+            ..tmpfs_state()
+        };
         assert_eq!(exit_code(&flash), EXIT_PERSISTENT);
-        let ro = BootState { upper: Upper::None { reason: None }, ..tmpfs_state() };
+        let ro = BootState {
+            upper: Upper::None { reason: None },
+            ..tmpfs_state()
+        };
         assert_eq!(exit_code(&ro), EXIT_READONLY);
     }
 
@@ -207,9 +283,15 @@ mod tests {
     fn cli_reads_a_state_file_and_refuses_a_broken_one() {
         let d = crate::testutil::TempDir::new("status");
         let good = d.write("state", tmpfs_state().render());
-        assert_eq!(main(&["--state".into(), good.display().to_string()]), EXIT_RAM);
+        assert_eq!(
+            main(&["--state".into(), good.display().to_string()]),
+            EXIT_RAM
+        );
         let bad = d.write("bad", "version=1\nupper=flash\n");
-        assert_eq!(main(&["--state".into(), bad.display().to_string()]), EXIT_ERROR);
+        assert_eq!(
+            main(&["--state".into(), bad.display().to_string()]),
+            EXIT_ERROR
+        );
         assert_eq!(main(&["--bogus".into()]), EXIT_ERROR);
         assert_eq!(main(&["--state".into()]), EXIT_ERROR);
     }

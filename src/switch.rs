@@ -27,14 +27,17 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
         return Err("is not executable (no x permission)".into());
     }
     let mut head = [0u8; 256];
-    let n = f.read(&mut head).map_err(|e| format!("cannot be read: {e}"))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| format!("cannot be read: {e}"))?;
     let head = &head[..n];
     if !plan::looks_executable(head) {
         return Err("is neither an ELF binary nor a #! script".into());
     }
     if let Some(interp) = script_interpreter(head) {
         if interp != prog {
-            check_runnable(root, &interp).map_err(|why| format!("is a script whose interpreter {interp} {why}"))?;
+            check_runnable(root, &interp)
+                .map_err(|why| format!("is a script whose interpreter {interp} {why}"))?;
         }
     }
     Ok(())
@@ -49,9 +52,19 @@ pub fn script_interpreter(head: &[u8]) -> Option<String> {
 }
 
 fn open_in_root(root: &Path, prog: &str) -> std::io::Result<std::fs::File> {
-    let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let rel = prog.trim_start_matches('/');
-    match rustix::fs::openat2(&dir, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT) {
+    match rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    ) {
         Ok(fd) => Ok(std::fs::File::from(fd)),
         // Kernels before 5.6 have no openat2: resolve naively.
         Err(rustix::io::Errno::NOSYS) => std::fs::File::open(root.join(rel)),
@@ -75,30 +88,63 @@ fn move_into(sys: &dyn Sys, from: &Path, to: &Path, warnings: &mut Vec<String>) 
 /// chdir there, free the initramfs (never crossing into other mounts),
 /// move the new root onto / and chroot into it.
 /// pivot_root(2) cannot be used: the initramfs is the root mount itself.
-pub fn switch_root(sys: &dyn Sys, newroot: &Path, keep: &[&str], warnings: &mut Vec<String>) -> Result<(), BootError> {
+pub fn switch_root(
+    sys: &dyn Sys,
+    newroot: &Path,
+    keep: &[&str],
+    warnings: &mut Vec<String>,
+) -> Result<(), BootError> {
     for m in CARRIED.iter().chain(keep) {
         let to = newroot.join(m.trim_start_matches('/'));
         move_into(sys, Path::new(m), &to, warnings);
     }
-    sys.chdir(newroot).map_err(|err| BootError::Chdir { path: newroot.into(), err })?;
+    sys.chdir(newroot).map_err(|err| BootError::Chdir {
+        path: newroot.into(),
+        err,
+    })?;
     // Best effort: what cannot be deleted only costs RAM.
     if let Err(e) = sys.remove_tree_same_fs(Path::new("/")) {
         log::warn!("cannot free the initramfs: {e}");
     }
-    sys.mount_move(Path::new("."), Path::new("/")).map_err(|err| BootError::MoveRoot { err })?;
-    sys.chroot(Path::new(".")).map_err(|err| BootError::Chroot { path: ".".into(), err })?;
-    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir { path: "/".into(), err })?;
+    sys.mount_move(Path::new("."), Path::new("/"))
+        .map_err(|err| BootError::MoveRoot { err })?;
+    sys.chroot(Path::new("."))
+        .map_err(|err| BootError::Chroot {
+            path: ".".into(),
+            err,
+        })?;
+    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir {
+        path: "/".into(),
+        err,
+    })?;
     Ok(())
 }
 
 /// pivot_root from a real root (OpenWrt's `pivot()`): the merged root
 /// becomes /, the old root /rom; then the kernel filesystems come back from
 /// under /rom and the upper (staged in /run) moves to /overlay.
-pub fn pivot_root(sys: &dyn Sys, newroot: &Path, staged_overlay: &Path, writable: bool, warnings: &mut Vec<String>) -> Result<(), BootError> {
+pub fn pivot_root(
+    sys: &dyn Sys,
+    newroot: &Path,
+    staged_overlay: &Path,
+    writable: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), BootError> {
     let put_old = newroot.join(paths::ROM.trim_start_matches('/'));
-    sys.chdir(newroot).map_err(|err| BootError::Chdir { path: newroot.into(), err })?;
-    sys.pivot_root(newroot, &put_old).map_err(|err| BootError::PivotRoot { new_root: newroot.into(), put_old: put_old.clone(), err })?;
-    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir { path: "/".into(), err })?;
+    sys.chdir(newroot).map_err(|err| BootError::Chdir {
+        path: newroot.into(),
+        err,
+    })?;
+    sys.pivot_root(newroot, &put_old)
+        .map_err(|err| BootError::PivotRoot {
+            new_root: newroot.into(),
+            put_old: put_old.clone(),
+            err,
+        })?;
+    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir {
+        path: "/".into(),
+        err,
+    })?;
     for m in CARRIED {
         let from = PathBuf::from(format!("{}{m}", paths::ROM));
         move_into(sys, &from, Path::new(m), warnings);
@@ -132,22 +178,43 @@ mod tests {
         exe(&d, "sbin/script", b"#!/bin/busybox sh\necho\n");
         assert_eq!(check_runnable(d.path(), "/sbin/script"), Ok(()));
         exe(&d, "sbin/badscript", b"#!/bin/nosuch\n");
-        assert_eq!(check_runnable(d.path(), "/sbin/badscript"), Err("is a script whose interpreter /bin/nosuch does not exist".into()));
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/badscript"),
+            Err("is a script whose interpreter /bin/nosuch does not exist".into())
+        );
         exe(&d, "sbin/garbage", b"garbage");
-        assert_eq!(check_runnable(d.path(), "/sbin/garbage"), Err("is neither an ELF binary nor a #! script".into()));
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/garbage"),
+            Err("is neither an ELF binary nor a #! script".into())
+        );
         d.write("sbin/noexec", b"\x7fELF");
-        assert_eq!(check_runnable(d.path(), "/sbin/noexec"), Err("is not executable (no x permission)".into()));
-        assert_eq!(check_runnable(d.path(), "/sbin/missing"), Err("does not exist".into()));
-        assert_eq!(check_runnable(d.path(), "/sbin"), Err("is not a regular file".into()));
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/noexec"),
+            Err("is not executable (no x permission)".into())
+        );
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/missing"),
+            Err("does not exist".into())
+        );
+        assert_eq!(
+            check_runnable(d.path(), "/sbin"),
+            Err("is not a regular file".into())
+        );
         symlink("/../../../../bin/sh-outside", d.path().join("sbin/escape")).unwrap();
-        assert_eq!(check_runnable(d.path(), "/sbin/escape"), Err("does not exist".into()));
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/escape"),
+            Err("does not exist".into())
+        );
         exe(&d, "sbin/empty", b"");
         assert!(check_runnable(d.path(), "/sbin/empty").is_err());
     }
 
     #[test]
     fn interpreters() {
-        assert_eq!(script_interpreter(b"#!/bin/sh -e\nx"), Some("/bin/sh".into()));
+        assert_eq!(
+            script_interpreter(b"#!/bin/sh -e\nx"),
+            Some("/bin/sh".into())
+        );
         assert_eq!(script_interpreter(b"#!  /bin/ash"), Some("/bin/ash".into()));
         assert_eq!(script_interpreter(b"\x7fELF"), None);
         assert_eq!(script_interpreter(b"#!\n"), None);
@@ -158,7 +225,10 @@ mod tests {
         let sys = FakeSys::default();
         let mut w = Vec::new();
         switch_root(&sys, Path::new("/newroot"), &["/rom", "/overlay"], &mut w).unwrap();
-        let mv = |a: &str, b: &str| Call::MountMove { from: a.into(), to: b.into() };
+        let mv = |a: &str, b: &str| Call::MountMove {
+            from: a.into(),
+            to: b.into(),
+        };
         assert_eq!(
             sys.calls(),
             vec![
@@ -181,29 +251,54 @@ mod tests {
     #[test]
     fn a_failed_carry_is_a_warning_a_failed_root_move_is_fatal() {
         let sys = FakeSys::default();
-        sys.fail_when(22, |c| matches!(c, Call::MountMove { from, .. } if from == Path::new("/run")));
+        sys.fail_when(
+            22,
+            |c| matches!(c, Call::MountMove { from, .. } if from == Path::new("/run")),
+        );
         let mut w = Vec::new();
         switch_root(&sys, Path::new("/newroot"), &[], &mut w).unwrap();
         assert_eq!(w.len(), 1);
-        assert!(w[0].starts_with("cannot move /run to /newroot/run"), "{w:?}");
+        assert!(
+            w[0].starts_with("cannot move /run to /newroot/run"),
+            "{w:?}"
+        );
 
         let sys = FakeSys::default();
-        sys.fail_when(22, |c| matches!(c, Call::MountMove { from, .. } if from == Path::new(".")));
+        sys.fail_when(
+            22,
+            |c| matches!(c, Call::MountMove { from, .. } if from == Path::new(".")),
+        );
         let r = switch_root(&sys, Path::new("/newroot"), &[], &mut Vec::new());
         assert!(matches!(r, Err(BootError::MoveRoot { .. })));
-        assert!(!sys.calls().contains(&Call::Chroot(".".into())), "no chroot after a failed move");
+        assert!(
+            !sys.calls().contains(&Call::Chroot(".".into())),
+            "no chroot after a failed move"
+        );
     }
 
     #[test]
     fn pivot_root_sequence() {
         let sys = FakeSys::default();
-        pivot_root(&sys, Path::new("/run/overlay-init/root"), Path::new("/run/overlay-init/overlay"), true, &mut Vec::new()).unwrap();
-        let mv = |a: &str, b: &str| Call::MountMove { from: a.into(), to: b.into() };
+        pivot_root(
+            &sys,
+            Path::new("/run/overlay-init/root"),
+            Path::new("/run/overlay-init/overlay"),
+            true,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let mv = |a: &str, b: &str| Call::MountMove {
+            from: a.into(),
+            to: b.into(),
+        };
         assert_eq!(
             sys.calls(),
             vec![
                 Call::Chdir("/run/overlay-init/root".into()),
-                Call::PivotRoot("/run/overlay-init/root".into(), "/run/overlay-init/root/rom".into()),
+                Call::PivotRoot(
+                    "/run/overlay-init/root".into(),
+                    "/run/overlay-init/root/rom".into()
+                ),
                 Call::Chdir("/".into()),
                 mv("/rom/dev", "/dev"),
                 mv("/rom/proc", "/proc"),

@@ -19,7 +19,10 @@ impl Fixture {
     fn new(cmdline: &str, data: Option<Vec<u8>>) -> Fixture {
         let dir = TempDir::new("boot");
         dir.write("proc/cmdline", format!("{cmdline}\n"));
-        dir.write("proc/filesystems", "nodev\ttmpfs\n\tsquashfs\n\text4\nnodev\toverlay\n");
+        dir.write(
+            "proc/filesystems",
+            "nodev\ttmpfs\n\tsquashfs\n\text4\nnodev\toverlay\n",
+        );
         let mut parts = vec![("rootfs", b"hsqs".to_vec())];
         if let Some(d) = data {
             parts.push(("rootfs_data", d));
@@ -28,14 +31,29 @@ impl Fixture {
         std::fs::create_dir_all(&disk).unwrap();
         std::fs::write(disk.join("uevent"), "DEVNAME=vda\nDEVTYPE=disk\n").unwrap();
         std::fs::create_dir_all(dir.path().join("sys/class/block")).unwrap();
-        std::os::unix::fs::symlink("../../devices/virtio0/block/vda", dir.path().join("sys/class/block/vda")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/virtio0/block/vda",
+            dir.path().join("sys/class/block/vda"),
+        )
+        .unwrap();
         for (i, (name, content)) in parts.iter().enumerate() {
             let n = format!("vda{}", i + 1);
             let pdir = disk.join(&n);
             std::fs::create_dir_all(&pdir).unwrap();
-            std::fs::write(pdir.join("uevent"), format!("DEVNAME={n}\nDEVTYPE=partition\nPARTN={}\nPARTNAME={name}\n", i + 1)).unwrap();
+            std::fs::write(
+                pdir.join("uevent"),
+                format!(
+                    "DEVNAME={n}\nDEVTYPE=partition\nPARTN={}\nPARTNAME={name}\n",
+                    i + 1
+                ),
+            )
+            .unwrap();
             std::fs::write(pdir.join("size"), format!("{}\n", content.len() / 512)).unwrap();
-            std::os::unix::fs::symlink(format!("../../devices/virtio0/block/vda/{n}"), dir.path().join(format!("sys/class/block/{n}"))).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../devices/virtio0/block/vda/{n}"),
+                dir.path().join(format!("sys/class/block/{n}")),
+            )
+            .unwrap();
             dir.write(&format!("dev/{n}"), content);
         }
         for d in ["rom/dev", "rom/proc", "rom/sys"] {
@@ -71,19 +89,35 @@ fn mounts(sys: &FakeSys) -> Vec<(String, String, String)> {
     sys.calls()
         .into_iter()
         .filter_map(|c| match c {
-            Call::Mount { source, target, fstype, .. } => Some((source, target.display().to_string(), fstype)),
+            Call::Mount {
+                source,
+                target,
+                fstype,
+                ..
+            } => Some((source, target.display().to_string(), fstype)),
             _ => None,
         })
         .collect()
 }
 
 fn runs(sys: &FakeSys) -> Vec<String> {
-    sys.calls().into_iter().filter_map(|c| if let Call::Run(c) = c { Some(c.to_string()) } else { None }).collect()
+    sys.calls()
+        .into_iter()
+        .filter_map(|c| {
+            if let Call::Run(c) = c {
+                Some(c.to_string())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn upper_reason(b: &Boot) -> String {
     match &b.state.upper {
-        Upper::Tmpfs { reason: Some(r), .. } => r.clone(),
+        Upper::Tmpfs {
+            reason: Some(r), ..
+        } => r.clone(),
         other => panic!("expected a tmpfs fallback, got {other:?}"),
     }
 }
@@ -98,8 +132,17 @@ fn blank_flash_is_formatted_with_the_lowers_mkfs_then_assembled() {
     b.mount_lowers().unwrap();
     b.setup_upper();
     b.assemble().unwrap();
-    assert_eq!(b.state.upper, Upper::Flash { device: "/dev/vda2".into(), fstype: "ext4".into() });
-    assert_eq!(runs(&sys), ["chroot /rom /sbin/mkfs.ext4 -q -F -L rootfs_data /dev/vda2"]);
+    assert_eq!(
+        b.state.upper,
+        Upper::Flash {
+            device: "/dev/vda2".into(),
+            fstype: "ext4".into()
+        }
+    );
+    assert_eq!(
+        runs(&sys),
+        ["chroot /rom /sbin/mkfs.ext4 -q -F -L rootfs_data /dev/vda2"]
+    );
     assert_eq!(
         mounts(&sys),
         [
@@ -112,14 +155,41 @@ fn blank_flash_is_formatted_with_the_lowers_mkfs_then_assembled() {
         Call::Mount { fstype, data, .. } if fstype == "overlay" => Some(data),
         _ => None,
     });
-    assert_eq!(opts.as_deref(), Some("lowerdir=/rom,upperdir=/overlay/upper,workdir=/overlay/work"));
-    let bind = |d: &str| Call::MountBind { from: d.into(), to: format!("/rom{d}").into() };
+    assert_eq!(
+        opts.as_deref(),
+        Some("lowerdir=/rom,upperdir=/overlay/upper,workdir=/overlay/work")
+    );
+    let bind = |d: &str| Call::MountBind {
+        from: d.into(),
+        to: format!("/rom{d}").into(),
+    };
     let c = sys.calls();
     let mkfs = c.iter().position(|x| matches!(x, Call::Run(_))).unwrap();
-    assert_eq!(c[mkfs - 3..mkfs], [bind("/dev"), bind("/proc"), bind("/sys")], "mkfs sees /dev, /proc, /sys");
+    assert_eq!(
+        c[mkfs - 3..mkfs],
+        [bind("/dev"), bind("/proc"), bind("/sys")],
+        "mkfs sees /dev, /proc, /sys"
+    );
     // The binds into /rom are undone after mkfs.
-    let unmounted: Vec<_> = sys.calls().into_iter().filter_map(|c| if let Call::Unmount(p) = c { Some(p) } else { None }).collect();
-    assert_eq!(unmounted, [PathBuf::from("/rom/sys"), "/rom/proc".into(), "/rom/dev".into()]);
+    let unmounted: Vec<_> = sys
+        .calls()
+        .into_iter()
+        .filter_map(|c| {
+            if let Call::Unmount(p) = c {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        unmounted,
+        [
+            PathBuf::from("/rom/sys"),
+            "/rom/proc".into(),
+            "/rom/dev".into()
+        ]
+    );
 }
 
 #[test]
@@ -134,18 +204,43 @@ fn existing_ext4_is_checked_then_mounted() {
 }
 
 #[test]
+fn a_cleanly_unmounted_ext4_is_mounted_without_starting_fsck() {
+    let mut img = ext4_image();
+    img[1024 + 0x3A] = 1; // s_state: EXT4_VALID_FS
+    let f = Fixture::new(CMD, Some(img));
+    let sys = FakeSys::default();
+    let mut b = f.boot(&sys);
+    b.mount_lowers().unwrap();
+    b.setup_upper();
+    assert!(runs(&sys).is_empty(), "{:?}", runs(&sys));
+    assert!(matches!(b.state.upper, Upper::Flash { .. }));
+}
+
+#[test]
 fn unknown_data_is_never_touched() {
     let mut junk = vec![0u8; 4 * MIB];
-    junk.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 251) as u8);
+    junk.iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i * 7 % 251) as u8);
     let f = Fixture::new(CMD, Some(junk));
     let sys = FakeSys::default();
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert!(upper_reason(&b).contains("neither ext4 nor f2fs nor blank; left untouched"), "{}", upper_reason(&b));
+    assert!(
+        upper_reason(&b).contains("neither ext4 nor f2fs nor blank; left untouched"),
+        "{}",
+        upper_reason(&b)
+    );
     assert!(runs(&sys).is_empty(), "no mkfs, no fsck");
-    assert!(!mounts(&sys).iter().any(|m| m.0 == "/dev/vda2"), "never mounted");
-    assert_eq!(mounts(&sys).last().unwrap(), &("tmpfs".into(), "/overlay".into(), "tmpfs".into()));
+    assert!(
+        !mounts(&sys).iter().any(|m| m.0 == "/dev/vda2"),
+        "never mounted"
+    );
+    assert_eq!(
+        mounts(&sys).last().unwrap(),
+        &("tmpfs".into(), "/overlay".into(), "tmpfs".into())
+    );
 }
 
 #[test]
@@ -169,7 +264,10 @@ fn missing_data_partition_falls_back_to_a_bounded_tmpfs() {
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert_eq!(upper_reason(&b), "no data partition PARTLABEL=rootfs_data (waited 1000 ms)");
+    assert_eq!(
+        upper_reason(&b),
+        "no data partition PARTLABEL=rootfs_data (waited 1000 ms)"
+    );
     let tmpfs = sys.calls().into_iter().find_map(|c| match c {
         Call::Mount { fstype, data, .. } if fstype == "tmpfs" => Some(data),
         _ => None,
@@ -186,7 +284,11 @@ fn fsck_that_cannot_repair_leaves_the_flash_alone() {
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert!(upper_reason(&b).contains("e2fsck -p could not repair it (exit 4"), "{}", upper_reason(&b));
+    assert!(
+        upper_reason(&b).contains("e2fsck -p could not repair it (exit 4"),
+        "{}",
+        upper_reason(&b)
+    );
     assert!(!mounts(&sys).iter().any(|m| m.0 == "/dev/vda2"));
 }
 
@@ -198,7 +300,10 @@ fn blank_flash_without_mkfs_in_the_lower_runs_on_ram() {
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert_eq!(upper_reason(&b), "/dev/vda2 is blank, and the lower root has no mkfs.ext4 to format it");
+    assert_eq!(
+        upper_reason(&b),
+        "/dev/vda2 is blank, and the lower root has no mkfs.ext4 to format it"
+    );
 }
 
 #[test]
@@ -207,11 +312,16 @@ fn full_flash_work_dir_failure_unmounts_and_falls_back() {
     let sys = FakeSys::default();
     // Only the flash is full: the tmpfs mounted after it has room.
     let first = std::cell::Cell::new(true);
-    sys.fail_when(28, move |c| matches!(c, Call::Mkdir(p) if p == Path::new("/overlay/work")) && first.replace(false));
+    sys.fail_when(28, move |c| {
+        matches!(c, Call::Mkdir(p) if p == Path::new("/overlay/work")) && first.replace(false)
+    });
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert_eq!(upper_reason(&b), "cannot create /overlay/work: No space left on device (os error 28) on /dev/vda2");
+    assert_eq!(
+        upper_reason(&b),
+        "cannot create /overlay/work: No space left on device (os error 28) on /dev/vda2"
+    );
     assert!(sys.calls().contains(&Call::Unmount("/overlay".into())));
 }
 
@@ -225,7 +335,11 @@ fn read_only_overlay_on_flash_falls_back() {
     b.mount_lowers().unwrap();
     b.setup_upper();
     b.assemble().unwrap();
-    assert!(upper_reason(&b).starts_with("the kernel mounted the overlay read-only"), "{}", upper_reason(&b));
+    assert!(
+        upper_reason(&b).starts_with("the kernel mounted the overlay read-only"),
+        "{}",
+        upper_reason(&b)
+    );
     let overlays = mounts(&sys).iter().filter(|m| m.2 == "overlay").count();
     assert_eq!(overlays, 2, "mounted on flash, then again on tmpfs");
 }
@@ -248,22 +362,43 @@ fn an_upper_that_breaks_init_is_dropped_for_tmpfs() {
     b.setup_upper();
     b.assemble().unwrap();
     let r = upper_reason(&b);
-    assert!(r.starts_with("the upper layer breaks the init: /sbin/init is neither an ELF"), "{r}");
+    assert!(
+        r.starts_with("the upper layer breaks the init: /sbin/init is neither an ELF"),
+        "{r}"
+    );
     let c = sys.calls();
-    let un_newroot = c.iter().position(|x| *x == Call::Unmount("/newroot".into())).unwrap();
-    let un_overlay = c.iter().position(|x| *x == Call::Unmount("/overlay".into())).unwrap();
-    assert!(un_newroot < un_overlay, "overlay unmounted before its upper");
+    let un_newroot = c
+        .iter()
+        .position(|x| *x == Call::Unmount("/newroot".into()))
+        .unwrap();
+    let un_overlay = c
+        .iter()
+        .position(|x| *x == Call::Unmount("/overlay".into()))
+        .unwrap();
+    assert!(
+        un_newroot < un_overlay,
+        "overlay unmounted before its upper"
+    );
 }
 
 #[test]
 fn a_lower_without_init_is_fatal() {
-    let f = Fixture::new("root=PARTLABEL=rootfs overlay.data=tmpfs", Some(ext4_image()));
+    let f = Fixture::new(
+        "root=PARTLABEL=rootfs overlay.data=tmpfs",
+        Some(ext4_image()),
+    );
     std::fs::remove_file(f.dir.path().join("newroot/sbin/init")).unwrap();
     let sys = FakeSys::default();
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
     b.setup_upper();
-    assert_eq!(b.state.upper, Upper::Tmpfs { reason: None, size: "25%".into() });
+    assert_eq!(
+        b.state.upper,
+        Upper::Tmpfs {
+            reason: None,
+            size: "25%".into()
+        }
+    );
     let e = b.assemble().unwrap_err();
     assert!(matches!(e, BootError::NoInit { .. }), "{e}");
     assert_eq!(e.to_string(), "no runnable init /sbin/init: does not exist");
@@ -275,26 +410,48 @@ fn missing_root_is_fatal_after_the_bounded_wait() {
     let sys = FakeSys::default();
     let mut b = f.boot(&sys);
     let e = b.mount_lowers().unwrap_err();
-    assert_eq!(e.to_string(), "root device PARTLABEL=nosuch did not appear within 2 s");
-    let slept: Duration = sys.calls().iter().filter_map(|c| if let Call::Sleep(d) = c { Some(*d) } else { None }).sum();
+    assert_eq!(
+        e.to_string(),
+        "root device PARTLABEL=nosuch did not appear within 2 s"
+    );
+    let slept: Duration = sys
+        .calls()
+        .iter()
+        .filter_map(|c| {
+            if let Call::Sleep(d) = c {
+                Some(*d)
+            } else {
+                None
+            }
+        })
+        .sum();
     // The fake clock also ticks 1 ms per reading, so the sleeps add up to a bit under 2 s.
-    assert!(slept > Duration::from_millis(1800) && slept <= Duration::from_secs(2), "{slept:?}");
+    assert!(
+        slept > Duration::from_millis(1800) && slept <= Duration::from_secs(2),
+        "{slept:?}"
+    );
 }
 
 #[test]
 fn no_root_spec_from_an_initramfs_is_fatal() {
     let f = Fixture::new("console=ttyAMA0", None);
     let sys = FakeSys::default();
-    assert!(matches!(f.boot(&sys).mount_lowers(), Err(BootError::NoRootSpec)));
+    assert!(matches!(
+        f.boot(&sys).mount_lowers(),
+        Err(BootError::NoRootSpec)
+    ));
 }
 
 #[test]
 fn extra_lowers_stack_leftmost_first_root_last() {
-    let f = Fixture::new("root=/dev/vda1 overlay.lower=PARTLABEL=rootfs_data overlay.data=tmpfs", Some({
-        let mut v = vec![0u8; MIB];
-        v[..4].copy_from_slice(b"hsqs");
-        v
-    }));
+    let f = Fixture::new(
+        "root=/dev/vda1 overlay.lower=PARTLABEL=rootfs_data overlay.data=tmpfs",
+        Some({
+            let mut v = vec![0u8; MIB];
+            v[..4].copy_from_slice(b"hsqs");
+            v
+        }),
+    );
     let sys = FakeSys::default();
     let mut b = f.boot(&sys);
     b.mount_lowers().unwrap();
@@ -304,7 +461,12 @@ fn extra_lowers_stack_leftmost_first_root_last() {
         Call::Mount { fstype, data, .. } if fstype == "overlay" => Some(data),
         _ => None,
     });
-    assert_eq!(opts.as_deref(), Some("lowerdir=/run/overlay-init/lower/0:/rom,upperdir=/overlay/upper,workdir=/overlay/work"));
+    assert_eq!(
+        opts.as_deref(),
+        Some(
+            "lowerdir=/run/overlay-init/lower/0:/rom,upperdir=/overlay/upper,workdir=/overlay/work"
+        )
+    );
 }
 
 #[test]
@@ -317,9 +479,17 @@ fn overlay_disabled_boots_the_lower_alone() {
     b.assemble().unwrap();
     b.switch().unwrap();
     assert_eq!(b.state.upper, Upper::None { reason: None });
-    assert!(sys.calls().contains(&Call::MountMove { from: "/rom".into(), to: "/newroot".into() }));
-    assert!(!mounts(&sys).iter().any(|m| m.0 == "/dev/vda2" || m.2 == "overlay"));
-    assert!(!sys.calls().contains(&Call::MountMove { from: "/overlay".into(), to: "/newroot/overlay".into() }));
+    assert!(sys.calls().contains(&Call::MountMove {
+        from: "/rom".into(),
+        to: "/newroot".into()
+    }));
+    assert!(!mounts(&sys)
+        .iter()
+        .any(|m| m.0 == "/dev/vda2" || m.2 == "overlay"));
+    assert!(!sys.calls().contains(&Call::MountMove {
+        from: "/overlay".into(),
+        to: "/newroot/overlay".into()
+    }));
 }
 
 #[test]
@@ -333,5 +503,8 @@ fn stages_are_timed_in_order() {
     b.assemble().unwrap();
     b.switch().unwrap();
     let names: Vec<&str> = b.state.stages.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["config", "modules", "lowers", "upper", "overlay", "switch"]);
+    assert_eq!(
+        names,
+        ["config", "modules", "lowers", "upper", "overlay", "switch"]
+    );
 }

@@ -10,9 +10,21 @@ use std::time::Duration;
 /// One recorded call; mirrors [`Sys`] method by method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
-    Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
-    MountBind { from: PathBuf, to: PathBuf },
-    MountMove { from: PathBuf, to: PathBuf },
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        flags: MountFlags,
+        data: String,
+    },
+    MountBind {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    MountMove {
+        from: PathBuf,
+        to: PathBuf,
+    },
     Unmount(PathBuf),
     Mkdir(PathBuf),
     LoadModule(PathBuf),
@@ -21,7 +33,11 @@ pub enum Call {
     Chroot(PathBuf),
     PivotRoot(PathBuf, PathBuf),
     RemoveTree(PathBuf),
-    Exec { path: String, argv: Vec<String>, envp: Vec<String> },
+    Exec {
+        path: String,
+        argv: Vec<String>,
+        envp: Vec<String>,
+    },
     Sleep(Duration),
     Sync,
     Reboot,
@@ -56,7 +72,9 @@ impl Default for FakeSys {
 impl FakeSys {
     /// Makes every call matching `pred` fail with `errno`.
     pub fn fail_when(&self, errno: i32, pred: impl Fn(&Call) -> bool + 'static) {
-        self.rules.borrow_mut().push(Box::new(move |c| pred(c).then_some(errno)));
+        self.rules
+            .borrow_mut()
+            .push(Box::new(move |c| pred(c).then_some(errno)));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -74,8 +92,14 @@ impl FakeSys {
 }
 
 impl Sys for FakeSys {
-    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
-        -> io::Result<()> {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()> {
         self.record(Call::Mount {
             source: source.into(),
             target: target.into(),
@@ -85,10 +109,16 @@ impl Sys for FakeSys {
         })
     }
     fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.record(Call::MountBind { from: from.into(), to: to.into() })
+        self.record(Call::MountBind {
+            from: from.into(),
+            to: to.into(),
+        })
     }
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.record(Call::MountMove { from: from.into(), to: to.into() })
+        self.record(Call::MountMove {
+            from: from.into(),
+            to: to.into(),
+        })
     }
     fn unmount(&self, target: &Path, _detach: bool) -> io::Result<()> {
         self.record(Call::Unmount(target.into()))
@@ -102,7 +132,11 @@ impl Sys for FakeSys {
     fn run(&self, cmd: &Command) -> io::Result<i32> {
         self.record(Call::Run(cmd.clone()))?;
         let mut results = self.run_results.borrow_mut();
-        Ok(if results.is_empty() { 0 } else { results.remove(0) })
+        Ok(if results.is_empty() {
+            0
+        } else {
+            results.remove(0)
+        })
     }
     fn is_readonly(&self, path: &Path) -> io::Result<bool> {
         Ok(self.readonly.borrow().iter().any(|p| p == path))
@@ -123,7 +157,11 @@ impl Sys for FakeSys {
         self.record(Call::RemoveTree(dir.into()))
     }
     fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
-        let call = Call::Exec { path: path.into(), argv: argv.to_vec(), envp: envp.to_vec() };
+        let call = Call::Exec {
+            path: path.into(),
+            argv: argv.to_vec(),
+            envp: envp.to_vec(),
+        };
         match self.record(call) {
             Err(e) => e,
             Ok(()) => io::Error::from_raw_os_error(libc_enoexec()),

@@ -38,8 +38,14 @@ fn os(e: rustix::io::Errno) -> io::Error {
 }
 
 impl Sys for LinuxSys {
-    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
-        -> io::Result<()> {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()> {
         rustix::mount::mount(source, target, fstype, ms_flags(flags), data).map_err(os)
     }
 
@@ -52,7 +58,11 @@ impl Sys for LinuxSys {
     }
 
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
-        let flags = if detach { UnmountFlags::DETACH } else { UnmountFlags::empty() };
+        let flags = if detach {
+            UnmountFlags::DETACH
+        } else {
+            UnmountFlags::empty()
+        };
         rustix::mount::unmount(target, flags).map_err(os)
     }
 
@@ -69,7 +79,11 @@ impl Sys for LinuxSys {
         // when asked to (MODULE_INIT_COMPRESSED_FILE, Linux 6.0+).
         const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
         let name = path.to_string_lossy();
-        let flags = if name.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
+        let flags = if name.ends_with(".ko") {
+            0
+        } else {
+            MODULE_INIT_COMPRESSED_FILE
+        };
         let file = std::fs::File::open(path)?;
         match rustix::system::finit_module(&file, c"", flags) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
@@ -83,7 +97,9 @@ impl Sys for LinuxSys {
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
         let mut c = std::process::Command::new(prog);
-        c.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        c.args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         if let Some(root) = &cmd.chroot {
             let root = CString::new(root.as_os_str().as_encoded_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -97,7 +113,9 @@ impl Sys for LinuxSys {
             }
         }
         let status = c.status()?;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
     fn is_readonly(&self, path: &Path) -> io::Result<bool> {
@@ -144,7 +162,10 @@ impl Sys for LinuxSys {
 
     fn now(&self) -> Duration {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
+        Duration::new(
+            t.tv_sec.unsigned_abs(),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
     }
 
     fn sleep(&self, d: Duration) {

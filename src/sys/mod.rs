@@ -26,12 +26,24 @@ pub struct MountFlags {
 }
 
 impl MountFlags {
-    pub const NONE: MountFlags =
-        MountFlags { readonly: false, noatime: false, nosuid: false, nodev: false, noexec: false };
-    pub const RDONLY: MountFlags = MountFlags { readonly: true, ..MountFlags::NONE };
+    pub const NONE: MountFlags = MountFlags {
+        readonly: false,
+        noatime: false,
+        nosuid: false,
+        nodev: false,
+        noexec: false,
+    };
+    pub const RDONLY: MountFlags = MountFlags {
+        readonly: true,
+        ..MountFlags::NONE
+    };
     /// proc, sysfs: no devices, no setuid, no executables.
-    pub const KERNEL_FS: MountFlags =
-        MountFlags { nosuid: true, nodev: true, noexec: true, ..MountFlags::NONE };
+    pub const KERNEL_FS: MountFlags = MountFlags {
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+        ..MountFlags::NONE
+    };
 }
 
 /// A program to run to completion (mkfs, fsck), optionally inside a chroot.
@@ -55,8 +67,14 @@ impl std::fmt::Display for Command {
 /// The system calls overlay-init needs, and nothing more.
 pub trait Sys {
     /// `mount(source, target, fstype, flags, data)`.
-    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str)
-        -> io::Result<()>;
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()>;
     /// `mount(from, to, NULL, MS_BIND, NULL)`.
     fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `mount(from, to, NULL, MS_MOVE, NULL)`.

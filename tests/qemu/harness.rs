@@ -15,9 +15,21 @@ use std::process::{Command, Stdio};
 /// The built artifacts (qemu/build.sh): kernel, initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
 pub fn out_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("OVERLAY_INIT_OUT").map(PathBuf::from).unwrap_or_else(|| root.join("qemu/out/qemu-armv7"));
-    for f in ["kernel", "initramfs.cpio.gz", "rootfs.squashfs", "disk.img", "cmdline"] {
-        assert!(out.join(f).exists(), "{} missing: run qemu/build.sh first (qemu/test.sh does)", out.join(f).display());
+    let out = std::env::var_os("OVERLAY_INIT_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("qemu/out/qemu-armv7"));
+    for f in [
+        "kernel",
+        "initramfs.cpio.gz",
+        "rootfs.squashfs",
+        "disk.img",
+        "cmdline",
+    ] {
+        assert!(
+            out.join(f).exists(),
+            "{} missing: run qemu/build.sh first (qemu/test.sh does)",
+            out.join(f).display()
+        );
     }
     out
 }
@@ -33,7 +45,8 @@ pub struct Work {
 
 impl Work {
     pub fn new(name: &str) -> Work {
-        let dir = std::env::temp_dir().join(format!("overlay-init-qemu-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("overlay-init-qemu-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Work { dir }
@@ -46,7 +59,11 @@ impl Work {
     /// A GPT disk from `NAME:SIZE_MIB[:FILE]` specs (see qemu/mkdisk.sh).
     pub fn disk(&self, name: &str, parts: &[String]) -> PathBuf {
         let out = self.path(name);
-        let st = Command::new(repo().join("qemu/mkdisk.sh")).arg(&out).args(parts).status().unwrap();
+        let st = Command::new(repo().join("qemu/mkdisk.sh"))
+            .arg(&out)
+            .args(parts)
+            .status()
+            .unwrap();
         assert!(st.success(), "mkdisk.sh failed for {parts:?}");
         out
     }
@@ -54,7 +71,13 @@ impl Work {
     /// The standard disk: rootfs squashfs + a blank 64 MiB rootfs_data.
     pub fn standard_disk(&self) -> PathBuf {
         let rootfs = out_dir().join("rootfs.squashfs");
-        self.disk("disk.img", &[format!("rootfs:auto:{}", rootfs.display()), "rootfs_data:64".into()])
+        self.disk(
+            "disk.img",
+            &[
+                format!("rootfs:auto:{}", rootfs.display()),
+                "rootfs_data:64".into(),
+            ],
+        )
     }
 
     /// A squashfs holding `files` (path, content).
@@ -103,7 +126,10 @@ impl Boot {
     }
 
     pub fn fact(&self, key: &str) -> String {
-        self.facts().get(key).cloned().unwrap_or_else(|| panic!("no T:{key}= on the console:\n{}", self.console))
+        self.facts()
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no T:{key}= on the console:\n{}", self.console))
     }
 
     pub fn has(&self, needle: &str) -> bool {
@@ -112,7 +138,11 @@ impl Boot {
 
     /// Asserts the console holds `needle`, showing the console when not.
     pub fn expect(&self, needle: &str) {
-        assert!(self.has(needle), "expected {needle:?} on the console:\n{}", self.console);
+        assert!(
+            self.has(needle),
+            "expected {needle:?} on the console:\n{}",
+            self.console
+        );
     }
 
     /// The boot reached the real init, ran the test script and powered off cleanly.
@@ -120,7 +150,12 @@ impl Boot {
         self.expect("overlay-demo: real init reached");
         self.expect("overlay-demo: script exit 0");
         assert!(!self.has("Kernel panic"), "kernel panic:\n{}", self.console);
-        assert_eq!(self.code, Some(0), "QEMU did not end cleanly:\n{}", self.console);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "QEMU did not end cleanly:\n{}",
+            self.console
+        );
     }
 }
 
@@ -146,7 +181,10 @@ pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
         .output()
         .expect("qemu/run.sh");
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    Boot { console, code: out.status.code() }
+    Boot {
+        console,
+        code: out.status.code(),
+    }
 }
 
 /// CRC32 of a byte range of a file: any change of those bytes changes it
@@ -180,14 +218,21 @@ pub fn scribble(file: &Path, offset: u64, len: usize, seed: u64) {
 /// Byte offset and length of partition `name` in a GPT image, from
 /// `sfdisk --dump` lines `IMG2 : start= 8192, size= 131072, ..., name="rootfs_data"`.
 pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
-    let out = Command::new("sfdisk").arg("--dump").arg(disk).output().expect("sfdisk");
+    let out = Command::new("sfdisk")
+        .arg("--dump")
+        .arg(disk)
+        .output()
+        .expect("sfdisk");
     let dump = String::from_utf8_lossy(&out.stdout);
     let line = dump
         .lines()
         .find(|l| l.contains(&format!("name=\"{name}\"")))
         .unwrap_or_else(|| panic!("no partition {name} in {}:\n{dump}", disk.display()));
     let num = |key: &str| -> u64 {
-        let field = line.split(',').find_map(|f| f.split(':').last()?.trim().strip_prefix(&format!("{key}="))).unwrap();
+        let field = line
+            .split(',')
+            .find_map(|f| f.split(':').last()?.trim().strip_prefix(&format!("{key}=")))
+            .unwrap();
         field.trim().parse().unwrap()
     };
     (num("start") * 512, num("size") * 512)

@@ -9,7 +9,8 @@ mod harness;
 use harness::{boot, fingerprint, out_dir, partition, scribble, Work};
 
 /// Facts every script prints: the filesystem types of /, /rom, /overlay.
-const MOUNTS: &str = r#"fact root "$(fstype /)"; fact rom "$(fstype /rom)"; fact overlay "$(fstype /overlay)""#;
+const MOUNTS: &str =
+    r#"fact root "$(fstype /)"; fact rom "$(fstype /rom)"; fact overlay "$(fstype /overlay)""#;
 
 #[test]
 #[ignore = "boots QEMU: run qemu/test.sh"]
@@ -27,7 +28,13 @@ fn first_boot_on_blank_flash_formats_and_enters_the_overlay() {
     b.expect("first boot: formatting blank /dev/vda2 as ext4");
     b.expect("persistent: yes, changes are saved on /dev/vda2 (ext4)");
     // dmesg has our lines, with kernel timestamps.
-    assert!(b.console.lines().any(|l| l.starts_with('[') && l.contains("] overlay-init: pre-init done in")), "{}", b.console);
+    assert!(
+        b.console
+            .lines()
+            .any(|l| l.starts_with('[') && l.contains("] overlay-init: pre-init done in")),
+        "{}",
+        b.console
+    );
 }
 
 #[test]
@@ -35,31 +42,71 @@ fn first_boot_on_blank_flash_formats_and_enters_the_overlay() {
 fn changes_survive_a_reboot_and_the_lower_stays_unchanged() {
     let w = Work::new("persist");
     let disk = w.standard_disk();
-    let b1 = boot(&w, &disk, "", r##"
+    let b1 = boot(
+        &w,
+        &disk,
+        "",
+        r##"
 echo kept > /root/new-file
 echo "# changed by test" >> /etc/profile
 rm /bin/vi
 fact vi_gone "$([ -e /bin/vi ] && echo no || echo yes)"
-"##);
+"##,
+    );
     b1.expect_clean_run();
     assert_eq!(b1.fact("vi_gone"), "yes");
-    let b2 = boot(&w, &disk, "", &format!(r#"{MOUNTS}
+    let b2 = boot(
+        &w,
+        &disk,
+        "",
+        &format!(
+            r#"{MOUNTS}
 fact new "$(cat /root/new-file)"
 fact profile_tail "$(tail -n1 /etc/profile)"
 fact rom_profile_tail "$(tail -n1 /rom/etc/profile)"
 fact vi "$([ -e /bin/vi ] && echo present || echo absent)"
 fact rom_vi "$([ -L /rom/bin/vi ] && echo present || echo absent)"
 fact whiteout "$(stat -c '%F %t:%T' /overlay/upper/bin/vi)"
-"#));
+"#
+        ),
+    );
     b2.expect_clean_run();
     assert_eq!(b2.fact("overlay"), "ext4");
     assert_eq!(b2.fact("new"), "kept");
     assert_eq!(b2.fact("profile_tail"), "# changed by test");
-    assert_ne!(b2.fact("rom_profile_tail"), "# changed by test", "the squashfs is unchanged");
+    assert_ne!(
+        b2.fact("rom_profile_tail"),
+        "# changed by test",
+        "the squashfs is unchanged"
+    );
     assert_eq!(b2.fact("vi"), "absent");
     assert_eq!(b2.fact("rom_vi"), "present");
-    assert_eq!(b2.fact("whiteout"), "character special file 0:0", "a deletion is a whiteout");
-    assert!(!b2.has("formatting blank"), "an existing upper is not formatted again");
+    assert_eq!(
+        b2.fact("whiteout"),
+        "character special file 0:0",
+        "a deletion is a whiteout"
+    );
+    assert!(
+        !b2.has("formatting blank"),
+        "an existing upper is not formatted again"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn after_a_power_cut_the_upper_is_checked_and_its_synced_data_kept() {
+    let w = Work::new("power-cut");
+    let disk = w.standard_disk();
+    // sysrq 'b': immediate reboot, no unmount, no sync: a power cut.
+    let b1 = boot(&w, &disk, "", "echo synced > /root/before-cut && sync\necho unsynced > /root/after-sync\necho b > /proc/sysrq-trigger\nsleep 5");
+    b1.expect("overlay-demo: real init reached");
+    assert!(!b1.has("overlay-demo: script exit"), "the cut must land before the script ends");
+    let b2 = boot(&w, &disk, "", &format!("{MOUNTS}\nfact before \"$(cat /root/before-cut)\""));
+    b2.expect_clean_run();
+    b2.expect("/dev/vda2: journal needs recovery (not cleanly unmounted): checking");
+    b2.expect("chroot /rom /sbin/e2fsck -p /dev/vda2");
+    assert_eq!(b2.fact("overlay"), "ext4");
+    assert_eq!(b2.fact("before"), "synced");
 }
 
 #[test]
@@ -68,26 +115,51 @@ fn several_lower_layers_stack_leftmost_first() {
     let w = Work::new("lowers");
     // Two layers as in the overlayfs documentation's example: the upper-most
     // (leftmost) layer wins for file2, each layer contributes its own files.
-    let l1 = w.squashfs("l1", &[("/layers/file1", "file1 from layer1"), ("/layers/file2", "file2 from layer1")]);
-    let l2 = w.squashfs("l2", &[("/layers/file2", "file2 from layer2"), ("/layers/file3", "file3 from layer2"), ("/etc/profile", "from layer2")]);
+    let l1 = w.squashfs(
+        "l1",
+        &[
+            ("/layers/file1", "file1 from layer1"),
+            ("/layers/file2", "file2 from layer1"),
+        ],
+    );
+    let l2 = w.squashfs(
+        "l2",
+        &[
+            ("/layers/file2", "file2 from layer2"),
+            ("/layers/file3", "file3 from layer2"),
+            ("/etc/profile", "from layer2"),
+        ],
+    );
     let rootfs = out_dir().join("rootfs.squashfs");
-    let disk = w.disk("disk.img", &[
-        format!("rootfs:auto:{}", rootfs.display()),
-        format!("layer1:auto:{}", l1.display()),
-        format!("layer2:auto:{}", l2.display()),
-        "rootfs_data:64".into(),
-    ]);
-    let b = boot(&w, &disk, "overlay.lower=PARTLABEL=layer1,PARTLABEL=layer2", r#"
+    let disk = w.disk(
+        "disk.img",
+        &[
+            format!("rootfs:auto:{}", rootfs.display()),
+            format!("layer1:auto:{}", l1.display()),
+            format!("layer2:auto:{}", l2.display()),
+            "rootfs_data:64".into(),
+        ],
+    );
+    let b = boot(
+        &w,
+        &disk,
+        "overlay.lower=PARTLABEL=layer1,PARTLABEL=layer2",
+        r#"
 for f in 1 2 3; do fact file$f "$(cat /layers/file$f)"; done
 fact profile "$(cat /etc/profile)"
 fact sbin_init "$([ -x /sbin/init ] && echo from-root)"
 status
-"#);
+"#,
+    );
     b.expect_clean_run();
     assert_eq!(b.fact("file1"), "file1 from layer1");
     assert_eq!(b.fact("file2"), "file2 from layer1");
     assert_eq!(b.fact("file3"), "file3 from layer2");
-    assert_eq!(b.fact("profile"), "from layer2", "an extra layer shadows root=");
+    assert_eq!(
+        b.fact("profile"),
+        "from layer2",
+        "an extra layer shadows root="
+    );
     assert_eq!(b.fact("sbin_init"), "from-root");
     b.expect("lowerdir=/run/overlay-init/lower/0:/run/overlay-init/lower/1:/rom,");
 }
@@ -98,7 +170,12 @@ fn no_data_partition_runs_on_tmpfs_and_says_why() {
     let w = Work::new("no-data");
     let rootfs = out_dir().join("rootfs.squashfs");
     let disk = w.disk("disk.img", &[format!("rootfs:auto:{}", rootfs.display())]);
-    let b = boot(&w, &disk, "", &format!("{MOUNTS}\nstatus\necho x > /root/ram && fact writable yes"));
+    let b = boot(
+        &w,
+        &disk,
+        "",
+        &format!("{MOUNTS}\nstatus\necho x > /root/ram && fact writable yes"),
+    );
     b.expect_clean_run();
     assert_eq!(b.fact("root"), "overlay");
     assert_eq!(b.fact("overlay"), "tmpfs");
@@ -121,7 +198,11 @@ fn a_corrupt_data_partition_is_left_byte_for_byte_untouched() {
     assert_eq!(b.fact("overlay"), "tmpfs");
     assert_eq!(b.fact("status_exit"), "2");
     b.expect("neither ext4 nor f2fs nor blank; left untouched");
-    assert_eq!(fingerprint(&disk, off, len), before, "the partition's bytes changed");
+    assert_eq!(
+        fingerprint(&disk, off, len),
+        before,
+        "the partition's bytes changed"
+    );
 }
 
 #[test]
@@ -151,7 +232,9 @@ fn an_upper_that_shadows_init_with_a_broken_file_boots_the_lower() {
     let b2 = boot(&w, &disk, "", &format!("{MOUNTS}\nstatus"));
     b2.expect_clean_run();
     assert_eq!(b2.fact("overlay"), "tmpfs");
-    b2.expect("the upper layer breaks the init: /sbin/init is neither an ELF binary nor a #! script");
+    b2.expect(
+        "the upper layer breaks the init: /sbin/init is neither an ELF binary nor a #! script",
+    );
     assert_eq!(b2.fact("status_exit"), "2");
 }
 
@@ -160,8 +243,19 @@ fn an_upper_that_shadows_init_with_a_broken_file_boots_the_lower() {
 fn openwrt_aliases_name_and_type_the_data_partition() {
     let w = Work::new("openwrt");
     let rootfs = out_dir().join("rootfs.squashfs");
-    let disk = w.disk("disk.img", &[format!("rootfs:auto:{}", rootfs.display()), "userdata:32".into()]);
-    let b = boot(&w, &disk, "fstools_overlay_name=userdata fstools_overlay_fstype=ext4", &format!("{MOUNTS}\nstatus"));
+    let disk = w.disk(
+        "disk.img",
+        &[
+            format!("rootfs:auto:{}", rootfs.display()),
+            "userdata:32".into(),
+        ],
+    );
+    let b = boot(
+        &w,
+        &disk,
+        "fstools_overlay_name=userdata fstools_overlay_fstype=ext4",
+        &format!("{MOUNTS}\nstatus"),
+    );
     b.expect_clean_run();
     assert_eq!(b.fact("overlay"), "ext4");
     b.expect("persistent: yes, changes are saved on /dev/vda2 (ext4)");
@@ -172,7 +266,14 @@ fn openwrt_aliases_name_and_type_the_data_partition() {
 fn ubuntu_overlayroot_tmpfs_device_and_disabled() {
     let w = Work::new("ubuntu");
     let rootfs = out_dir().join("rootfs.squashfs");
-    let disk = w.disk("disk.img", &[format!("rootfs:auto:{}", rootfs.display()), "rootfs_data:32".into(), "other:32".into()]);
+    let disk = w.disk(
+        "disk.img",
+        &[
+            format!("rootfs:auto:{}", rootfs.display()),
+            "rootfs_data:32".into(),
+            "other:32".into(),
+        ],
+    );
     let script = format!("{MOUNTS}\nstatus\ntouch /probe 2>/dev/null && fact rw yes || fact rw no");
 
     let t = boot(&w, &disk, "overlayroot=tmpfs", &script);
@@ -180,9 +281,17 @@ fn ubuntu_overlayroot_tmpfs_device_and_disabled() {
     assert_eq!(t.fact("overlay"), "tmpfs");
     assert_eq!(t.fact("status_exit"), "2");
     t.expect("persistent: no, changes live in RAM (tmpfs, up to 25%) as configured");
-    assert!(!t.has("RUNNING ON RAM"), "asked-for tmpfs is not a fallback banner");
+    assert!(
+        !t.has("RUNNING ON RAM"),
+        "asked-for tmpfs is not a fallback banner"
+    );
 
-    let d = boot(&w, &disk, "overlayroot=device:dev=PARTLABEL=other,timeout=5", &script);
+    let d = boot(
+        &w,
+        &disk,
+        "overlayroot=device:dev=PARTLABEL=other,timeout=5",
+        &script,
+    );
     d.expect_clean_run();
     assert_eq!(d.fact("overlay"), "ext4");
     d.expect("persistent: yes, changes are saved on /dev/vda3 (ext4)");
@@ -222,10 +331,19 @@ fn bad_command_line_values_are_reported_and_defaults_used() {
 fn a_missing_root_is_a_clear_fatal_error_then_a_reboot_never_a_panic() {
     let w = Work::new("no-root");
     let disk = w.standard_disk();
-    let b = boot(&w, &disk, "root=PARTLABEL=nosuch rootwait=1 panic=1", "fact unreachable yes");
+    let b = boot(
+        &w,
+        &disk,
+        "root=PARTLABEL=nosuch rootwait=1 panic=1",
+        "fact unreachable yes",
+    );
     b.expect("FATAL: root device PARTLABEL=nosuch did not appear within 1 s");
     b.expect("rebooting in 1 s");
     assert!(!b.has("Kernel panic"), "PID 1 must not die:\n{}", b.console);
     assert!(!b.has("overlay-demo: real init reached"));
-    assert_eq!(b.code, Some(0), "the guest rebooted, which ends QEMU (-no-reboot)");
+    assert_eq!(
+        b.code,
+        Some(0),
+        "the guest rebooted, which ends QEMU (-no-reboot)"
+    );
 }
