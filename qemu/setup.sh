@@ -59,5 +59,9 @@ if command -v rustup >/dev/null 2>&1; then
   if [ ! -d "$sysroot/lib/rustlib/src/rust/library" ]; then
     rustup component add rust-src
   fi
+  # clippy enforces the PID-1 lint policy in qemu/test.sh.
+  if ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add clippy
+  fi
 fi
 echo "setup.sh: ok"

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./qemu/setup.sh
+# PID 1 must not panic: no unwrap/expect/panic/indexing outside tests (src/main.rs).
+cargo clippy --all-targets -- -D warnings
 cargo test
 ./qemu/build.sh
 cargo test --test qemu -- --ignored --test-threads=2

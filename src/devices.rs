@@ -7,7 +7,7 @@
 use crate::paths::SysRoot;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::PathBuf;
 
 /// How the user names a block device.
@@ -204,7 +204,7 @@ fn parse_gpt(head: &[u8]) -> Option<Vec<PartEntry>> {
         let units: Vec<u16> = e
             .get(56..128)?
             .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .filter_map(|c| Some(u16::from_le_bytes(c.try_into().ok()?)))
             .take_while(|&u| u != 0)
             .collect();
         let name = String::from_utf16(&units).ok().filter(|n| !n.is_empty());
@@ -249,23 +249,15 @@ fn parse_mbr(head: &[u8]) -> Vec<PartEntry> {
 /// Reads what is needed of a disk's start for [`parse_partition_table`].
 fn read_disk_head(node: &std::path::Path) -> io::Result<Vec<u8>> {
     let mut f = File::open(node)?;
-    let mut head = vec![0u8; 34 * SECTOR]; // MBR, GPT header and 128 entries of 128 bytes
-    let mut got = 0;
-    while got < head.len() {
-        match f.read(&mut head[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    head.truncate(got);
+    // MBR, GPT header and 128 entries of 128 bytes.
+    let mut head = crate::probe::read_up_to(&mut f, 34 * SECTOR)?;
     // A GPT whose entries do not start at LBA 2: read them where the header says.
     if let Some(lba) = parse_entries_lba(&head) {
         if lba > 2 {
-            let mut rest = vec![0u8; 32 * SECTOR];
             f.seek(SeekFrom::Start(lba * SECTOR as u64))?;
-            let n = f.read(&mut rest)?;
+            let rest = crate::probe::read_up_to(&mut f, 32 * SECTOR)?;
             head.resize(lba as usize * SECTOR, 0);
-            head.extend_from_slice(&rest[..n]);
+            head.extend_from_slice(&rest);
         }
     }
     Ok(head)

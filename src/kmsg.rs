@@ -110,7 +110,7 @@ fn emit(i: &Inner, tag: &str, prio: u8, msg: &str) {
     let mut kmsg_ok = false;
     if i.kmsg {
         let mut rec: heapless::String<{ LINE + 32 }> = heapless::String::new();
-        let _ = write!(rec, "<{prio}>{tag}: {msg}\n");
+        let _ = writeln!(rec, "<{prio}>{tag}: {msg}");
         kmsg_ok = std::fs::OpenOptions::new()
             .write(true)
             .open(DEV_KMSG)

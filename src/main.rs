@@ -1,3 +1,13 @@
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! overlay-init: a multi-call binary, chosen by argv[0] (as fstools'
 //! factoryreset is): PID 1 → the pre-init; `overlay-status` → the status
 //! tool; `overlay-init status ...` works too.

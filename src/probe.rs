@@ -111,34 +111,24 @@ pub fn is_uniform(b: &[u8]) -> bool {
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
+/// Reads up to `len` bytes from where `r` stands (fewer at its end).
+pub fn read_up_to(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(len);
+    r.take(len as u64).read_to_end(&mut v)?;
+    Ok(v)
 }
 
 /// Reads the first [`HEAD_LEN`] bytes of a device.
 pub fn read_head(dev: &Path) -> io::Result<Vec<u8>> {
-    let mut f = File::open(dev)?;
-    let mut head = vec![0u8; HEAD_LEN];
-    let n = read_full(&mut f, &mut head)?;
-    head.truncate(n);
-    Ok(head)
+    read_up_to(&mut File::open(dev)?, HEAD_LEN)
 }
 
 /// Reads a device and identifies it. `size` is the device size in bytes
 /// (0 if unknown: then only the head is sampled).
 pub fn read_kind(dev: &Path, size: u64) -> io::Result<FsKind> {
     let mut f = File::open(dev)?;
-    let mut head = vec![0u8; BLANK_HEAD_LEN];
-    let n = read_full(&mut f, &mut head)?;
-    head.truncate(n);
-    let kind = identify(&head[..n.min(HEAD_LEN)]);
+    let head = read_up_to(&mut f, BLANK_HEAD_LEN)?;
+    let kind = identify(head.get(..HEAD_LEN).unwrap_or(&head));
     if kind != FsKind::Blank {
         return Ok(kind);
     }
@@ -146,15 +136,13 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<FsKind> {
         return Ok(FsKind::Unknown);
     }
     let first = head.first().copied().unwrap_or(0);
-    let mut sample = vec![0u8; SAMPLE_LEN];
     for i in 1..SAMPLES {
         let off = size / SAMPLES * i;
         if off <= BLANK_HEAD_LEN as u64 || off + SAMPLE_LEN as u64 > size {
             continue;
         }
         f.seek(SeekFrom::Start(off))?;
-        let got = read_full(&mut f, &mut sample)?;
-        if !sample[..got].iter().all(|&b| b == first) {
+        if !read_up_to(&mut f, SAMPLE_LEN)?.iter().all(|&b| b == first) {
             return Ok(FsKind::Unknown);
         }
     }

@@ -5,7 +5,6 @@ use crate::paths;
 use crate::plan;
 use crate::sys::Sys;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -26,11 +25,8 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
     if meta.permissions().mode() & 0o111 == 0 {
         return Err("is not executable (no x permission)".into());
     }
-    let mut head = [0u8; 256];
-    let n = f
-        .read(&mut head)
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    let head = &head[..n];
+    let head = crate::probe::read_up_to(&mut f, 256).map_err(|e| format!("cannot be read: {e}"))?;
+    let head = head.as_slice();
     if !plan::looks_executable(head) {
         return Err("is neither an ELF binary nor a #! script".into());
     }

@@ -231,7 +231,12 @@ pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
     let num = |key: &str| -> u64 {
         let field = line
             .split(',')
-            .find_map(|f| f.split(':').last()?.trim().strip_prefix(&format!("{key}=")))
+            .find_map(|f| {
+                f.split(':')
+                    .next_back()?
+                    .trim()
+                    .strip_prefix(&format!("{key}="))
+            })
             .unwrap();
         field.trim().parse().unwrap()
     };

@@ -100,8 +100,16 @@ fn after_a_power_cut_the_upper_is_checked_and_its_synced_data_kept() {
     // sysrq 'b': immediate reboot, no unmount, no sync: a power cut.
     let b1 = boot(&w, &disk, "", "echo synced > /root/before-cut && sync\necho unsynced > /root/after-sync\necho b > /proc/sysrq-trigger\nsleep 5");
     b1.expect("overlay-demo: real init reached");
-    assert!(!b1.has("overlay-demo: script exit"), "the cut must land before the script ends");
-    let b2 = boot(&w, &disk, "", &format!("{MOUNTS}\nfact before \"$(cat /root/before-cut)\""));
+    assert!(
+        !b1.has("overlay-demo: script exit"),
+        "the cut must land before the script ends"
+    );
+    let b2 = boot(
+        &w,
+        &disk,
+        "",
+        &format!("{MOUNTS}\nfact before \"$(cat /root/before-cut)\""),
+    );
     b2.expect_clean_run();
     b2.expect("/dev/vda2: journal needs recovery (not cleanly unmounted): checking");
     b2.expect("chroot /rom /sbin/e2fsck -p /dev/vda2");
