@@ -76,6 +76,14 @@ impl Fixture {
         b.read_config();
         b
     }
+
+    /// Config, lowers and upper done: where most decisions have been taken.
+    fn boot_to_upper<'a>(&self, sys: &'a FakeSys) -> Boot<'a> {
+        let mut b = self.boot(sys);
+        b.mount_lowers().unwrap();
+        b.setup_upper();
+        b
+    }
 }
 
 fn ext4_image() -> Vec<u8> {
@@ -128,9 +136,7 @@ const CMD: &str = "console=ttyAMA0 root=PARTLABEL=rootfs";
 fn blank_flash_is_formatted_with_the_lowers_mkfs_then_assembled() {
     let f = Fixture::new(CMD, Some(vec![0u8; 4 * MIB]));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     b.assemble().unwrap();
     assert_eq!(
         b.state.upper,
@@ -196,9 +202,7 @@ fn blank_flash_is_formatted_with_the_lowers_mkfs_then_assembled() {
 fn existing_ext4_is_checked_then_mounted() {
     let f = Fixture::new(CMD, Some(ext4_image()));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert_eq!(runs(&sys), ["chroot /rom /sbin/e2fsck -p /dev/vda2"]);
     assert!(matches!(b.state.upper, Upper::Flash { .. }));
 }
@@ -209,9 +213,7 @@ fn a_cleanly_unmounted_ext4_is_mounted_without_starting_fsck() {
     img[1024 + 0x3A] = 1; // s_state: EXT4_VALID_FS
     let f = Fixture::new(CMD, Some(img));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert!(runs(&sys).is_empty(), "{:?}", runs(&sys));
     assert!(matches!(b.state.upper, Upper::Flash { .. }));
 }
@@ -224,9 +226,7 @@ fn unknown_data_is_never_touched() {
         .for_each(|(i, b)| *b = (i * 7 % 251) as u8);
     let f = Fixture::new(CMD, Some(junk));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert!(
         upper_reason(&b).contains("neither ext4 nor f2fs nor blank; left untouched"),
         "{}",
@@ -250,9 +250,7 @@ fn a_blank_head_with_data_further_in_is_not_formatted() {
     d[2 * MIB + 17] = 1;
     let f = Fixture::new(CMD, Some(d));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert!(runs(&sys).is_empty());
     upper_reason(&b);
 }
@@ -261,9 +259,7 @@ fn a_blank_head_with_data_further_in_is_not_formatted() {
 fn missing_data_partition_falls_back_to_a_bounded_tmpfs() {
     let f = Fixture::new(&format!("{CMD} overlay.tmpfs_size=32m"), None);
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert_eq!(
         upper_reason(&b),
         "no data partition PARTLABEL=rootfs_data (waited 1000 ms)"
@@ -281,9 +277,7 @@ fn fsck_that_cannot_repair_leaves_the_flash_alone() {
     let f = Fixture::new(CMD, Some(ext4_image()));
     let sys = FakeSys::default();
     sys.run_results.borrow_mut().push(4);
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert!(
         upper_reason(&b).contains("e2fsck -p could not repair it (exit 4"),
         "{}",
@@ -297,9 +291,7 @@ fn blank_flash_without_mkfs_in_the_lower_runs_on_ram() {
     let f = Fixture::new(CMD, Some(vec![0xFFu8; 2 * MIB]));
     std::fs::remove_file(f.dir.path().join("rom/sbin/mkfs.ext4")).unwrap();
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert_eq!(
         upper_reason(&b),
         "/dev/vda2 is blank, and the lower root has no mkfs.ext4 to format it"
@@ -315,9 +307,7 @@ fn full_flash_work_dir_failure_unmounts_and_falls_back() {
     sys.fail_when(28, move |c| {
         matches!(c, Call::Mkdir(p) if p == Path::new("/overlay/work")) && first.replace(false)
     });
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let b = f.boot_to_upper(&sys);
     assert_eq!(
         upper_reason(&b),
         "cannot create /overlay/work: No space left on device (os error 28) on /dev/vda2"
@@ -331,9 +321,7 @@ fn read_only_overlay_on_flash_falls_back() {
     // The kernel reports the overlay on flash read-only (only a flash upper is checked).
     let sys = FakeSys::default();
     sys.readonly.borrow_mut().push("/newroot".into());
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     b.assemble().unwrap();
     assert!(
         upper_reason(&b).starts_with("the kernel mounted the overlay read-only"),
@@ -357,9 +345,7 @@ fn an_upper_that_breaks_init_is_dropped_for_tmpfs() {
         }
         false
     });
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     b.assemble().unwrap();
     let r = upper_reason(&b);
     assert!(
@@ -389,9 +375,7 @@ fn a_lower_without_init_is_fatal() {
     );
     std::fs::remove_file(f.dir.path().join("newroot/sbin/init")).unwrap();
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     assert_eq!(
         b.state.upper,
         Upper::Tmpfs {
@@ -453,9 +437,7 @@ fn extra_lowers_stack_leftmost_first_root_last() {
         }),
     );
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     b.assemble().unwrap();
     let opts = sys.calls().into_iter().find_map(|c| match c {
         Call::Mount { fstype, data, .. } if fstype == "overlay" => Some(data),
@@ -473,9 +455,7 @@ fn extra_lowers_stack_leftmost_first_root_last() {
 fn overlay_disabled_boots_the_lower_alone() {
     let f = Fixture::new(&format!("{CMD} overlayroot=disabled"), Some(ext4_image()));
     let sys = FakeSys::default();
-    let mut b = f.boot(&sys);
-    b.mount_lowers().unwrap();
-    b.setup_upper();
+    let mut b = f.boot_to_upper(&sys);
     b.assemble().unwrap();
     b.switch().unwrap();
     assert_eq!(b.state.upper, Upper::None { reason: None });
