@@ -215,9 +215,9 @@ pub fn scribble(file: &Path, offset: u64, len: usize, seed: u64) {
     f.write_all(&buf).unwrap();
 }
 
-/// Byte offset and length of partition `name` in a GPT image, from
-/// `sfdisk --dump` lines `IMG2 : start= 8192, size= 131072, ..., name="rootfs_data"`.
-pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
+/// The `sfdisk --dump` line of partition `name`:
+/// `IMG2 : start= 8192, size= 131072, type=..., uuid=..., name="rootfs_data"`.
+fn dump_line(disk: &Path, name: &str) -> String {
     let out = Command::new("sfdisk")
         .arg("--dump")
         .arg(disk)
@@ -228,17 +228,29 @@ pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
         .lines()
         .find(|l| l.contains(&format!("name=\"{name}\"")))
         .unwrap_or_else(|| panic!("no partition {name} in {}:\n{dump}", disk.display()));
-    let num = |key: &str| -> u64 {
-        let field = line
-            .split(',')
-            .find_map(|f| {
-                f.split(':')
-                    .next_back()?
-                    .trim()
-                    .strip_prefix(&format!("{key}="))
-            })
-            .unwrap();
-        field.trim().parse().unwrap()
-    };
-    (num("start") * 512, num("size") * 512)
+    line.to_string()
+}
+
+fn dump_field(line: &str, key: &str) -> String {
+    let f = line.split(',').find_map(|f| {
+        f.split(':')
+            .next_back()?
+            .trim()
+            .strip_prefix(&format!("{key}="))
+    });
+    f.unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .trim()
+        .to_string()
+}
+
+/// Byte offset and length of partition `name` in a GPT image.
+pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
+    let line = dump_line(disk, name);
+    let num = |key: &str| -> u64 { dump_field(&line, key).parse::<u64>().unwrap() * 512 };
+    (num("start"), num("size"))
+}
+
+/// The unique GUID (PARTUUID) of partition `name`.
+pub fn partuuid(disk: &Path, name: &str) -> String {
+    dump_field(&dump_line(disk, name), "uuid")
 }

@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{boot, fingerprint, out_dir, partition, scribble, Work};
+use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
 
 /// Facts every script prints: the filesystem types of /, /rom, /overlay.
 const MOUNTS: &str =
@@ -258,15 +258,22 @@ fn openwrt_aliases_name_and_type_the_data_partition() {
             "userdata:32".into(),
         ],
     );
+    // root= by PARTUUID too (upper case, as blkid users often paste it).
+    let uuid = partuuid(&disk, "rootfs");
+    let root = format!("root=PARTUUID={}", uuid.to_uppercase());
     let b = boot(
         &w,
         &disk,
-        "fstools_overlay_name=userdata fstools_overlay_fstype=ext4",
+        &format!("{root} fstools_overlay_name=userdata fstools_overlay_fstype=ext4"),
         &format!("{MOUNTS}\nstatus"),
     );
     b.expect_clean_run();
     assert_eq!(b.fact("overlay"), "ext4");
     b.expect("persistent: yes, changes are saved on /dev/vda2 (ext4)");
+    b.expect(&format!(
+        "root PARTUUID={} = /dev/vda1 (squashfs)",
+        uuid.to_lowercase()
+    ));
 }
 
 #[test]
