@@ -151,7 +151,7 @@ fn several_lower_layers_stack_leftmost_first() {
     let b = boot(
         &w,
         &disk,
-        "overlay.lower=PARTLABEL=layer1,PARTLABEL=layer2",
+        "root=/dev/vda1 overlay.lower=PARTLABEL=layer1,PARTLABEL=layer2",
         r#"
 for f in 1 2 3; do fact file$f "$(cat /layers/file$f)"; done
 fact profile "$(cat /etc/profile)"
@@ -170,6 +170,43 @@ status
     );
     assert_eq!(b.fact("sbin_init"), "from-root");
     b.expect("lowerdir=/run/overlay-init/lower/0:/run/overlay-init/lower/1:/rom,");
+}
+
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn an_f2fs_upper_is_detected_by_its_superblock() {
+    let w = Work::new("f2fs");
+    let data = w.path("data.f2fs");
+    std::fs::write(&data, vec![0u8; 64 << 20]).unwrap();
+    let st = std::process::Command::new("mkfs.f2fs")
+        .args(["-q", "-l", "rootfs_data"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfs.f2fs");
+    let rootfs = out_dir().join("rootfs.squashfs");
+    let disk = w.disk(
+        "disk.img",
+        &[
+            format!("rootfs:auto:{}", rootfs.display()),
+            format!("rootfs_data:64:{}", data.display()),
+        ],
+    );
+    let b1 = boot(&w, &disk, "", &format!("{MOUNTS}\necho on-f2fs > /root/f"));
+    b1.expect_clean_run();
+    assert_eq!(
+        b1.fact("overlay"),
+        "f2fs",
+        "no overlay.fstype given: detected"
+    );
+    let b2 = boot(
+        &w,
+        &disk,
+        "",
+        &format!("{MOUNTS}\nfact f \"$(cat /root/f)\""),
+    );
+    b2.expect_clean_run();
+    assert_eq!(b2.fact("f"), "on-f2fs");
 }
 
 #[test]
@@ -291,11 +328,21 @@ fn ubuntu_overlayroot_tmpfs_device_and_disabled() {
     );
     let script = format!("{MOUNTS}\nstatus\ntouch /probe 2>/dev/null && fact rw yes || fact rw no");
 
-    let t = boot(&w, &disk, "overlayroot=tmpfs", &script);
+    let t = boot(
+        &w,
+        &disk,
+        "overlayroot=tmpfs overlay.tmpfs_size=16m",
+        &format!("{script}\nfact tmpfs_kib \"$(df -k /overlay | awk 'NR==2 {{print $2}}')\""),
+    );
     t.expect_clean_run();
     assert_eq!(t.fact("overlay"), "tmpfs");
     assert_eq!(t.fact("status_exit"), "2");
-    t.expect("persistent: no, changes live in RAM (tmpfs, up to 25%) as configured");
+    t.expect("persistent: no, changes live in RAM (tmpfs, up to 16777216) as configured");
+    assert_eq!(
+        t.fact("tmpfs_kib"),
+        "16384",
+        "overlay.tmpfs_size bounds the tmpfs upper"
+    );
     assert!(
         !t.has("RUNNING ON RAM"),
         "asked-for tmpfs is not a fallback banner"
