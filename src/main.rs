@@ -23,6 +23,7 @@ mod paths;
 mod pid1;
 mod plan;
 mod probe;
+mod reset;
 mod state;
 mod status;
 mod switch;

@@ -1,0 +1,1 @@
+//! `overlay-reset` (placeholder until the CLI lands in the next commit).
