@@ -12,7 +12,8 @@
 //!    `SEQ-work` (each only if its trash name does not exist yet);
 //! 3. `fresh`: empty `upper/` and `work/` are created;
 //! 4. `restore`: `.reset/keep-SEQ/` is merged back into `upper/` by renames;
-//! 5. `done`: the `done` record gets SEQ, then the request is removed.
+//! 5. `done`: the `done` record gets SEQ, the keep area goes, then the
+//!    request is removed (a request left behind is stale: see [`Pending`]).
 //! The trash is deleted afterwards, within a time budget at boot and by a
 //! low-priority background process for the rest ([`delete_trash`]); what a
 //! power cut leaves of it is deleted at the next boot.
@@ -233,10 +234,12 @@ impl ResetArea {
         // 5. done, then the request goes.
         write_atomic(area, DONE, &encode_done(req.seq))?;
         hook("done");
-        self.remove_request()?;
-        hook("clear");
+        // The (now empty) keep area goes before the request, so that a cut
+        // between the two leaves a stale request, which finish_stale clears.
         drop(keep_dir);
         self.remove_tree_at(area, &keep_name, None, &mut 0, hook)?;
+        self.remove_request()?;
+        hook("clear");
         Ok(report)
     }
 
