@@ -19,6 +19,8 @@ use crate::modules::ModuleLoader;
 use crate::paths::{self, SysRoot};
 use crate::plan::{self, FsckVerdict, UpperAction};
 use crate::probe;
+use crate::reset::wipe::{Pending, ResetArea};
+use crate::reset::{self, KEEP_FILE};
 use crate::state::{BootState, Layer, Upper};
 use crate::sys::{Command, MountFlags, Sys};
 use std::path::{Path, PathBuf};
@@ -141,6 +143,11 @@ const EARLY_MOUNTS: [EarlyMount; 4] = [
         data: "mode=0755,size=10%",
     },
 ];
+
+/// How long a boot may spend deleting a reset's trash; the rest is deleted by
+/// a background process at the lowest priority (and, after a power cut, by
+/// the next boot). Bounds the boot delay of resetting a huge upper.
+pub const TRASH_BUDGET: Duration = Duration::from_secs(1);
 
 /// Devices are polled this often while waiting for them.
 const POLL: Duration = Duration::from_millis(20);
@@ -433,6 +440,12 @@ impl<'a> Boot<'a> {
             .mount(&node, target, fstype, flags, "")
             .map_err(|e| format!("cannot mount {node} ({fstype}): {e}"))?;
         self.upper_on_flash = true;
+        if let Err(reason) = self.factory_reset() {
+            self.unmount_upper();
+            return Err(format!(
+                "{reason}; the factory reset resumes at the next boot"
+            ));
+        }
         if let Err(reason) = self.make_upper_dirs() {
             self.unmount_upper();
             return Err(format!("{reason} on {node}"));
@@ -483,6 +496,151 @@ impl<'a> Boot<'a> {
             },
         }
         Ok(())
+    }
+
+    /// Carries out a pending factory reset (or one asked for on the command
+    /// line) on the mounted data filesystem, before upper/ is used; then
+    /// deletes what earlier resets left in the trash, within [`TRASH_BUDGET`].
+    fn factory_reset(&mut self) -> Result<(), String> {
+        let data = self.root.join(Path::new(self.mode.overlay()));
+        if !self.cfg.reset && !data.join(reset::RESET_DIR).is_dir() {
+            return Ok(());
+        }
+        let area =
+            ResetArea::open(&data, true).map_err(|e| format!("cannot open the reset area: {e}"))?;
+        let mut pending = area
+            .pending()
+            .map_err(|e| format!("cannot read the reset request: {e}"))?;
+        if self.cfg.reset && !matches!(pending, Pending::Request(_)) {
+            let keep = self.keep_list(&data);
+            let req = area
+                .write_request(keep)
+                .map_err(|e| format!("cannot record the reset request: {e}"))?;
+            log::warn!(
+                "factory reset #{} asked for on the kernel command line",
+                req.seq
+            );
+            pending = Pending::Request(req);
+        }
+        // The power-cut test hook: reboot, unsynced, after the N-th change of a step.
+        let sys = self.sys;
+        let crash = self.cfg.test_crash.clone();
+        let mut seen: Vec<(String, u32)> = Vec::new();
+        let mut hook = |step: &str| {
+            let Some((at, n)) = &crash else { return };
+            if at != step {
+                return;
+            }
+            let count = match seen.iter_mut().find(|(s, _)| s == step) {
+                Some((_, c)) => {
+                    *c += 1;
+                    *c
+                }
+                None => {
+                    seen.push((step.to_string(), 1));
+                    1
+                }
+            };
+            if count == *n {
+                log::warn!("test hook: power cut after {step} #{n}");
+                let err = sys.reboot();
+                log::warn!("test hook: reboot failed: {err}");
+            }
+        };
+        match pending {
+            Pending::None => {}
+            Pending::Corrupt(e) => {
+                self.warn(format!(
+                    "factory reset: the request record is unusable ({e}): ignored, nothing wiped"
+                ));
+                area.remove_request()
+                    .map_err(|e| format!("cannot remove the unusable request: {e}"))?;
+            }
+            Pending::Stale(seq) => {
+                log::info!(
+                    "factory reset #{seq} was already completed; removing its leftover request"
+                );
+                area.finish_stale(seq, &mut hook)
+                    .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
+            }
+            Pending::Request(req) => {
+                log::warn!(
+                    "factory reset #{}: wiping the upper layer (keeping {} path(s))",
+                    req.seq,
+                    req.keep.len()
+                );
+                let t = self.sys.now();
+                let report = area
+                    .carry_out(&req, &mut hook)
+                    .map_err(|e| format!("factory reset #{} failed: {e}", req.seq))?;
+                let ms = self.sys.now().saturating_sub(t).as_millis();
+                let kept = if report.kept.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    report.kept.join(", ")
+                };
+                log::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
+                self.state.reset =
+                    Some(format!("reset #{} done in {ms} ms, kept: {kept}", req.seq));
+            }
+        }
+        if area.has_trash() {
+            let t = std::time::Instant::now();
+            let mut removed = 0;
+            let done = area
+                .delete_trash(Some(t + TRASH_BUDGET), &mut removed, &mut hook)
+                .map_err(|e| format!("cannot delete the reset trash: {e}"))?;
+            if done {
+                log::info!(
+                    "factory reset: trash deleted ({removed} entries in {} ms)",
+                    t.elapsed().as_millis()
+                );
+            } else {
+                log::info!("factory reset: {removed} entries deleted in {} ms; the rest goes in the background", t.elapsed().as_millis());
+                let started = self
+                    .sys
+                    .background(&mut || match area.delete_trash(None, &mut removed, &mut |_| {}) {
+                        Ok(_) => log::info!("factory reset: background trash deletion done ({removed} entries in {} ms)", t.elapsed().as_millis()),
+                        Err(e) => log::warn!("factory reset: background trash deletion stopped: {e}; the next boot goes on"),
+                    });
+                if let Err(e) = started {
+                    self.warn(format!(
+                        "cannot start the background trash deletion: {e}; the next boot goes on"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keep list for a reset asked for on the command line: the root's
+    /// /etc/overlay-reset.keep as the booted system would see it (the
+    /// upper's copy, else the lower's). Invalid lines are skipped and said.
+    fn keep_list(&mut self, data: &Path) -> Vec<String> {
+        let upper = data.join("upper");
+        let rom = self.root.path(self.mode.rom());
+        let text = match crate::switch::read_in_root(&upper, KEEP_FILE, reset::MAX_PAYLOAD) {
+            Ok(b) => Some(b),
+            // Absent from the upper: the lower's. Present but unreadable (a
+            // whiteout: the user deleted it): no keep list.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::switch::read_in_root(&rom, KEEP_FILE, reset::MAX_PAYLOAD).ok()
+            }
+            Err(_) => None,
+        };
+        let text = String::from_utf8_lossy(&text.unwrap_or_default()).into_owned();
+        let mut keep = Vec::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            match reset::validate_pattern(line) {
+                Ok(()) => keep.push(line.to_string()),
+                Err(e) => self.warn(format!("{KEEP_FILE}: {line}: {e}; not kept")),
+            }
+        }
+        keep
     }
 
     /// upper/ and work/ on the upper filesystem: overlayfs needs both on the

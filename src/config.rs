@@ -82,6 +82,11 @@ pub struct Config {
     pub fs_modules: Vec<(String, Vec<String>)>,
     /// Delay before rebooting after a fatal error (from the kernel's `panic=`).
     pub fatal_delay: Duration,
+    /// `overlay.reset=1` / `systemd.factory_reset=1`: reset at this boot.
+    pub reset: bool,
+    /// `overlay.test_crash=STEP[:N]`: for power-cut tests only, reboot
+    /// without syncing right after the N-th change of that reset step.
+    pub test_crash: Option<(String, u32)>,
 }
 
 pub const DEFAULT_DATA_NAME: &str = "rootfs_data";
@@ -110,6 +115,8 @@ impl Default for Config {
             modules: Vec::new(),
             fs_modules: Vec::new(),
             fatal_delay: DEFAULT_FATAL_DELAY,
+            reset: false,
+            test_crash: None,
         }
     }
 }
@@ -227,6 +234,23 @@ impl Config {
                 self.init = s.into();
             }
             "overlay.debug" => self.debug = flag(v)?,
+            "overlay.reset" | "systemd.factory_reset" => self.reset = flag(v)?,
+            "overlay.test_crash" => {
+                let s = word(v)?;
+                let (step, n) = s.split_once(':').unwrap_or((s, "1"));
+                const STEPS: [&str; 7] = [
+                    "keep", "trash", "fresh", "restore", "done", "clear", "delete",
+                ];
+                if !STEPS.contains(&step) {
+                    return Err(format!("unknown step (one of {})", STEPS.join(", ")));
+                }
+                let n: u32 = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("the count must be a positive number")?;
+                self.test_crash = Some((step.into(), n));
+            }
             "overlay.tmpfs_size" => self.tmpfs_size = parse_size(word(v)?)?,
             "overlay.modules" => self.modules = list(v)?,
             "panic" => {
@@ -493,6 +517,23 @@ mod tests {
         assert!(parse_size("100").is_err());
         assert!(parse_size("99999999999999999999g").is_err());
         assert!(parse_size("-1m").is_err());
+    }
+
+    #[test]
+    fn reset_keys() {
+        assert!(cfg("overlay.reset=1").0.reset);
+        assert!(cfg("systemd.factory_reset=1").0.reset);
+        assert!(!cfg("systemd.factory_reset=0").0.reset);
+        assert_eq!(
+            cfg("overlay.test_crash=trash:2").0.test_crash,
+            Some(("trash".into(), 2))
+        );
+        assert_eq!(
+            cfg("overlay.test_crash=keep").0.test_crash,
+            Some(("keep".into(), 1))
+        );
+        assert_eq!(cfg("overlay.test_crash=nope").1.len(), 1);
+        assert_eq!(cfg("overlay.test_crash=keep:0").1.len(), 1);
     }
 
     #[test]

@@ -34,7 +34,8 @@ mod testutil;
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
 Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
   overlay-status [--json]     how this boot's root was assembled
-  overlay-init status ...     the same
+  overlay-reset [-y] ...      factory reset at the next boot (--help)
+  overlay-init status|reset   the same
   overlay-init --version
 ";
 
@@ -51,12 +52,10 @@ fn main() {
     let rest = args.get(1..).unwrap_or(&[]);
     let code = match name.as_str() {
         "overlay-status" => status::main(rest),
-        "overlay-reset" => {
-            eprintln!("overlay-reset: factory reset is not available in this version");
-            1
-        }
+        "overlay-reset" => reset::cli::main(rest),
         _ => match rest.first().map(String::as_str) {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
+            Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),
             Some("--version") => {
                 println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
                 0

@@ -55,6 +55,8 @@ pub struct BootState {
     pub stages: Vec<(String, Duration)>,
     /// CLOCK_BOOTTIME when the pre-init started: the kernel's own boot time.
     pub started_at: Duration,
+    /// What a factory reset did at this boot.
+    pub reset: Option<String>,
 }
 
 pub const VERSION: u32 = 1;
@@ -69,6 +71,7 @@ impl Default for BootState {
             warnings: Vec::new(),
             stages: Vec::new(),
             started_at: Duration::ZERO,
+            reset: None,
         }
     }
 }
@@ -152,6 +155,9 @@ impl BootState {
                 one_line(&l.mountpoint)
             );
         }
+        if let Some(r) = &self.reset {
+            let _ = writeln!(s, "reset={}", one_line(r));
+        }
         for w in &self.warnings {
             let _ = writeln!(s, "warning={}", one_line(w));
         }
@@ -200,6 +206,7 @@ impl BootState {
                 "upper_reason" => reason = v.into(),
                 "upper_size" => size = v.into(),
                 "warning" => st.warnings.push(v.into()),
+                "reset" => st.reset = Some(v.into()),
                 "started_at_us" => st.started_at = us(v)?,
                 "lower" => {
                     let mut f = v.splitn(3, ' ');
@@ -265,6 +272,7 @@ mod tests {
                 ("modules".into(), Duration::from_micros(90_000)),
             ],
             started_at: Duration::from_millis(700),
+            reset: Some("reset #1 done".into()),
         }
     }
 

@@ -134,6 +134,12 @@ pub fn render_text(st: &BootState) -> String {
         );
     }
     let _ = writeln!(s, "init:       {} (entered by {})", st.init, st.mode);
+    if let Some(r) = &st.reset {
+        let _ = writeln!(s, "reset:      at this boot: {r}");
+    }
+    if let Some(line) = crate::reset::cli::pending_line(std::path::Path::new(paths::OVERLAY)) {
+        let _ = writeln!(s, "{line}");
+    }
     for w in &st.warnings {
         let _ = writeln!(s, "warning:    {w}");
     }
@@ -232,6 +238,7 @@ mod tests {
             warnings: vec![],
             stages: vec![("upper".into(), Duration::from_micros(1200))],
             started_at: Duration::from_millis(500),
+            reset: None,
         }
     }
 

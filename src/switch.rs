@@ -47,6 +47,12 @@ pub fn script_interpreter(head: &[u8]) -> Option<String> {
     line.split_whitespace().next().map(str::to_string)
 }
 
+/// Reads a file of `root` as the system in it would see it (symlinks
+/// resolved inside `root`), up to `max` bytes.
+pub fn read_in_root(root: &Path, path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    crate::probe::read_up_to(&mut open_in_root(root, path)?, max)
+}
+
 fn open_in_root(root: &Path, prog: &str) -> std::io::Result<std::fs::File> {
     let dir = rustix::fs::open(
         root,

@@ -488,3 +488,95 @@ fn stages_are_timed_in_order() {
         ["config", "modules", "lowers", "upper", "overlay", "switch"]
     );
 }
+
+#[test]
+fn a_pending_reset_is_carried_out_before_the_upper_is_used() {
+    let f = Fixture::new(CMD, Some(ext4_image()));
+    // The "mounted" data fs is the fixture's /overlay.
+    f.dir.write("overlay/upper/etc/config/network", "net");
+    f.dir.write("overlay/upper/.hidden/x", "x");
+    f.dir.write("overlay/work/work/.keep", "");
+    let data = f.dir.path().join("overlay");
+    ResetArea::open(&data, true)
+        .unwrap()
+        .write_request(vec!["/etc/config/network".into()])
+        .unwrap();
+    let sys = FakeSys::default();
+    let b = f.boot_to_upper(&sys);
+    assert!(
+        matches!(b.state.upper, Upper::Flash { .. }),
+        "{:?}",
+        b.state.upper
+    );
+    assert!(
+        b.state
+            .reset
+            .as_deref()
+            .unwrap()
+            .starts_with("reset #1 done in"),
+        "{:?}",
+        b.state.reset
+    );
+    assert!(!data.join("upper/.hidden").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("upper/etc/config/network")).unwrap(),
+        "net"
+    );
+    assert!(
+        !ResetArea::open(&data, false).unwrap().has_trash(),
+        "small trash deleted within the budget"
+    );
+    assert_eq!(
+        ResetArea::open(&data, false).unwrap().pending().unwrap(),
+        Pending::None
+    );
+}
+
+#[test]
+fn a_corrupt_reset_request_is_reported_and_nothing_is_wiped() {
+    let f = Fixture::new(CMD, Some(ext4_image()));
+    f.dir.write("overlay/upper/user-file", "mine");
+    f.dir.write("overlay/.reset/request", "not a record");
+    let sys = FakeSys::default();
+    let b = f.boot_to_upper(&sys);
+    assert!(matches!(b.state.upper, Upper::Flash { .. }));
+    assert!(
+        b.state
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("factory reset: the request record is unusable")),
+        "{:?}",
+        b.state.warnings
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.dir.path().join("overlay/upper/user-file")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn a_command_line_reset_uses_the_roots_keep_list() {
+    let f = Fixture::new(
+        &format!("{CMD} systemd.factory_reset=1"),
+        Some(ext4_image()),
+    );
+    f.dir.write(
+        "rom/etc/overlay-reset.keep",
+        "# from the firmware\n/etc/keep-me\nrelative/bad\n",
+    );
+    f.dir.write("overlay/upper/etc/keep-me", "k");
+    f.dir.write("overlay/upper/etc/drop-me", "d");
+    let sys = FakeSys::default();
+    let b = f.boot_to_upper(&sys);
+    let data = f.dir.path().join("overlay");
+    assert!(data.join("upper/etc/keep-me").exists());
+    assert!(!data.join("upper/etc/drop-me").exists());
+    assert!(
+        b.state
+            .warnings
+            .iter()
+            .any(|w| w.contains("relative/bad: not an absolute path")),
+        "{:?}",
+        b.state.warnings
+    );
+}

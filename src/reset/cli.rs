@@ -1,1 +1,282 @@
-//! `overlay-reset` (placeholder until the CLI lands in the next commit).
+//! `overlay-reset`: records a factory-reset request for the next boot.
+
+use super::wipe::{Pending, ResetArea};
+use super::{parse_keep_file, validate_pattern, KeepSet, KEEP_FILE};
+use crate::paths;
+use crate::state::{BootState, Upper};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--dry-run] [--cancel]
+
+Factory reset: at the next boot, everything in the writable layer (the upper
+on flash) is erased, so the root shows the read-only firmware again. Hidden
+files included. The reset is safe against power loss at any instant: a cut
+boot finishes it at the next boot, and a finished reset is never repeated.
+
+  -y, --yes      do not ask for confirmation (required without a terminal)
+  --no-reboot    only schedule the reset; it happens at the next boot
+  --keep PATH    keep PATH (absolute; a glob like /etc/dropbear/* works) through
+                 the reset; repeatable. Added to the keep list in
+                 /etc/overlay-reset.keep (one path or glob a line, # comments)
+  --dry-run      list what would be removed and what kept; change nothing
+  --cancel       withdraw a pending reset
+  -h, --help     this text
+
+The kernel command line can ask for a reset too: overlay.reset=1 (or
+systemd.factory_reset=1), with the same keep list.
+Exit status: 0 done, 1 refused or failed, 2 bad arguments.
+";
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    yes: bool,
+    no_reboot: bool,
+    dry_run: bool,
+    cancel: bool,
+    keep: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
+    let mut a = Args::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-y" | "--yes" => a.yes = true,
+            "--no-reboot" => a.no_reboot = true,
+            "--dry-run" | "-n" => a.dry_run = true,
+            "--cancel" => a.cancel = true,
+            "--keep" => {
+                let p = it.next().ok_or("--keep needs a path")?;
+                validate_pattern(p).map_err(|e| format!("--keep {p}: {e}"))?;
+                a.keep.push(p.clone());
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.cancel && (a.dry_run || !a.keep.is_empty()) {
+        return Err("--cancel takes no other option".into());
+    }
+    Ok(Some(a))
+}
+
+fn refuse(msg: &str) -> i32 {
+    eprintln!("overlay-reset: {msg}");
+    1
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let a = match parse_args(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{HELP}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("overlay-reset: {e}\n\n{HELP}");
+            return 2;
+        }
+    };
+    if !rustix::process::geteuid().is_root() {
+        return refuse("must be run as root");
+    }
+    let state = match std::fs::read_to_string(paths::STATE_FILE)
+        .map_err(|e| e.to_string())
+        .and_then(|t| BootState::parse(&t).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return refuse(&format!(
+                "cannot read {}: {e} (was this system booted by overlay-init?)",
+                paths::STATE_FILE
+            ))
+        }
+    };
+    match &state.upper {
+        Upper::Flash { .. } => {}
+        Upper::Tmpfs { .. } => {
+            return refuse(
+                "the upper layer is a tmpfs: nothing to reset (changes are already lost at reboot)",
+            )
+        }
+        Upper::None { .. } => {
+            return refuse("the root is read-only: there is no upper layer to reset")
+        }
+    }
+    let data = Path::new(paths::OVERLAY);
+    let area = match ResetArea::open(data, !a.dry_run) {
+        Ok(ar) => Some(ar),
+        Err(e) if a.dry_run || a.cancel => {
+            if a.cancel {
+                println!("overlay-reset: no reset is pending");
+                return 0;
+            }
+            let _ = e;
+            None
+        }
+        Err(e) => {
+            return refuse(&format!(
+                "cannot open {}/{}: {e}",
+                data.display(),
+                super::RESET_DIR
+            ))
+        }
+    };
+    if a.cancel {
+        return match area.as_ref().map(ResetArea::remove_request) {
+            Some(Ok(true)) => {
+                println!("overlay-reset: the pending reset is cancelled");
+                0
+            }
+            Some(Ok(false)) | None => {
+                println!("overlay-reset: no reset is pending");
+                0
+            }
+            Some(Err(e)) => refuse(&format!("cannot cancel: {e}")),
+        };
+    }
+    let mut keep = match std::fs::read_to_string(KEEP_FILE) {
+        Ok(t) => match parse_keep_file(&t) {
+            Ok(k) => k,
+            Err(e) => return refuse(&format!("{KEEP_FILE}: {e}")),
+        },
+        Err(_) => Vec::new(),
+    };
+    keep.extend(a.keep.iter().cloned());
+    if a.dry_run {
+        return dry_run(&data.join("upper"), &keep);
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            return refuse("refusing without confirmation: no terminal to ask on; pass -y");
+        }
+        print!(
+            "Erase all changes to this system at the next boot{}? Type yes: ",
+            if keep.is_empty() {
+                String::new()
+            } else {
+                format!(" (keeping {})", keep.join(", "))
+            }
+        );
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if line.trim() != "yes" {
+            return refuse("not confirmed; nothing changed");
+        }
+    }
+    let Some(area) = area else {
+        return refuse("no reset area");
+    };
+    let req = match area.write_request(keep) {
+        Ok(r) => r,
+        Err(e) => return refuse(&format!("cannot record the request: {e}")),
+    };
+    println!("overlay-reset: reset #{} scheduled for the next boot (keeping {} path(s)); cancel with overlay-reset --cancel", req.seq, req.keep.len());
+    if a.no_reboot {
+        return 0;
+    }
+    println!("overlay-reset: rebooting");
+    match std::process::Command::new("reboot").status() {
+        Ok(s) if s.success() => 0,
+        Ok(s) => refuse(&format!(
+            "reboot failed ({s}); the reset happens at the next boot"
+        )),
+        Err(e) => refuse(&format!(
+            "cannot run reboot: {e}; the reset happens at the next boot"
+        )),
+    }
+}
+
+/// Lists the upper's entries as `remove PATH` or `keep PATH`, changing nothing.
+fn dry_run(upper: &Path, keep: &[String]) -> i32 {
+    let set = KeepSet::new(keep);
+    let mut out = std::io::stdout().lock();
+    let mut counts = (0usize, 0usize);
+    fn walk(
+        dir: &Path,
+        rel: &mut Vec<String>,
+        set: &KeepSet,
+        out: &mut dyn Write,
+        counts: &mut (usize, usize),
+    ) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut names: Vec<_> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            rel.push(n.clone());
+            let comps: Vec<&str> = rel.iter().map(String::as_str).collect();
+            let path = format!("/{}", rel.join("/"));
+            let p = dir.join(&n);
+            let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+            if set.keeps(&comps) {
+                let _ = writeln!(out, "keep   {path}");
+                counts.1 += 1;
+            } else {
+                if !is_dir || !set.may_keep_below(&comps) {
+                    let _ = writeln!(out, "remove {path}{}", if is_dir { "/" } else { "" });
+                    counts.0 += 1;
+                }
+                if is_dir {
+                    walk(&p, rel, set, out, counts);
+                }
+            }
+            rel.pop();
+        }
+    }
+    walk(upper, &mut Vec::new(), &set, &mut out, &mut counts);
+    let _ = writeln!(
+        out,
+        "overlay-reset: dry run: {} to remove, {} to keep; nothing changed",
+        counts.0, counts.1
+    );
+    0
+}
+
+/// One line for overlay-status about a pending reset.
+pub fn pending_line(data: &Path) -> Option<String> {
+    let area = ResetArea::open(data, false).ok()?;
+    match area.pending().ok()? {
+        Pending::Request(r) => Some(format!(
+            "reset:      PENDING: reset #{} at the next boot (keeping {} path(s))",
+            r.seq,
+            r.keep.len()
+        )),
+        Pending::Corrupt(e) => Some(format!(
+            "reset:      an unusable request record ({e}): it will be ignored"
+        )),
+        Pending::None | Pending::Stale(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn arguments() {
+        let a = args(&["-y", "--keep", "/etc/config/*", "--no-reboot"])
+            .unwrap()
+            .unwrap();
+        assert!(a.yes && a.no_reboot && !a.dry_run);
+        assert_eq!(a.keep, ["/etc/config/*"]);
+        assert_eq!(args(&["--help"]), Ok(None));
+        assert!(args(&["--keep"]).is_err());
+        assert!(args(&["--keep", "etc/x"])
+            .unwrap_err()
+            .contains("not an absolute path"));
+        assert!(args(&["--keep", "/etc/../x"]).is_err());
+        assert!(args(&["--bogus"]).is_err());
+        assert!(args(&["--cancel", "--dry-run"]).is_err());
+    }
+}

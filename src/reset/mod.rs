@@ -55,7 +55,10 @@ impl fmt::Display for RecordError {
             RecordError::Magic => write!(f, "not a reset record of a known version"),
             RecordError::Length(n) => write!(f, "payload length {n} does not match the file"),
             RecordError::Checksum { stored, computed } => {
-                write!(f, "checksum mismatch (stored {stored:08x}, computed {computed:08x})")
+                write!(
+                    f,
+                    "checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+                )
             }
             RecordError::Payload(why) => write!(f, "bad keep list: {why}"),
         }
@@ -66,7 +69,11 @@ fn encode(magic: &[u8; 8], seq: u64, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + payload.len());
     v.extend_from_slice(magic);
     v.extend_from_slice(&seq.to_le_bytes());
-    v.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    v.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     v.extend_from_slice(&[0; 4]);
     v.extend_from_slice(payload);
     let crc = crc32fast::hash(&v);
@@ -84,9 +91,21 @@ fn decode<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<(u64, &'a [u8]), RecordErr
     if field(0..8)? != magic {
         return Err(RecordError::Magic);
     }
-    let seq = u64::from_le_bytes(field(8..16)?.try_into().map_err(|_| RecordError::Short(b.len()))?);
-    let len = u32::from_le_bytes(field(16..20)?.try_into().map_err(|_| RecordError::Short(b.len()))?);
-    let stored = u32::from_le_bytes(field(20..24)?.try_into().map_err(|_| RecordError::Short(b.len()))?);
+    let seq = u64::from_le_bytes(
+        field(8..16)?
+            .try_into()
+            .map_err(|_| RecordError::Short(b.len()))?,
+    );
+    let len = u32::from_le_bytes(
+        field(16..20)?
+            .try_into()
+            .map_err(|_| RecordError::Short(b.len()))?,
+    );
+    let stored = u32::from_le_bytes(
+        field(20..24)?
+            .try_into()
+            .map_err(|_| RecordError::Short(b.len()))?,
+    );
     if len as usize > MAX_PAYLOAD || HEADER + len as usize != b.len() {
         return Err(RecordError::Length(len));
     }
@@ -108,8 +127,13 @@ impl Request {
 
     pub fn decode(b: &[u8]) -> Result<Request, RecordError> {
         let (seq, payload) = decode(REQUEST_MAGIC, b)?;
-        let text = std::str::from_utf8(payload).map_err(|_| RecordError::Payload("not UTF-8".into()))?;
-        let keep: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let text =
+            std::str::from_utf8(payload).map_err(|_| RecordError::Payload("not UTF-8".into()))?;
+        let keep: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
         for k in &keep {
             validate_pattern(k).map_err(|e| RecordError::Payload(format!("{k}: {e}")))?;
         }
@@ -170,10 +194,13 @@ pub fn glob_component(pat: &[u8], name: &[u8]) -> bool {
             let rest = pat.get(1..).unwrap_or(&[]);
             (0..=name.len()).any(|i| glob_component(rest, name.get(i..).unwrap_or(&[])))
         }
-        (Some(b'?'), Some(_)) => glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[])),
+        (Some(b'?'), Some(_)) => {
+            glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[]))
+        }
         (Some(b'['), Some(&c)) => {
             let Some(end) = pat.iter().skip(2).position(|&b| b == b']').map(|p| p + 2) else {
-                return c == b'[' && glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[]));
+                return c == b'['
+                    && glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[]));
             };
             let class = pat.get(1..end).unwrap_or(&[]);
             let (negate, class) = match class.first() {
@@ -192,9 +219,15 @@ pub fn glob_component(pat: &[u8], name: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != negate && glob_component(pat.get(end + 1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[]))
+            hit != negate
+                && glob_component(
+                    pat.get(end + 1..).unwrap_or(&[]),
+                    name.get(1..).unwrap_or(&[]),
+                )
         }
-        (Some(&p), Some(&c)) => p == c && glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[])),
+        (Some(&p), Some(&c)) => {
+            p == c && glob_component(pat.get(1..).unwrap_or(&[]), name.get(1..).unwrap_or(&[]))
+        }
         _ => false,
     }
 }
@@ -204,17 +237,32 @@ pub struct KeepSet(Vec<Vec<String>>);
 
 impl KeepSet {
     pub fn new(patterns: &[String]) -> KeepSet {
-        KeepSet(patterns.iter().map(|p| components(p).map(str::to_string).collect()).collect())
+        KeepSet(
+            patterns
+                .iter()
+                .map(|p| components(p).map(str::to_string).collect())
+                .collect(),
+        )
     }
 
     /// `path` itself is kept (with everything below it).
     pub fn keeps(&self, path: &[&str]) -> bool {
-        self.0.iter().any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| glob_component(a.as_bytes(), b.as_bytes())))
+        self.0.iter().any(|p| {
+            p.len() == path.len()
+                && p.iter()
+                    .zip(path)
+                    .all(|(a, b)| glob_component(a.as_bytes(), b.as_bytes()))
+        })
     }
 
     /// Something below directory `path` may be kept: worth descending into.
     pub fn may_keep_below(&self, path: &[&str]) -> bool {
-        self.0.iter().any(|p| p.len() > path.len() && p.iter().zip(path).all(|(a, b)| glob_component(a.as_bytes(), b.as_bytes())))
+        self.0.iter().any(|p| {
+            p.len() > path.len()
+                && p.iter()
+                    .zip(path)
+                    .all(|(a, b)| glob_component(a.as_bytes(), b.as_bytes()))
+        })
     }
 }
 
@@ -224,16 +272,26 @@ mod tests {
 
     #[test]
     fn request_round_trip() {
-        let r = Request { seq: 7, keep: vec!["/etc/config/network".into(), "/etc/dropbear/*".into()] };
+        let r = Request {
+            seq: 7,
+            keep: vec!["/etc/config/network".into(), "/etc/dropbear/*".into()],
+        };
         assert_eq!(Request::decode(&r.encode()), Ok(r));
-        let empty = Request { seq: 1, keep: vec![] };
+        let empty = Request {
+            seq: 1,
+            keep: vec![],
+        };
         assert_eq!(Request::decode(&empty.encode()), Ok(empty));
         assert_eq!(decode_done(&encode_done(42)), Ok(42));
     }
 
     #[test]
     fn corrupt_records_are_refused_never_half_read() {
-        let good = Request { seq: 3, keep: vec!["/etc/x".into()] }.encode();
+        let good = Request {
+            seq: 3,
+            keep: vec!["/etc/x".into()],
+        }
+        .encode();
         for cut in 0..good.len() {
             assert!(Request::decode(&good[..cut]).is_err(), "truncated at {cut}");
         }
@@ -242,10 +300,19 @@ mod tests {
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(Request::decode(&b).is_err(), "bit {bit} flipped");
         }
-        assert_eq!(Request::decode(b"garbage garbage garbage!!"), Err(RecordError::Magic));
-        assert!(matches!(Request::decode(&encode_done(3)), Err(RecordError::Magic)), "a done record is not a request");
+        assert_eq!(
+            Request::decode(b"garbage garbage garbage!!"),
+            Err(RecordError::Magic)
+        );
+        assert!(
+            matches!(Request::decode(&encode_done(3)), Err(RecordError::Magic)),
+            "a done record is not a request"
+        );
         let bad_payload = encode(REQUEST_MAGIC, 1, b"relative/path");
-        assert!(matches!(Request::decode(&bad_payload), Err(RecordError::Payload(_))));
+        assert!(matches!(
+            Request::decode(&bad_payload),
+            Err(RecordError::Payload(_))
+        ));
     }
 
     #[test]
@@ -255,8 +322,13 @@ mod tests {
         assert!(validate_pattern("/etc/../root").is_err());
         assert!(validate_pattern("/").is_err());
         assert!(validate_pattern("/etc/./x").is_err());
-        assert_eq!(parse_keep_file("# keep\n\n/etc/config/*\n  /root/.ssh \n"), Ok(vec!["/etc/config/*".into(), "/root/.ssh".into()]));
-        assert!(parse_keep_file("/ok\nbad\n").unwrap_err().starts_with("line 2: bad"));
+        assert_eq!(
+            parse_keep_file("# keep\n\n/etc/config/*\n  /root/.ssh \n"),
+            Ok(vec!["/etc/config/*".into(), "/root/.ssh".into()])
+        );
+        assert!(parse_keep_file("/ok\nbad\n")
+            .unwrap_err()
+            .starts_with("line 2: bad"));
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! 4. `restore`: `.reset/keep-SEQ/` is merged back into `upper/` by renames;
 //! 5. `done`: the `done` record gets SEQ, the keep area goes, then the
 //!    request is removed (a request left behind is stale: see [`Pending`]).
+//!
 //! The trash is deleted afterwards, within a time budget at boot and by a
-//! low-priority background process for the rest ([`delete_trash`]); what a
+//! low-priority background process for the rest ([`ResetArea::delete_trash`]); what a
 //! power cut leaves of it is deleted at the next boot.
 
 use super::{decode_done, encode_done, KeepSet, RecordError, Request, DONE, REQUEST, RESET_DIR};
@@ -35,13 +36,23 @@ fn os(e: rustix::io::Errno) -> io::Error {
 }
 
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(os)
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(os)
 }
 
 /// Opens a subdirectory, refusing symlinks (ELOOP/ENOTDIR).
 fn open_dir_at(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
-    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(os)
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(os)
 }
 
 /// lstat-like: `None` when absent.
@@ -82,10 +93,17 @@ fn rename_at(from: BorrowedFd, name: &OsStr, to: BorrowedFd, to_name: &OsStr) ->
 }
 
 fn read_at(dir: BorrowedFd, name: &str) -> io::Result<Option<Vec<u8>>> {
-    match rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => {
             let mut v = Vec::new();
-            std::fs::File::from(fd).take(super::MAX_PAYLOAD as u64 + 64).read_to_end(&mut v)?;
+            std::fs::File::from(fd)
+                .take(super::MAX_PAYLOAD as u64 + 64)
+                .read_to_end(&mut v)?;
             Ok(Some(v))
         }
         Err(rustix::io::Errno::NOENT) => Ok(None),
@@ -149,7 +167,9 @@ impl ResetArea {
 
     /// The pending request, if any, checked against the `done` record.
     pub fn pending(&self) -> io::Result<Pending> {
-        let Some(bytes) = read_at(self.area.as_fd(), REQUEST)? else { return Ok(Pending::None) };
+        let Some(bytes) = read_at(self.area.as_fd(), REQUEST)? else {
+            return Ok(Pending::None);
+        };
         let req = match Request::decode(&bytes) {
             Ok(r) => r,
             Err(e) => return Ok(Pending::Corrupt(e)),
@@ -211,13 +231,22 @@ impl ResetArea {
         if !upper_trashed {
             if let Ok(upper) = open_dir_at(root, OsStr::new("upper")) {
                 let set = KeepSet::new(&req.keep);
-                self.move_kept(upper.as_fd(), keep_dir.as_fd(), &mut Vec::new(), &set, &mut report, hook)?;
+                self.move_kept(
+                    upper.as_fd(),
+                    keep_dir.as_fd(),
+                    &mut Vec::new(),
+                    &set,
+                    &mut report,
+                    hook,
+                )?;
             }
         }
         rustix::fs::syncfs(root).map_err(os)?;
         // 2. trash: each rename at most once per request.
         for (dir, trash_name) in [("upper", &trash_upper), ("work", &trash_work)] {
-            if stat_at(trash.as_fd(), trash_name)?.is_none() && stat_at(root, OsStr::new(dir))?.is_some() {
+            if stat_at(trash.as_fd(), trash_name)?.is_none()
+                && stat_at(root, OsStr::new(dir))?.is_some()
+            {
                 rename_at(root, OsStr::new(dir), trash.as_fd(), trash_name)?;
                 hook("trash");
             }
@@ -254,9 +283,19 @@ impl ResetArea {
 
     /// Moves what the keep list matches from `dir` (at `path` in the upper) to
     /// the same place under `keep`, creating the parents with the same modes.
-    fn move_kept(&self, dir: BorrowedFd, keep: BorrowedFd, path: &mut Vec<String>, set: &KeepSet, report: &mut Report, hook: Hook) -> io::Result<()> {
+    fn move_kept(
+        &self,
+        dir: BorrowedFd,
+        keep: BorrowedFd,
+        path: &mut Vec<String>,
+        set: &KeepSet,
+        report: &mut Report,
+        hook: Hook,
+    ) -> io::Result<()> {
         for name in entries(dir)? {
-            let Some(st) = stat_at(dir, &name)? else { continue };
+            let Some(st) = stat_at(dir, &name)? else {
+                continue;
+            };
             let n = name.to_string_lossy().into_owned();
             path.push(n.clone());
             let comps: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -281,7 +320,9 @@ impl ResetArea {
     /// sides (parents made by an earlier, cut-short run) are merged.
     fn merge(&self, from: BorrowedFd, to: BorrowedFd, hook: Hook) -> io::Result<()> {
         for name in entries(from)? {
-            let Some(st) = stat_at(from, &name)? else { continue };
+            let Some(st) = stat_at(from, &name)? else {
+                continue;
+            };
             match stat_at(to, &name)? {
                 None => {
                     rename_at(from, &name, to, &name)?;
@@ -305,8 +346,17 @@ impl ResetArea {
 
     /// Unlinks `name` in `dir` and all below it on this filesystem, never
     /// following symlinks; stops (Ok(false)) when `deadline` passes.
-    fn remove_tree_at(&self, dir: BorrowedFd, name: &OsStr, deadline: Option<Instant>, removed: &mut u64, hook: Hook) -> io::Result<bool> {
-        let Some(st) = stat_at(dir, name)? else { return Ok(true) };
+    fn remove_tree_at(
+        &self,
+        dir: BorrowedFd,
+        name: &OsStr,
+        deadline: Option<Instant>,
+        removed: &mut u64,
+        hook: Hook,
+    ) -> io::Result<bool> {
+        let Some(st) = stat_at(dir, name)? else {
+            return Ok(true);
+        };
         if is_dir(&st) {
             let sub = open_dir_at(dir, name)?;
             if !self.same_fs(sub.as_fd())? {
@@ -336,8 +386,15 @@ impl ResetArea {
     }
 
     /// Deletes the trash until it is empty (true) or `deadline` passes (false).
-    pub fn delete_trash(&self, deadline: Option<Instant>, removed: &mut u64, hook: Hook) -> io::Result<bool> {
-        let Some(_) = stat_at(self.area.as_fd(), OsStr::new("trash"))? else { return Ok(true) };
+    pub fn delete_trash(
+        &self,
+        deadline: Option<Instant>,
+        removed: &mut u64,
+        hook: Hook,
+    ) -> io::Result<bool> {
+        let Some(_) = stat_at(self.area.as_fd(), OsStr::new("trash"))? else {
+            return Ok(true);
+        };
         let trash = open_dir_at(self.area.as_fd(), OsStr::new("trash"))?;
         for n in entries(trash.as_fd())? {
             if !self.remove_tree_at(trash.as_fd(), &n, deadline, removed, hook)? {
@@ -349,7 +406,9 @@ impl ResetArea {
 
     /// Whether there is trash left to delete.
     pub fn has_trash(&self) -> bool {
-        open_dir_at(self.area.as_fd(), OsStr::new("trash")).and_then(|t| entries(t.as_fd())).is_ok_and(|e| !e.is_empty())
+        open_dir_at(self.area.as_fd(), OsStr::new("trash"))
+            .and_then(|t| entries(t.as_fd()))
+            .is_ok_and(|e| !e.is_empty())
     }
 }
 
@@ -373,7 +432,11 @@ mod tests {
         d.write("data/work/work/x", "");
         d.write("outside/precious", "must stay");
         symlink(d.path().join("outside"), data.join("upper/link-to-outside")).unwrap();
-        symlink(d.path().join("outside/precious"), data.join("upper/etc/config/link-file")).unwrap();
+        symlink(
+            d.path().join("outside/precious"),
+            data.join("upper/etc/config/link-file"),
+        )
+        .unwrap();
         data
     }
 
@@ -398,7 +461,11 @@ mod tests {
     }
 
     fn keep() -> Vec<String> {
-        vec!["/etc/config/network".into(), "/etc/dropbear/*".into(), "/nonexistent".into()]
+        vec![
+            "/etc/config/network".into(),
+            "/etc/dropbear/*".into(),
+            "/nonexistent".into(),
+        ]
     }
 
     #[test]
@@ -411,8 +478,21 @@ mod tests {
         assert_eq!(area.pending().unwrap(), Pending::Request(req.clone()));
         let report = area.carry_out(&req, &mut |_| {}).unwrap();
         assert_eq!(report.kept.len(), 3);
-        assert_eq!(tree(&data.join("upper")), ["etc/", "etc/config/", "etc/config/network", "etc/dropbear/", "etc/dropbear/key1", "etc/dropbear/key2"]);
-        assert_eq!(std::fs::read_to_string(data.join("upper/etc/config/network")).unwrap(), "net");
+        assert_eq!(
+            tree(&data.join("upper")),
+            [
+                "etc/",
+                "etc/config/",
+                "etc/config/network",
+                "etc/dropbear/",
+                "etc/dropbear/key1",
+                "etc/dropbear/key2"
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("upper/etc/config/network")).unwrap(),
+            "net"
+        );
         assert!(tree(&data.join("work")).is_empty());
         assert_eq!(area.pending().unwrap(), Pending::None);
         assert_eq!(area.last_done().unwrap(), Some(1));
@@ -422,7 +502,10 @@ mod tests {
         assert!(area.delete_trash(None, &mut removed, &mut |_| {}).unwrap());
         assert!(!area.has_trash());
         assert!(removed > 10, "{removed}");
-        assert_eq!(std::fs::read_to_string(d.path().join("outside/precious")).unwrap(), "must stay");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("outside/precious")).unwrap(),
+            "must stay"
+        );
     }
 
     /// A power cut after every single change, at every point of the wipe:
@@ -442,7 +525,10 @@ mod tests {
         loop {
             let d = TempDir::new("wipe-cut");
             let data = data_fs(&d);
-            let req = ResetArea::open(&data, true).unwrap().write_request(keep()).unwrap();
+            let req = ResetArea::open(&data, true)
+                .unwrap()
+                .write_request(keep())
+                .unwrap();
             // Run until the k-th change, then "lose power" (unwind out of carry_out).
             let mut n = 0;
             let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -466,8 +552,14 @@ mod tests {
             }
             assert_eq!(tree(&data.join("upper")), reference, "cut at change {k}");
             assert_eq!(area.pending().unwrap(), Pending::None);
-            assert!(!data.join(format!(".reset/keep-{}", req.seq)).exists(), "keep area left at cut {k}");
-            assert_eq!(std::fs::read_to_string(d.path().join("outside/precious")).unwrap(), "must stay");
+            assert!(
+                !data.join(format!(".reset/keep-{}", req.seq)).exists(),
+                "keep area left at cut {k}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("outside/precious")).unwrap(),
+                "must stay"
+            );
             if cut.is_ok() {
                 assert!(k > 5, "the wipe should have several changes");
                 break;
@@ -516,7 +608,9 @@ mod tests {
         area.carry_out(&req, &mut |_| {}).unwrap();
         let mut removed = 0;
         let past = Instant::now();
-        assert!(!area.delete_trash(Some(past), &mut removed, &mut |_| {}).unwrap());
+        assert!(!area
+            .delete_trash(Some(past), &mut removed, &mut |_| {})
+            .unwrap());
         assert!(area.has_trash());
         assert!(area.delete_trash(None, &mut removed, &mut |_| {}).unwrap());
         assert!(!area.has_trash());

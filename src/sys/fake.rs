@@ -33,6 +33,7 @@ pub enum Call {
     Chroot(PathBuf),
     PivotRoot(PathBuf, PathBuf),
     RemoveTree(PathBuf),
+    Background,
     Exec {
         path: String,
         argv: Vec<String>,
@@ -155,6 +156,12 @@ impl Sys for FakeSys {
     }
     fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()> {
         self.record(Call::RemoveTree(dir.into()))
+    }
+    /// Runs the job inline, so tests see its effect.
+    fn background(&self, job: &mut dyn FnMut()) -> io::Result<()> {
+        self.record(Call::Background)?;
+        job();
+        Ok(())
     }
     fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
         let call = Call::Exec {

@@ -146,6 +146,19 @@ impl Sys for LinuxSys {
         remove_children(dir, dev)
     }
 
+    fn background(&self, job: &mut dyn FnMut()) -> io::Result<()> {
+        // SAFETY: the pre-init is single-threaded, so the child gets a
+        // consistent copy of all state; it never returns into the caller.
+        match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+            nix::unistd::ForkResult::Parent { .. } => Ok(()),
+            nix::unistd::ForkResult::Child => {
+                let _ = rustix::process::setpriority_process(None, 19);
+                job();
+                std::process::exit(0)
+            }
+        }
+    }
+
     fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
         let mut c = std::process::Command::new(path);
         if let Some((arg0, rest)) = argv.split_first() {

@@ -99,6 +99,9 @@ pub trait Sys {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     /// Delete the initramfs contents below `dir` without crossing into other mounts.
     fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()>;
+    /// fork(); the child lowers its priority (nice 19), runs `job` and exits.
+    /// The parent returns at once.
+    fn background(&self, job: &mut dyn FnMut()) -> io::Result<()>;
     /// `execve(path, argv, envp)`; returns only on failure.
     fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error;
     /// `clock_gettime(CLOCK_MONOTONIC)`.
