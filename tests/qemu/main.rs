@@ -5,11 +5,12 @@
 //! See harness.rs for the device layout.
 
 mod harness;
+mod reset;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
 
 /// Facts every script prints: the filesystem types of /, /rom, /overlay.
-const MOUNTS: &str =
+pub const MOUNTS: &str =
     r#"fact root "$(fstype /)"; fact rom "$(fstype /rom)"; fact overlay "$(fstype /overlay)""#;
 
 #[test]
