@@ -21,7 +21,9 @@ echo junk > /root/junk
 mkdir -p /root/.hidden/dir && echo h > /root/.hidden/dir/f && echo h > /.dotfile
 echo "# modified" >> /etc/profile
 rm /bin/vi
-rm -r /usr/share 2>/dev/null || rm /etc/passwd
+rm /etc/group
+# An opaque directory: a lower directory deleted and made again.
+rm -r /usr/lib && mkdir /usr/lib && echo x > /usr/lib/new-in-opaque-dir
 mkdir /newdir && ln -s /rom /newdir/link-to-rom
 "##;
 
