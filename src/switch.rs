@@ -74,6 +74,14 @@ fn open_in_root(root: &Path, prog: &str) -> std::io::Result<std::fs::File> {
     }
 }
 
+/// `chdir(path)`, its failure a boot error naming the path.
+fn chdir(sys: &dyn Sys, path: &Path) -> Result<(), BootError> {
+    sys.chdir(path).map_err(|err| BootError::Chdir {
+        path: path.into(),
+        err,
+    })
+}
+
 /// The kernel filesystems carried into the new root, in this order.
 const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 
@@ -100,10 +108,7 @@ pub fn switch_root(
         let to = newroot.join(m.trim_start_matches('/'));
         move_into(sys, Path::new(m), &to, warnings);
     }
-    sys.chdir(newroot).map_err(|err| BootError::Chdir {
-        path: newroot.into(),
-        err,
-    })?;
+    chdir(sys, newroot)?;
     // Best effort: what cannot be deleted only costs RAM.
     if let Err(e) = sys.remove_tree_same_fs(Path::new("/")) {
         log::warn!("cannot free the initramfs: {e}");
@@ -115,10 +120,7 @@ pub fn switch_root(
             path: ".".into(),
             err,
         })?;
-    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir {
-        path: "/".into(),
-        err,
-    })?;
+    chdir(sys, Path::new("/"))?;
     Ok(())
 }
 
@@ -133,20 +135,14 @@ pub fn pivot_root(
     warnings: &mut Vec<String>,
 ) -> Result<(), BootError> {
     let put_old = newroot.join(paths::ROM.trim_start_matches('/'));
-    sys.chdir(newroot).map_err(|err| BootError::Chdir {
-        path: newroot.into(),
-        err,
-    })?;
+    chdir(sys, newroot)?;
     sys.pivot_root(newroot, &put_old)
         .map_err(|err| BootError::PivotRoot {
             new_root: newroot.into(),
             put_old: put_old.clone(),
             err,
         })?;
-    sys.chdir(Path::new("/")).map_err(|err| BootError::Chdir {
-        path: "/".into(),
-        err,
-    })?;
+    chdir(sys, Path::new("/"))?;
     for m in CARRIED {
         let from = PathBuf::from(format!("{}{m}", paths::ROM));
         move_into(sys, &from, Path::new(m), warnings);
