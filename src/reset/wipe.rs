@@ -307,6 +307,32 @@ impl ResetArea {
                 let sub = open_dir_at(dir, &name)?;
                 if self.same_fs(sub.as_fd())? {
                     mkdir_at(keep, &name, st.st_mode & 0o7777)?;
+                    // The parent comes back in the new upper, where its
+                    // attributes are the merged directory's: keep its owner
+                    // (a kept ~/.ssh must leave ~ writable by its user).
+                    // SAFETY: the ids come from stat(2), so they are real ids, never the -1
+                    // that from_raw's contract excludes.
+                    let (uid, gid) = unsafe {
+                        (
+                            rustix::fs::Uid::from_raw(st.st_uid),
+                            rustix::fs::Gid::from_raw(st.st_gid),
+                        )
+                    };
+                    rustix::fs::chownat(
+                        keep,
+                        &name,
+                        Some(uid),
+                        Some(gid),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(os)?;
+                    rustix::fs::chmodat(
+                        keep,
+                        &name,
+                        Mode::from_raw_mode(st.st_mode & 0o7777),
+                        AtFlags::empty(),
+                    )
+                    .map_err(os)?;
                     let sub_keep = open_dir_at(keep, &name)?;
                     self.move_kept(sub.as_fd(), sub_keep.as_fd(), path, set, report, hook)?;
                 }
@@ -566,6 +592,30 @@ mod tests {
             }
             k += 1;
         }
+    }
+
+    #[test]
+    fn parents_of_kept_files_keep_their_mode_and_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = TempDir::new("wipe-owner");
+        let data = data_fs(&d);
+        d.write("data/upper/home/user/.ssh/authorized_keys", "key");
+        let home = data.join("upper/home/user");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let (uid, gid) = (
+            std::fs::metadata(&home).unwrap().uid(),
+            std::fs::metadata(&home).unwrap().gid(),
+        );
+        let area = ResetArea::open(&data, true).unwrap();
+        let req = area.write_request(vec!["/home/user/.ssh".into()]).unwrap();
+        area.carry_out(&req, &mut |_| {}).unwrap();
+        let m = std::fs::metadata(&home).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750);
+        assert_eq!((m.uid(), m.gid()), (uid, gid));
+        assert_eq!(
+            std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap(),
+            "key"
+        );
     }
 
     #[test]
