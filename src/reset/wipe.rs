@@ -602,10 +602,9 @@ mod tests {
         d.write("data/upper/home/user/.ssh/authorized_keys", "key");
         let home = data.join("upper/home/user");
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750)).unwrap();
-        let (uid, gid) = (
-            std::fs::metadata(&home).unwrap().uid(),
-            std::fs::metadata(&home).unwrap().gid(),
-        );
+        // A user's home (the tests run as root, so any owner can be set).
+        std::os::unix::fs::chown(&home, Some(1000), Some(1000)).expect("chown needs root");
+        let (uid, gid) = (1000, 1000);
         let area = ResetArea::open(&data, true).unwrap();
         let req = area.write_request(vec!["/home/user/.ssh".into()]).unwrap();
         area.carry_out(&req, &mut |_| {}).unwrap();
