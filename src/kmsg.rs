@@ -24,6 +24,9 @@ type Line = heapless::String<LINE>;
 
 struct Inner {
     kmsg: bool,
+    /// A /dev/kmsg kept open, for a process that outlives its /dev (the
+    /// reset's background deleter, whose root is the freed initramfs).
+    held: Option<std::fs::File>,
     early: heapless::Deque<(u8, Line), EARLY_RECORDS>,
     console_loglevel: u8,
     debug: bool,
@@ -34,6 +37,7 @@ pub struct Logger(Mutex<Inner>);
 
 static LOGGER: Logger = Logger(Mutex::new(Inner {
     kmsg: false,
+    held: None,
     early: heapless::Deque::new(),
     console_loglevel: 7,
     debug: false,
@@ -97,6 +101,13 @@ pub fn reinit(root: &SysRoot, debug: bool) {
     });
 }
 
+/// Opens /dev/kmsg now and writes every later record through that fd.
+pub fn hold_kmsg() {
+    if let Ok(mut i) = LOGGER.0.lock() {
+        i.held = std::fs::OpenOptions::new().write(true).open(DEV_KMSG).ok();
+    }
+}
+
 /// No kmsg will come (devtmpfs failed): print what was held on the console.
 pub fn flush_early_to_console() {
     let Ok(mut i) = LOGGER.0.lock() else { return };
@@ -111,11 +122,14 @@ fn emit(i: &Inner, tag: &str, prio: u8, msg: &str) {
     if i.kmsg {
         let mut rec: heapless::String<{ LINE + 32 }> = heapless::String::new();
         let _ = writeln!(rec, "<{prio}>{tag}: {msg}");
-        kmsg_ok = std::fs::OpenOptions::new()
-            .write(true)
-            .open(DEV_KMSG)
-            .and_then(|mut f| f.write_all(rec.as_bytes()))
-            .is_ok();
+        kmsg_ok = match &i.held {
+            Some(f) => (&*f).write_all(rec.as_bytes()).is_ok(),
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open(DEV_KMSG)
+                .and_then(|mut f| f.write_all(rec.as_bytes()))
+                .is_ok(),
+        };
     }
     if !kmsg_ok || console_prints(prio, i.console_loglevel, i.debug) {
         let _ = writeln!(std::io::stderr(), "{tag}: {msg}");

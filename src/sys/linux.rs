@@ -152,6 +152,8 @@ impl Sys for LinuxSys {
         match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
             nix::unistd::ForkResult::Parent { .. } => Ok(()),
             nix::unistd::ForkResult::Child => {
+                // The parent is about to move /dev away: keep kmsg reachable.
+                crate::kmsg::hold_kmsg();
                 let _ = rustix::process::setpriority_process(None, 19);
                 job();
                 std::process::exit(0)
