@@ -118,22 +118,20 @@ pub fn read_up_to(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// Reads the first [`HEAD_LEN`] bytes of a device.
-pub fn read_head(dev: &Path) -> io::Result<Vec<u8>> {
-    read_up_to(&mut File::open(dev)?, HEAD_LEN)
-}
-
 /// Reads a device and identifies it. `size` is the device size in bytes
 /// (0 if unknown: then only the head is sampled).
-pub fn read_kind(dev: &Path, size: u64) -> io::Result<FsKind> {
+/// Also returns the first [`HEAD_LEN`] bytes, for superblock checks that
+/// follow (so the device is read once).
+pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
     let mut f = File::open(dev)?;
     let head = read_up_to(&mut f, BLANK_HEAD_LEN)?;
-    let kind = identify(head.get(..HEAD_LEN).unwrap_or(&head));
+    let sb = head.get(..HEAD_LEN).unwrap_or(&head).to_vec();
+    let kind = identify(&sb);
     if kind != FsKind::Blank {
-        return Ok(kind);
+        return Ok((kind, sb));
     }
     if !is_uniform(&head) {
-        return Ok(FsKind::Unknown);
+        return Ok((FsKind::Unknown, sb));
     }
     let first = head.first().copied().unwrap_or(0);
     for i in 1..SAMPLES {
@@ -143,10 +141,10 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<FsKind> {
         }
         f.seek(SeekFrom::Start(off))?;
         if !read_up_to(&mut f, SAMPLE_LEN)?.iter().all(|&b| b == first) {
-            return Ok(FsKind::Unknown);
+            return Ok((FsKind::Unknown, sb));
         }
     }
-    Ok(FsKind::Blank)
+    Ok((FsKind::Blank, sb))
 }
 
 #[cfg(test)]
@@ -244,13 +242,13 @@ mod tests {
         let size = 32u64 << 20;
         let mut img = vec![0u8; size as usize];
         let p = dir.write("blank.img", &img);
-        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Blank);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Blank);
         img[(size / 2) as usize + 10] = 7; // a sample point: size/16*8
         let p = dir.write("data.img", &img);
-        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Unknown);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Unknown);
         img[(size / 2) as usize + 10] = 0;
         img[BLANK_HEAD_LEN - 1] = 7; // inside the fully-read head, past the superblock window
         let p = dir.write("data2.img", &img);
-        assert_eq!(read_kind(&p, size).unwrap(), FsKind::Unknown);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Unknown);
     }
 }

@@ -105,35 +105,19 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     let data = Path::new(paths::OVERLAY);
-    let area = match ResetArea::open(data, !a.dry_run) {
-        Ok(ar) => Some(ar),
-        Err(e) if a.dry_run || a.cancel => {
-            if a.cancel {
-                println!("overlay-reset: no reset is pending");
-                return 0;
-            }
-            let _ = e;
-            None
-        }
-        Err(e) => {
-            return refuse(&format!(
-                "cannot open {}/{}: {e}",
-                data.display(),
-                super::RESET_DIR
-            ))
-        }
-    };
     if a.cancel {
-        return match area.as_ref().map(ResetArea::remove_request) {
-            Some(Ok(true)) => {
+        // No reset area at all: nothing was ever requested.
+        let removed = ResetArea::open(data, false).map_or(Ok(false), |ar| ar.remove_request());
+        return match removed {
+            Ok(true) => {
                 println!("overlay-reset: the pending reset is cancelled");
                 0
             }
-            Some(Ok(false)) | None => {
+            Ok(false) => {
                 println!("overlay-reset: no reset is pending");
                 0
             }
-            Some(Err(e)) => refuse(&format!("cannot cancel: {e}")),
+            Err(e) => refuse(&format!("cannot cancel: {e}")),
         };
     }
     let mut keep = match std::fs::read_to_string(KEEP_FILE) {
@@ -147,6 +131,16 @@ pub fn main(args: &[String]) -> i32 {
     if a.dry_run {
         return dry_run(&data.join("upper"), &keep);
     }
+    let area = match ResetArea::open(data, true) {
+        Ok(ar) => ar,
+        Err(e) => {
+            return refuse(&format!(
+                "cannot open {}/{}: {e}",
+                data.display(),
+                super::RESET_DIR
+            ))
+        }
+    };
     if !a.yes {
         if !std::io::stdin().is_terminal() {
             return refuse("refusing without confirmation: no terminal to ask on; pass -y");
@@ -166,9 +160,6 @@ pub fn main(args: &[String]) -> i32 {
             return refuse("not confirmed; nothing changed");
         }
     }
-    let Some(area) = area else {
-        return refuse("no reset area");
-    };
     let req = match area.write_request(keep) {
         Ok(r) => r,
         Err(e) => return refuse(&format!("cannot record the request: {e}")),
