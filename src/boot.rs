@@ -522,22 +522,14 @@ impl<'a> Boot<'a> {
         // The power-cut test hook: reboot, unsynced, after the N-th change of a step.
         let sys = self.sys;
         let crash = self.cfg.test_crash.clone();
-        let mut seen: Vec<(String, u32)> = Vec::new();
+        // Changes of the one configured step seen so far.
+        let mut count = 0;
         let mut hook = |step: &str| {
             let Some((at, n)) = &crash else { return };
             if at != step {
                 return;
             }
-            let count = match seen.iter_mut().find(|(s, _)| s == step) {
-                Some((_, c)) => {
-                    *c += 1;
-                    *c
-                }
-                None => {
-                    seen.push((step.to_string(), 1));
-                    1
-                }
-            };
+            count += 1;
             if count == *n {
                 log::warn!("test hook: power cut after {step} #{n}");
                 let err = sys.reboot();
