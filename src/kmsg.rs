@@ -24,6 +24,8 @@ type Line = heapless::String<LINE>;
 
 struct Inner {
     kmsg: bool,
+    /// Command-line tool: print each record at once (stderr), never hold it.
+    cli: bool,
     /// A /dev/kmsg kept open, for a process that outlives its /dev (the
     /// reset's background deleter, whose root is the freed initramfs).
     held: Option<std::fs::File>,
@@ -37,6 +39,7 @@ pub struct Logger(Mutex<Inner>);
 
 static LOGGER: Logger = Logger(Mutex::new(Inner {
     kmsg: false,
+    cli: false,
     held: None,
     early: heapless::Deque::new(),
     console_loglevel: 7,
@@ -142,13 +145,11 @@ pub fn init_cli(tag: &'static str) {
         i.tag = tag;
         i.kmsg = false;
         i.console_loglevel = 0; // "kernel echoes nothing": print all
+        i.cli = true;
     }
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Info);
-    PRINT_NOW.store(true, std::sync::atomic::Ordering::Relaxed);
 }
-
-static PRINT_NOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
@@ -164,7 +165,7 @@ impl Log for Logger {
         let _ = write!(line, "{}", r.args());
         let prio = priority(r.level());
         let Ok(mut i) = self.0.lock() else { return };
-        if i.kmsg || PRINT_NOW.load(std::sync::atomic::Ordering::Relaxed) {
+        if i.kmsg || i.cli {
             let tag = i.tag;
             emit(&i, tag, prio, &line);
         } else {
