@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 TRIPLE=armv7-unknown-linux-musleabihf
 MUSL=/usr/lib/arm-linux-musleabihf
-OUT=target/$TRIPLE/release/overlay-init
+OUT=${CARGO_TARGET_DIR:-target}/$TRIPLE/release/overlay-init
 
 for f in crt1.o crti.o crtn.o libc.a; do
   [ -e "$MUSL/$f" ] || { echo "build-binary.sh: $MUSL/$f missing: run qemu/setup.sh" >&2; exit 1; }
@@ -25,15 +25,23 @@ if [ ! -e "$STUB/libunwind.a" ]; then
   arm-linux-gnueabihf-ar rcs "$STUB/libunwind.a"
 fi
 
+# Size (issue 5's budget, tests/qemu/size.rs): std is rebuilt with its
+# optimize_for_size feature (smaller formatting and collections code), and
+# panics compile to a trap instead of a formatted message
+# (-C panic=immediate-abort: ~40 KiB). PID 1 turns that trap into a logged,
+# synced reboot (pid1.rs install_fault_handler); clippy denies the panicking
+# calls in the first place.
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="\
 -C link-self-contained=no -L $STUB -L $MUSL \
 -C link-arg=-nostartfiles \
 -Z pre-link-arg=$MUSL/crt1.o -Z pre-link-arg=$MUSL/crti.o \
--C link-arg=-lc -C link-arg=-lgcc -C link-arg=-lgcc_eh -C link-arg=$MUSL/crtn.o"
+-C link-arg=-lc -C link-arg=-lgcc -C link-arg=-lgcc_eh -C link-arg=$MUSL/crtn.o \
+-Z unstable-options -C panic=immediate-abort"
 
-cargo build --release -Zbuild-std=std,panic_abort --target "$TRIPLE" "$@"
+cargo build --release -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
+  --target "$TRIPLE" "$@"
 
 [ -x "$OUT" ] || { echo "build-binary.sh: $OUT not produced" >&2; exit 1; }
 info=$(file -b "$OUT")

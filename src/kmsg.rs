@@ -29,7 +29,6 @@ struct Inner {
     /// A /dev/kmsg kept open, for a process that outlives its /dev (the
     /// reset's background deleter, whose root is the freed initramfs).
     held: Option<std::fs::File>,
-    early: heapless::Deque<(u8, Line), EARLY_RECORDS>,
     console_loglevel: u8,
     debug: bool,
     tag: &'static str,
@@ -41,11 +40,20 @@ static LOGGER: Logger = Logger(Mutex::new(Inner {
     kmsg: false,
     cli: false,
     held: None,
-    early: heapless::Deque::new(),
     console_loglevel: 7,
     debug: false,
     tag: "overlay-init",
 }));
+
+/// Records held until /dev/kmsg exists. A static of its own: all zeros, so
+/// its 12 KiB sit in .bss instead of the binary's .data (LOGGER's fields are
+/// not zero).
+static EARLY: Mutex<heapless::Deque<(u8, Line), EARLY_RECORDS>> =
+    Mutex::new(heapless::Deque::new());
+
+fn take_early() -> Option<(u8, Line)> {
+    EARLY.lock().ok()?.pop_front()
+}
 
 /// syslog priority of a log level.
 pub fn priority(l: Level) -> u8 {
@@ -90,7 +98,7 @@ pub fn reinit(root: &SysRoot, debug: bool) {
     }
     i.kmsg = std::path::Path::new(DEV_KMSG).exists();
     let tag = i.tag;
-    while let Some((prio, line)) = i.early.pop_front() {
+    while let Some((prio, line)) = take_early() {
         // Held before the config said whether debug is wanted.
         if prio < 7 || debug {
             emit(&i, tag, prio, &line);
@@ -113,9 +121,9 @@ pub fn hold_kmsg() {
 
 /// No kmsg will come (devtmpfs failed): print what was held on the console.
 pub fn flush_early_to_console() {
-    let Ok(mut i) = LOGGER.0.lock() else { return };
+    let Ok(i) = LOGGER.0.lock() else { return };
     let tag = i.tag;
-    while let Some((_, line)) = i.early.pop_front() {
+    while let Some((_, line)) = take_early() {
         let _ = writeln!(std::io::stderr(), "{tag}: {line}");
     }
 }
@@ -164,15 +172,15 @@ impl Log for Logger {
         // A message longer than a line is cut, never lost entirely.
         let _ = write!(line, "{}", r.args());
         let prio = priority(r.level());
-        let Ok(mut i) = self.0.lock() else { return };
+        let Ok(i) = self.0.lock() else { return };
         if i.kmsg || i.cli {
             let tag = i.tag;
             emit(&i, tag, prio, &line);
-        } else {
-            if i.early.is_full() {
-                i.early.pop_front();
+        } else if let Ok(mut early) = EARLY.lock() {
+            if early.is_full() {
+                early.pop_front();
             }
-            let _ = i.early.push_back((prio, line));
+            let _ = early.push_back((prio, line));
         }
     }
 

@@ -9,28 +9,22 @@ use crate::boot::{Boot, InitExec, Mode};
 use crate::error::BootError;
 use crate::kmsg;
 use crate::paths::{self, SysRoot};
-use crate::state::Upper;
+use crate::state::{Millis, Upper};
 use crate::sys::linux::LinuxSys;
 use crate::sys::Sys;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The pre-init. Never returns.
 pub fn main() -> ! {
     let sys = LinuxSys;
-    std::panic::set_hook(Box::new(|info| {
-        // panic = "abort": log while we still can, then take the fatal path.
-        log::error!("internal error: {info}");
-        fatal(
-            &LinuxSys,
-            DEFAULT_PANIC_DELAY,
-            "overlay-init hit an internal error",
-        );
-    }));
+    install_fault_handler();
     kmsg::init("overlay-init", log::LevelFilter::Debug);
     let root = SysRoot::host();
-    let started_at = boottime();
+    // CLOCK_MONOTONIC counts from the kernel's start.
+    let started_at = sys.now();
     let mode = Mode::from_root_magic(sys.fs_magic(Path::new("/")).unwrap_or(0));
     let mut boot = Boot::new(&sys, root.clone(), mode);
     boot.state.started_at = started_at;
@@ -47,7 +41,7 @@ pub fn main() -> ! {
         "overlay-init {} ({}), started {} ms after the kernel",
         env!("CARGO_PKG_VERSION"),
         mode_name(mode),
-        started_at.as_millis()
+        Millis(started_at)
     );
     let release = rustix::system::uname()
         .release()
@@ -56,6 +50,10 @@ pub fn main() -> ! {
     boot.load_modules(&release);
 
     let delay = boot.cfg.fatal_delay;
+    FAULT_DELAY_SECS.store(
+        u32::try_from(delay.as_secs()).unwrap_or(u32::MAX),
+        Ordering::Relaxed,
+    );
     match run(&mut boot) {
         Ok(init) => {
             let err = hand_over(&sys, &init);
@@ -73,21 +71,11 @@ pub fn main() -> ! {
     }
 }
 
-const DEFAULT_PANIC_DELAY: Duration = crate::config::DEFAULT_FATAL_DELAY;
-
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Initramfs => "from the initramfs, switch_root",
         Mode::Pivot => "on the kernel's root, pivot_root",
     }
-}
-
-fn boottime() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    Duration::new(
-        t.tv_sec.unsigned_abs(),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
 }
 
 /// The stages after the modules, up to what to exec.
@@ -113,14 +101,15 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
         .state
         .stages
         .iter()
-        .map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3))
+        .map(|(n, d)| format!("{n} {}", Millis(*d)))
         .collect();
     log::info!(
-        "pre-init done in {:.1} ms ({} ms); starting {}",
-        total.as_secs_f64() * 1e3,
+        "pre-init done in {} ms ({} ms); starting {}",
+        Millis(total),
         stages.join(", "),
         boot.cfg.init
     );
+    log_floor(total);
     write_state(boot);
 
     // The words the kernel passed to init (`single`, what follows `--`) go on.
@@ -134,6 +123,47 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
         argv,
         envp,
     })
+}
+
+/// Where the pre-init's time went: the kernel's part (mounts, module loads,
+/// moves), children (mkfs, e2fsck), waiting for devices, and the rest, our
+/// own work. The benchmark (qemu/bench.sh) reads this line.
+fn log_floor(total: Duration) {
+    use crate::sys::linux::{spent, Spent};
+    let kinds = [
+        (Spent::Mount, "mounts"),
+        (Spent::Module, "module loads"),
+        (Spent::Switch, "moves"),
+        (Spent::Child, "children"),
+        (Spent::Wait, "device waits"),
+    ];
+    let mut inside = Duration::ZERO;
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|&(k, name)| {
+            let (t, n) = spent(k);
+            inside = inside.saturating_add(t);
+            format!("{name} {} ms ({n})", Millis(t))
+        })
+        .collect();
+    log::info!(
+        "time in syscalls and children: {}; own work {} ms",
+        parts.join(", "),
+        Millis(total.saturating_sub(inside))
+    );
+}
+
+/// Peak memory of this process so far (VmHWM in /proc/self/status), in kB.
+fn peak_memory_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Copies this binary into /run so that `overlay-status` works in any root
@@ -192,6 +222,9 @@ fn setup_console() {
 /// ours left behind; then execs. Returns only if exec failed.
 fn hand_over(sys: &dyn Sys, init: &InitExec) -> std::io::Error {
     reap_children();
+    if let Some(kb) = peak_memory_kb() {
+        log::info!("peak memory (VmHWM) {kb} kB; exec {}", init.path);
+    }
     reset_signals();
     cloexec_stray_fds();
     sys.exec(&init.path, &init.argv, &init.envp)
@@ -271,4 +304,81 @@ pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
     loop {
         sys.sleep(Duration::from_secs(3600));
     }
+}
+
+/// Seconds to wait before the reboot that ends a fault (the kernel's `panic=`).
+static FAULT_DELAY_SECS: AtomicU32 =
+    AtomicU32::new(crate::config::DEFAULT_FATAL_DELAY.as_secs() as u32);
+
+/// The ARM binary is built with `-C panic=immediate-abort` (qemu/build-binary.sh;
+/// it saves ~40 KiB of panic formatting), so a panic, which clippy's lints
+/// should make impossible, is a trap instruction: SIGILL, no panic hook.
+/// Without a handler the kernel would panic ("Attempted to kill init") and,
+/// with the default `panic=0`, hang for ever. This handler keeps PID 1's
+/// promise instead: a line on the console and in dmesg, sync, then reboot
+/// after the `panic=` delay. Only raw syscalls run in it (async-signal-safe).
+fn install_fault_handler() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_fault),
+        SaFlags::SA_RESETHAND,
+        SigSet::all(),
+    );
+    for sig in [
+        Signal::SIGILL,
+        Signal::SIGABRT,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGTRAP,
+    ] {
+        // SAFETY: on_fault only makes raw syscalls through rustix and reads an
+        // atomic; it touches no lock, allocator or std state.
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+}
+
+extern "C" fn on_fault(sig: nix::libc::c_int) {
+    let what: &[u8] = match sig {
+        nix::libc::SIGILL => b"SIGILL: a panic or an illegal instruction",
+        nix::libc::SIGABRT => b"SIGABRT: abort",
+        nix::libc::SIGSEGV => b"SIGSEGV: bad memory access or stack overflow",
+        nix::libc::SIGBUS => b"SIGBUS: bus error",
+        nix::libc::SIGFPE => b"SIGFPE: arithmetic fault",
+        _ => b"a fault signal",
+    };
+    let parts: [&[u8]; 3] = [
+        b"overlay-init: FATAL: internal fault (",
+        what,
+        b"); syncing and rebooting after the panic= delay\n",
+    ];
+    // SAFETY: fd 2 is the console that PID 1 was given; a write to a closed
+    // fd just fails.
+    let console = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    for p in parts {
+        let _ = rustix::io::write(console, p);
+    }
+    if let Ok(kmsg) = rustix::fs::open(
+        "/dev/kmsg",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        // One write is one record: assemble it on the stack.
+        let mut rec = [0u8; 160];
+        let mut n = 0;
+        for p in [b"<2>".as_slice(), parts[0], what, parts[2]] {
+            for &b in p {
+                if let Some(slot) = rec.get_mut(n) {
+                    *slot = b;
+                    n += 1;
+                }
+            }
+        }
+        let _ = rustix::io::write(&kmsg, rec.get(..n).unwrap_or_default());
+    }
+    rustix::fs::sync();
+    let secs = FAULT_DELAY_SECS.load(Ordering::Relaxed);
+    // sleep(3) is async-signal-safe (POSIX).
+    let _ = nix::unistd::sleep(secs);
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
 }

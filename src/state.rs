@@ -18,6 +18,19 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// A duration shown in milliseconds with one decimal ("12.3"), in integer
+/// arithmetic: float formatting would add ~10 KiB to the binary.
+pub struct Millis(pub Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // u64, not the u128 of as_micros(): 128-bit division is ~3 KiB on ARM.
+        let us = self.0.as_secs().saturating_mul(1_000_000) + u64::from(self.0.subsec_micros());
+        let tenths = us.saturating_add(50) / 100;
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
 /// One read-only layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
@@ -245,6 +258,16 @@ impl BootState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn millis_one_decimal_rounded() {
+        let m = |us| Millis(Duration::from_micros(us)).to_string();
+        assert_eq!(m(0), "0.0");
+        assert_eq!(m(1_234), "1.2");
+        assert_eq!(m(1_250), "1.3");
+        assert_eq!(m(99_960), "100.0");
+        assert_eq!(m(612_049), "612.0");
+    }
 
     fn sample() -> BootState {
         BootState {

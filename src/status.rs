@@ -84,7 +84,7 @@ pub fn exit_code(st: &BootState) -> i32 {
 }
 
 fn ms(d: std::time::Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    format!("{} ms", crate::state::Millis(d))
 }
 
 pub fn render_text(st: &BootState) -> String {

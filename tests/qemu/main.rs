@@ -6,6 +6,7 @@
 
 mod harness;
 mod reset;
+mod size;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
 
