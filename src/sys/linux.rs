@@ -8,10 +8,58 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The system as it is.
 pub struct LinuxSys;
+
+/// What kind of kernel work a call is, for the time accounts below.
+#[derive(Clone, Copy)]
+pub enum Spent {
+    /// mount(2) of a filesystem, bind mounts, umount(2).
+    Mount = 0,
+    /// finit_module(2), with the open of the .ko.
+    Module = 1,
+    /// Moving into the new root: MS_MOVE mounts, chroot, pivot_root.
+    Switch = 2,
+    /// Child programs (mkfs, e2fsck), from fork to exit.
+    Child = 3,
+    /// Sleeping while waiting for a device.
+    Wait = 4,
+}
+
+/// Time (µs) and number of calls per [`Spent`] kind, since the start. They
+/// show the floor of a boot, the time the kernel and the children take, and
+/// so how much the pre-init itself adds (issue 5's benchmark reads them from
+/// the log).
+static SPENT_US: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static SPENT_N: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+fn timed<T>(kind: Spent, f: impl FnOnce() -> T) -> T {
+    let t0 = monotonic();
+    let r = f();
+    let us = u64::try_from(monotonic().saturating_sub(t0).as_micros()).unwrap_or(u64::MAX);
+    if let (Some(t), Some(n)) = (SPENT_US.get(kind as usize), SPENT_N.get(kind as usize)) {
+        t.fetch_add(us, Ordering::Relaxed);
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+/// (µs, calls) spent so far in `kind`.
+pub fn spent(kind: Spent) -> (Duration, u64) {
+    let get = |a: &[AtomicU64; 5]| a.get(kind as usize).map_or(0, |v| v.load(Ordering::Relaxed));
+    (Duration::from_micros(get(&SPENT_US)), get(&SPENT_N))
+}
+
+fn monotonic() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        t.tv_sec.unsigned_abs(),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
 
 fn ms_flags(f: MountFlags) -> MsFlags {
     let mut ms = MsFlags::empty();
@@ -46,15 +94,18 @@ impl Sys for LinuxSys {
         flags: MountFlags,
         data: &str,
     ) -> io::Result<()> {
-        rustix::mount::mount(source, target, fstype, ms_flags(flags), data).map_err(os)
+        timed(Spent::Mount, || {
+            rustix::mount::mount(source, target, fstype, ms_flags(flags), data)
+        })
+        .map_err(os)
     }
 
     fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()> {
-        rustix::mount::mount_bind(from, to).map_err(os)
+        timed(Spent::Mount, || rustix::mount::mount_bind(from, to)).map_err(os)
     }
 
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
-        rustix::mount::mount_move(from, to).map_err(os)
+        timed(Spent::Switch, || rustix::mount::mount_move(from, to)).map_err(os)
     }
 
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
@@ -63,7 +114,7 @@ impl Sys for LinuxSys {
         } else {
             UnmountFlags::empty()
         };
-        rustix::mount::unmount(target, flags).map_err(os)
+        timed(Spent::Mount, || rustix::mount::unmount(target, flags)).map_err(os)
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
@@ -84,11 +135,13 @@ impl Sys for LinuxSys {
         } else {
             MODULE_INIT_COMPRESSED_FILE
         };
-        let file = std::fs::File::open(path)?;
-        match rustix::system::finit_module(&file, c"", flags) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-            Err(e) => Err(os(e)),
-        }
+        timed(Spent::Module, || {
+            let file = std::fs::File::open(path)?;
+            match rustix::system::finit_module(&file, c"", flags) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+                Err(e) => Err(os(e)),
+            }
+        })
     }
 
     fn run(&self, cmd: &Command) -> io::Result<i32> {
@@ -112,7 +165,7 @@ impl Sys for LinuxSys {
                 });
             }
         }
-        let status = c.status()?;
+        let status = timed(Spent::Child, || c.status())?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
@@ -134,11 +187,11 @@ impl Sys for LinuxSys {
     }
 
     fn chroot(&self, path: &Path) -> io::Result<()> {
-        rustix::process::chroot(path).map_err(os)
+        timed(Spent::Switch, || rustix::process::chroot(path)).map_err(os)
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
-        rustix::process::pivot_root(new_root, put_old).map_err(os)
+        timed(Spent::Switch, || rustix::process::pivot_root(new_root, put_old)).map_err(os)
     }
 
     fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()> {
@@ -176,15 +229,11 @@ impl Sys for LinuxSys {
     }
 
     fn now(&self) -> Duration {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        Duration::new(
-            t.tv_sec.unsigned_abs(),
-            u32::try_from(t.tv_nsec).unwrap_or(0),
-        )
+        monotonic()
     }
 
     fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
+        timed(Spent::Wait, || std::thread::sleep(d));
     }
 
     fn sync(&self) {
