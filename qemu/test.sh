@@ -10,3 +10,6 @@ cargo clippy --all-targets -- -D warnings
 cargo test
 ./qemu/build.sh
 cargo test --test qemu -- --ignored --test-threads=2
+# The benchmark runs too, briefly, so that its command keeps working (figures
+# from two boots are not worth reading; README shows a full run's).
+./qemu/bench.sh --runs 2 --reset-sizes 1000 --out qemu/out/bench-ci
