@@ -20,9 +20,22 @@
 #![cfg_attr(not(test), allow(dead_code))] // integration into boot/status pending
 
 pub mod config;
+pub mod sources;
 pub mod ubi_ec;
 
 use std::fmt;
+
+/// `/sys/class/ubi/ubiN/`: one directory per attached UBI device.
+pub const SYS_CLASS_UBI: &str = "/sys/class/ubi";
+/// `/sys/class/mtd/mtdN/` (and `mtdNro`, which we skip).
+pub const SYS_CLASS_MTD: &str = "/sys/class/mtd";
+/// `/sys/block/DEV/`: whole disks (partitions are subdirectories).
+pub const SYS_BLOCK: &str = "/sys/block";
+/// `/sys/fs/ext4/DEV/` and `/sys/fs/f2fs/DEV/`: one per mounted filesystem.
+pub const SYS_FS_EXT4: &str = "/sys/fs/ext4";
+pub const SYS_FS_F2FS: &str = "/sys/fs/f2fs";
+/// `/dev/mtdN`: the MTD character device (CONFIG_MTD_CHAR), read for UBI EC headers.
+pub const DEV_DIR: &str = "/dev";
 
 /// How worn a source (or the device) is. Ordered: the device level is the
 /// maximum over its sources. `Unknown` (nothing could be read) sorts lowest
@@ -83,6 +96,15 @@ impl fmt::Display for Level {
     }
 }
 
+/// The device level: the worst of its sources (`Unknown` when there are none).
+pub fn device_level(readings: &[sources::SourceReading]) -> Level {
+    readings
+        .iter()
+        .map(|r| r.level)
+        .max()
+        .unwrap_or(Level::Unknown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +121,11 @@ mod tests {
             assert_eq!(Level::from_code(l.code()), Some(l));
         }
         assert_eq!(Level::from_code(4), None);
+        assert_eq!(device_level(&[]), Level::Unknown);
+        let mut a = sources::SourceReading::new("a", sources::Kind::Block);
+        let mut b = a.clone();
+        a.level = Level::Ok;
+        b.level = Level::Warn;
+        assert_eq!(device_level(&[a.clone(), b, a]), Level::Warn);
     }
 }
