@@ -74,6 +74,11 @@ pub struct SourceReading {
     pub life_used_pct: Option<u32>,
     /// Share of the bad-block reserve consumed, in percent.
     pub bad_reserve_pct: Option<u32>,
+    /// UBI: the EC header scan, when one was made.
+    pub ec: Option<EcStats>,
+    /// eMMC: life_time types A and B, and pre_eol_info, as read.
+    pub emmc_life: Option<(u8, u8)>,
+    pub pre_eol: Option<u8>,
     /// `Unknown` when nothing could be read.
     pub level: Level,
     /// Why the level is above ok.
@@ -90,6 +95,9 @@ impl SourceReading {
             figures: Vec::new(),
             life_used_pct: None,
             bad_reserve_pct: None,
+            ec: None,
+            emmc_life: None,
+            pre_eol: None,
             level: Level::Unknown,
             reasons: Vec::new(),
             notes: Vec::new(),
@@ -243,6 +251,7 @@ pub fn read_ubi(root: &SysRoot, n: u32, cfg: &WearConfig, opts: &ReadOptions) ->
             Ok(st) => {
                 mean_x100 = st.mean_x100();
                 push_ec_figures(&mut r, &st);
+                r.ec = Some(st);
             }
             Err(e) => r.notes.push(e),
         }
@@ -409,6 +418,7 @@ pub fn read_emmc(root: &SysRoot, n: u32, cfg: &WearConfig) -> Option<SourceReadi
     let life_path = dev.join("life_time");
     match life.map(|t| t.and_then(|t| parse_life_time(&t).map_err(|e| path_err(&life_path, e)))) {
         Some(Ok((a, b))) => {
+            r.emmc_life = Some((a, b));
             r.figures.push(("life_time_a", Value::Text(emmc_band(a))));
             r.figures.push(("life_time_b", Value::Text(emmc_band(b))));
             if let Some(p) = [a, b].into_iter().filter_map(emmc_life_pct).max() {
@@ -421,6 +431,7 @@ pub fn read_emmc(root: &SysRoot, n: u32, cfg: &WearConfig) -> Option<SourceReadi
     let eol_path = dev.join("pre_eol_info");
     match eol.map(|t| t.and_then(|t| parse_pre_eol(&t).map_err(|e| path_err(&eol_path, e)))) {
         Some(Ok(v)) => {
+            r.pre_eol = Some(v);
             let (what, level) = match v {
                 1 => ("normal", Level::Ok),
                 2 => ("warning", Level::Warn),
@@ -724,6 +735,7 @@ mod tests {
         assert_eq!(r.figure("ec_headers"), Some(6));
         assert_eq!(r.figure("ec_unknown"), Some(1));
         assert_eq!(r.figure("ec_corrupt"), Some(1));
+        assert_eq!(r.ec.and_then(|e| e.mean_x100()), Some(116_666));
         assert_eq!(r.life_used_pct, Some(38), "mean 1166.66 of 3000");
         assert!(r.reasons.is_empty());
         // No /dev/mtd3: a note, the sysfs figures stay.
@@ -799,6 +811,7 @@ mod tests {
         assert_eq!(e.text("pre_eol"), Some("0x01 (normal)"));
         assert_eq!(e.figure("size_bytes"), Some(30535680 * 512));
         assert_eq!((e.life_used_pct, e.level), (Some(20), Level::Ok));
+        assert_eq!((e.emmc_life, e.pre_eol), (Some((1, 2)), Some(1)));
 
         d.write("sys/block/mmcblk0/device/life_time", "0x0b 0x09\n");
         d.write("sys/block/mmcblk0/device/pre_eol_info", "0x02\n");
