@@ -22,6 +22,7 @@
 pub mod config;
 pub mod log;
 pub mod policy;
+pub mod projection;
 pub mod sources;
 pub mod ubi_ec;
 
