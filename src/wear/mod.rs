@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod log;
+pub mod monitor;
 pub mod policy;
 pub mod projection;
 pub mod sources;

@@ -527,7 +527,7 @@ pub fn parse_block_stat(text: &str) -> Result<u64, String> {
 
 /// Devices that do not write to flash: loop, RAM and compressed RAM disks,
 /// device-mapper and md (their writes land on a real device counted on its own).
-fn is_virtual_block(dev: &str) -> bool {
+pub fn is_virtual_block(dev: &str) -> bool {
     ["loop", "ram", "zram", "dm-", "md", "nbd", "sr", "fd"]
         .iter()
         .any(|p| dev.starts_with(p))
