@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), allow(dead_code))] // integration into boot/status pending
 
 pub mod config;
+pub mod display;
 pub mod log;
 pub mod monitor;
 pub mod policy;
