@@ -23,11 +23,10 @@
 //! [`Monitor::sample`] says when the verdict *changed*: log then only.
 
 use super::sources::parse_block_stat;
-use super::SYS_BLOCK;
+use super::{PROC, SYS_BLOCK};
 use crate::paths::SysRoot;
 use std::collections::HashMap;
 
-pub const PROC: &str = "/proc";
 const DAY: u64 = 86_400;
 const YEAR: u64 = 365 * DAY + DAY / 4;
 
