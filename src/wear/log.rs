@@ -884,6 +884,34 @@ mod tests {
     }
 
     #[test]
+    fn appending_past_the_ring_keeps_the_newest_64() {
+        let d = TempDir::new("wear-log-wrap");
+        let root = d.path();
+        for i in 0..70u64 {
+            let st = read_log(root).unwrap();
+            let r = append(root, &st, &rec(T0 + i * DAY, i << 20)).unwrap();
+            assert_eq!(r.seq, i + 1);
+        }
+        assert_eq!(
+            std::fs::metadata(log_path(root)).unwrap().len(),
+            FILE_SIZE as u64
+        );
+        let st = read_log(root).unwrap();
+        let recs = st.records();
+        assert_eq!(recs.len(), SLOTS);
+        assert_eq!(recs.first().map(|r| r.seq), Some(7));
+        assert_eq!(
+            recs.last().map(|r| (r.seq, r.time)),
+            Some((70, T0 + 69 * DAY))
+        );
+        assert!(
+            recs.iter().all(|r| r.since == T0),
+            "the log's start survives the wrap"
+        );
+        assert!(recs.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+    }
+
+    #[test]
     fn a_non_directory_wear_path_is_an_error_not_followed() {
         let d = TempDir::new("wear-log-sym");
         d.write(".wear", "a file");

@@ -912,6 +912,45 @@ mod tests {
         );
     }
 
+    /// An OpenWrt NAND router: NOR and NAND partitions, UBI on mtd5 with
+    /// its volume directories, a zram swap, no eMMC.
+    #[test]
+    fn an_openwrt_nand_board() {
+        let d = TempDir::new("wear-openwrt");
+        for (n, name, kind, size, es) in [
+            (0, "u-boot", "nor", 512 << 10, 64 << 10),
+            (1, "u-boot-env", "nor", 64 << 10, 64 << 10),
+            (5, "ubi", "nand", 120 << 20, 128 << 10),
+        ] {
+            let m = format!("sys/class/mtd/mtd{n}");
+            d.write(&format!("{m}/name"), format!("{name}\n"));
+            d.write(&format!("{m}/type"), format!("{kind}\n"));
+            d.write(&format!("{m}/size"), format!("{size}\n"));
+            d.write(&format!("{m}/erasesize"), format!("{es}\n"));
+            d.write(&format!("{m}/bad_blocks"), "0\n");
+            d.write(&format!("{m}/bbt_blocks"), "0\n");
+            d.write(&format!("{m}/ecc_failures"), "0\n");
+            d.write(&format!("{m}/corrected_bits"), "0\n");
+            d.write(&format!("{m}/flags"), "0x800\n");
+            d.write(&format!("sys/class/mtd/mtd{n}ro/name"), format!("{name}\n"));
+        }
+        ubi_tree(&d, "12\n", "0\n", "19\n", "0\n");
+        d.write("sys/class/ubi/ubi0/mtd_num", "5\n");
+        d.write("sys/class/ubi/ubi0_1/name", "rootfs_data\n");
+        d.write("sys/block/zram0/stat", STAT11);
+        d.write("sys/block/mtdblock0/stat", STAT11);
+        let r = read_sources(&SysRoot::new(d.path()), &cfg(), &ReadOptions::default());
+        let ids: Vec<&str> = r.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["ubi0", "mtd0", "mtd1", "mtd5", "blk:mtdblock0"]);
+        assert!(
+            r.iter().all(|x| x.level == Level::Ok && x.notes.is_empty()),
+            "{r:?}"
+        );
+        assert_eq!(r[0].bad_reserve_pct, Some(0));
+        assert_eq!(r[3].text("name"), Some("ubi"));
+        assert_eq!(crate::wear::device_level(&r), Level::Ok);
+    }
+
     #[test]
     fn disk_names() {
         for (dev, disk) in [
