@@ -7,6 +7,7 @@
 
 use crate::cmdline::{self, Param};
 use crate::devices::{parse_spec, DeviceSpec};
+use crate::wear::config::WearConfig;
 use std::fmt;
 use std::time::Duration;
 
@@ -87,6 +88,9 @@ pub struct Config {
     /// `overlay.test_crash=STEP[:N]`: for power-cut tests only, reboot
     /// without syncing right after the N-th change of that reset step.
     pub test_crash: Option<(String, u32)>,
+    /// `overlay.wear=` and `overlay.wear_policy=`: flash wear thresholds,
+    /// rated endurance, intervals and what to do when the flash is worn out.
+    pub wear: WearConfig,
 }
 
 pub const DEFAULT_DATA_NAME: &str = "rootfs_data";
@@ -117,6 +121,7 @@ impl Default for Config {
             fatal_delay: DEFAULT_FATAL_DELAY,
             reset: false,
             test_crash: None,
+            wear: WearConfig::default(),
         }
     }
 }
@@ -183,6 +188,8 @@ impl Config {
             "init" => self.init.clone(),
             "overlay.tmpfs_size" => self.tmpfs_size.to_string(),
             "panic" => format!("a {} s delay", self.fatal_delay.as_secs()),
+            "overlay.wear" => self.wear.to_string(),
+            "overlay.wear_policy" => self.wear.policy.to_string(),
             _ => "the default".into(),
         }
     }
@@ -264,6 +271,8 @@ impl Config {
                     n => Duration::from_secs(n.unsigned_abs()),
                 };
             }
+            "overlay.wear" => self.wear.apply_list(v)?,
+            "overlay.wear_policy" => self.wear.apply_policy(v)?,
             k if k.starts_with("overlay.modules.") => {
                 let fs = k.trim_start_matches("overlay.modules.").to_string();
                 let mods = list(v)?;
@@ -534,6 +543,39 @@ mod tests {
         );
         assert_eq!(cfg("overlay.test_crash=nope").1.len(), 1);
         assert_eq!(cfg("overlay.test_crash=keep:0").1.len(), 1);
+    }
+
+    #[test]
+    fn wear_keys_merge_board_and_command_line() {
+        let board = "overlay.wear=pe_cycles:3000,capacity:128m\noverlay.wear_policy=tmpfs\n";
+        let (c, e) = Config::from_sources(Some(board), "overlay.wear=warn:70,critical:90");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.wear.pe_cycles, Some(3000));
+        assert_eq!(c.wear.capacity, Some(128 << 20));
+        assert_eq!((c.wear.warn_pct, c.wear.critical_pct), (70, 90));
+        assert_eq!(c.wear.policy, crate::wear::config::Policy::Tmpfs);
+        let (c, _) = Config::from_sources(Some(board), "overlay.wear_policy=warn overlay.wear=off");
+        assert_eq!(c.wear.policy, crate::wear::config::Policy::Warn);
+        assert!(!c.wear.enabled);
+    }
+
+    #[test]
+    fn bad_wear_values_are_reported_and_keep_the_previous_settings() {
+        let (c, e) =
+            cfg("overlay.wear=warn:70 overlay.wear=warn:75,nonsense:1 overlay.wear_policy=melt");
+        assert_eq!(c.wear.warn_pct, 70);
+        assert_eq!(c.wear.policy, crate::wear::config::Policy::Protect);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[0].to_string(),
+            "overlay.wear=warn:75,nonsense:1: nonsense: unknown item (warn, critical, bad_warn, \
+             bad_critical, pe_cycles, capacity, target_years, log_interval, sample, on, off); \
+             using warn:70,critical:95,bad_warn:50,bad_critical:90,target_years:5,log_interval:1d,sample:10m"
+        );
+        assert_eq!(
+            e[1].to_string(),
+            "overlay.wear_policy=melt: unknown policy (use warn, protect or tmpfs); using protect"
+        );
     }
 
     #[test]

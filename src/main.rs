@@ -30,6 +30,7 @@ mod switch;
 mod sys;
 #[cfg(test)]
 mod testutil;
+mod wear;
 
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
 Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:

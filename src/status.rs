@@ -156,7 +156,7 @@ pub fn render_text(st: &BootState) -> String {
 }
 
 /// JSON string escaping (RFC 8259): quotes, backslash, control characters.
-fn js(v: &str) -> String {
+pub(crate) fn js(v: &str) -> String {
     let mut o = String::with_capacity(v.len() + 2);
     o.push('"');
     for c in v.chars() {
