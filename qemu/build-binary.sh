@@ -30,7 +30,9 @@ fi
 # panics compile to a trap instead of a formatted message
 # (-C panic=immediate-abort: ~40 KiB). PID 1 turns that trap into a logged,
 # synced reboot (pid1.rs install_fault_handler); clippy denies the panicking
-# calls in the first place.
+# calls in the first place. All Rust code is Thumb-2 (+thumb-mode): the same
+# ARMv7-A instructions set in 16/32-bit encodings, ~25% less code (292 KB ->
+# 222 KB); every ARMv7-A core runs it, and interworking with musl is free.
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="\
@@ -38,7 +40,7 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="\
 -C link-arg=-nostartfiles \
 -Z pre-link-arg=$MUSL/crt1.o -Z pre-link-arg=$MUSL/crti.o \
 -C link-arg=-lc -C link-arg=-lgcc -C link-arg=-lgcc_eh -C link-arg=$MUSL/crtn.o \
--Z unstable-options -C panic=immediate-abort"
+-Z unstable-options -C panic=immediate-abort -C target-feature=+thumb-mode"
 
 cargo build --release -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
   --target "$TRIPLE" "$@"
