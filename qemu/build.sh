@@ -140,9 +140,10 @@ done < <(qemu-arm "$RF/bin/busybox" --list-full)
 
 # overlay-init and its multi-call names
 install -m 0755 "$BIN" "$RF/sbin/overlay-init"
-rm -f "$RF/usr/bin/overlay-status" "$RF/usr/sbin/overlay-reset"
+rm -f "$RF/usr/bin/overlay-status" "$RF/usr/sbin/overlay-reset" "$RF/usr/sbin/overlay-wear-monitor"
 ln -s /sbin/overlay-init "$RF/usr/bin/overlay-status"
 ln -s /sbin/overlay-init "$RF/usr/sbin/overlay-reset"
+ln -s /sbin/overlay-init "$RF/usr/sbin/overlay-wear-monitor"
 
 # board files (inittab, rcS, passwd, ...) last: they win
 if [ -d "$BDIR/rootfs" ]; then

@@ -95,6 +95,9 @@ pub struct Boot<'a> {
     stage_mark: Duration,
     newroot_mounted: bool,
     upper_on_flash: bool,
+    /// The filesystem holding upper/ and work/: the upper's mount point, or
+    /// a RAM one when the flash is protected from wear (boot/wear.rs).
+    upper_base: PathBuf,
 }
 
 /// One of the kernel filesystems mounted first.
@@ -168,6 +171,7 @@ impl<'a> Boot<'a> {
             stage_mark: now,
             newroot_mounted: false,
             upper_on_flash: false,
+            upper_base: PathBuf::from(mode.overlay()),
         }
     }
 
@@ -221,6 +225,7 @@ impl<'a> Boot<'a> {
             self.state.warnings.push(format!("bad setting {e}"));
         }
         self.state.init = self.cfg.init.clone();
+        self.state.wear_config = Some(self.cfg.wear.to_string());
         self.stage_done("config");
     }
 
@@ -408,6 +413,7 @@ impl<'a> Boot<'a> {
         let (kind, head) = probe::read_kind(&self.root.join(&dev.node), dev.size)
             .map_err(|e| format!("cannot read {node}: {e}"))?;
         log::debug!("{node}: {kind:?}");
+        let mut wear = None;
         let fstype = match plan::decide_upper(self.cfg.fstype, kind, &node) {
             UpperAction::Tmpfs { reason } => return Err(reason),
             UpperAction::Format { fstype } => {
@@ -424,6 +430,13 @@ impl<'a> Boot<'a> {
                 fstype
             }
             UpperAction::CheckAndMount { fstype } => {
+                wear = self.wear_assess(&node, fstype, &head);
+                if let Some(w) = &wear {
+                    if Self::wear_action(w)? {
+                        let why = w.assessment.decision.summary().to_string();
+                        return self.protect(&node, fstype, why);
+                    }
+                }
                 self.check_upper(&dev, fstype, &head)?;
                 fstype
             }
@@ -450,6 +463,9 @@ impl<'a> Boot<'a> {
             return Err(format!("{reason} on {node}"));
         }
         log::info!("upper: {node} ({fstype}) at {}", paths::OVERLAY);
+        if let Some(w) = &wear {
+            self.wear_log(w);
+        }
         Ok(Upper::Flash {
             device: node,
             fstype: fstype.into(),
@@ -635,14 +651,26 @@ impl<'a> Boot<'a> {
     /// upper/ and work/ on the upper filesystem: overlayfs needs both on the
     /// same filesystem (work/ is used for atomic copy-up and whiteouts).
     fn make_upper_dirs(&mut self) -> Result<(), String> {
-        let base = self.mode.overlay();
         for d in ["upper", "work"] {
-            let p = PathBuf::from(format!("{base}/{d}"));
+            let p = self.upper_base.join(d);
             self.sys
                 .mkdir(&p, 0o755)
                 .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
         }
         Ok(())
+    }
+
+    /// Undoes [`Boot::protect`]'s RAM upper and its flash layer.
+    fn unprotect(&mut self) {
+        let ram = Path::new(wear::PROTECT_RAM);
+        if self.upper_base == ram {
+            if let Err(e) = self.sys.unmount(ram, true) {
+                log::warn!("cannot unmount {}: {e}", ram.display());
+            }
+            self.upper_base = PathBuf::from(self.mode.overlay());
+            let flash_layer = format!("{}/upper", paths::OVERLAY);
+            self.state.lowers.retain(|l| l.mountpoint != flash_layer);
+        }
     }
 
     fn unmount_upper(&mut self) {
@@ -721,7 +749,7 @@ impl<'a> Boot<'a> {
         let newroot = PathBuf::from(self.mode.newroot());
         let _ = self.sys.mkdir(&newroot, 0o755);
         let lowers = self.lowerdirs();
-        let base = self.mode.overlay();
+        let base = self.upper_base.display();
         let (upper, work) = (format!("{base}/upper"), format!("{base}/work"));
         let opts = match self.state.upper {
             Upper::None { .. } if lowers.len() == 1 => {
@@ -773,6 +801,7 @@ impl<'a> Boot<'a> {
             }
             self.newroot_mounted = false;
         }
+        self.unprotect();
         self.unmount_upper();
         self.tmpfs_upper(Some(reason));
     }
@@ -886,3 +915,4 @@ impl<'a> Boot<'a> {
 
 #[cfg(test)]
 mod tests;
+mod wear;

@@ -34,9 +34,10 @@ mod wear;
 
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
 Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
-  overlay-status [--json]     how this boot's root was assembled
+  overlay-status [--json] [--wear]  how this boot's root was assembled
   overlay-reset [-y] ...      factory reset at the next boot (--help)
-  overlay-init status|reset   the same
+  overlay-wear-monitor ...    watch the flash write rate (--help)
+  overlay-init status|reset|wear-monitor   the same
   overlay-init --version
 ";
 
@@ -54,9 +55,11 @@ fn main() {
     let code = match name.as_str() {
         "overlay-status" => status::main(rest),
         "overlay-reset" => reset::cli::main(rest),
+        "overlay-wear-monitor" => wear_monitor(rest),
         _ => match rest.first().map(String::as_str) {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),
+            Some("wear-monitor") => wear_monitor(rest.get(1..).unwrap_or(&[])),
             Some("--version") => {
                 println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
                 0
@@ -72,4 +75,12 @@ fn main() {
         },
     };
     std::process::exit(code);
+}
+
+/// The monitor logs to the kernel log (dmesg, syslog) and the console, like
+/// the pre-init, not to stderr only.
+fn wear_monitor(args: &[String]) -> i32 {
+    kmsg::init("overlay-wear-monitor", log::LevelFilter::Info);
+    kmsg::reinit(&paths::SysRoot::host(), false);
+    wear::daemon::main(args)
 }

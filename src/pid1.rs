@@ -174,7 +174,7 @@ fn install_tools(boot: &mut Boot) {
     let result = std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::copy("/proc/self/exe", &bin))
         .and_then(|_| {
-            for link in ["overlay-status", "overlay-reset"] {
+            for link in ["overlay-status", "overlay-reset", "overlay-wear-monitor"] {
                 let l = dir.join(link);
                 let _ = std::fs::remove_file(&l);
                 std::os::unix::fs::symlink("overlay-init", l)?;

@@ -102,6 +102,15 @@ pub fn ext4_needs_check(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The ext4 superblock's lifetime write counter (`s_kbytes_written`, offset
+/// 0x178, KiB written over the filesystem's life: what the kernel shows as
+/// /sys/fs/ext4/DEV/lifetime_write_kbytes once mounted), read before mounting
+/// so the wear policy can decide without writing.
+pub fn ext4_kbytes_written(head: &[u8]) -> Option<u64> {
+    let at = 1024 + 0x178;
+    Some(u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?))
+}
+
 /// All 0x00 or all 0xFF.
 pub fn is_uniform(b: &[u8]) -> bool {
     match b.first() {

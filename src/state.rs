@@ -65,6 +65,12 @@ pub struct BootState {
     pub upper: Upper,
     /// Things that went wrong but did not change the outcome.
     pub warnings: Vec<String>,
+    /// The flash wear level and what the boot did about it (issue 4).
+    pub wear: Option<String>,
+    /// The wear settings in effect, in `overlay.wear=` syntax, for
+    /// `overlay-status --wear` and the monitor (the board file stays in the
+    /// initramfs).
+    pub wear_config: Option<String>,
     pub stages: Vec<(String, Duration)>,
     /// CLOCK_BOOTTIME when the pre-init started: the kernel's own boot time.
     pub started_at: Duration,
@@ -85,6 +91,8 @@ impl Default for BootState {
             stages: Vec::new(),
             started_at: Duration::ZERO,
             reset: None,
+            wear: None,
+            wear_config: None,
         }
     }
 }
@@ -171,6 +179,12 @@ impl BootState {
         if let Some(r) = &self.reset {
             let _ = writeln!(s, "reset={}", one_line(r));
         }
+        if let Some(w) = &self.wear {
+            let _ = writeln!(s, "wear={}", one_line(w));
+        }
+        if let Some(w) = &self.wear_config {
+            let _ = writeln!(s, "wear_config={}", one_line(w));
+        }
         for w in &self.warnings {
             let _ = writeln!(s, "warning={}", one_line(w));
         }
@@ -220,6 +234,8 @@ impl BootState {
                 "upper_size" => size = v.into(),
                 "warning" => st.warnings.push(v.into()),
                 "reset" => st.reset = Some(v.into()),
+                "wear" => st.wear = Some(v.into()),
+                "wear_config" => st.wear_config = Some(v.into()),
                 "started_at_us" => st.started_at = us(v)?,
                 "lower" => {
                     let mut f = v.splitn(3, ' ');
@@ -296,6 +312,8 @@ mod tests {
             ],
             started_at: Duration::from_millis(700),
             reset: Some("reset #1 done".into()),
+            wear: Some("flash wear ok (device level ok)".into()),
+            wear_config: Some("warn:80,critical:95,pe_cycles:3000".into()),
         }
     }
 

@@ -12,13 +12,15 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_RAM: i32 = 2;
 pub const EXIT_READONLY: i32 = 3;
 
-const HELP: &str = "usage: overlay-status [--json] [--state FILE]
+const HELP: &str = "usage: overlay-status [--json] [--wear] [--state FILE]
 
 Shows how the root filesystem was assembled at boot: the read-only lower
 layers, the writable upper (flash, or tmpfs and why), and the time each
 pre-init stage took.
 
-  --json        machine-readable output
+  --json        machine-readable output (with the wear table)
+  --wear        the flash wear table: each source, its figures, level and
+                the projected life from the wear log (/overlay/.wear/log)
   --state FILE  read FILE instead of /run/overlay-init/state
 
 Exit status: 0 changes persist on flash, 2 changes are kept in RAM only and
@@ -27,11 +29,13 @@ lost at reboot, 3 the root is read-only, 1 error.
 
 pub fn main(args: &[String]) -> i32 {
     let mut json = false;
+    let mut wear = false;
     let mut file = paths::STATE_FILE.to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--wear" => wear = true,
             "--state" => match it.next() {
                 Some(f) => file = f.clone(),
                 None => return usage_error("--state needs a file"),
@@ -59,15 +63,80 @@ pub fn main(args: &[String]) -> i32 {
             return EXIT_ERROR;
         }
     };
-    print!(
-        "{}",
-        if json {
-            render_json(&st)
-        } else {
-            render_text(&st)
+    if json {
+        let w = live_wear(&st);
+        let mut out = render_json(&st);
+        // one more member: the wear view
+        if out.ends_with("}\n") {
+            out.truncate(out.len() - 2);
+            out.push_str(&format!(",\"wear\":{}}}\n", crate::wear::display::render_json(&w.view())));
         }
-    );
+        print!("{out}");
+    } else {
+        print!("{}", render_text(&st));
+        if wear {
+            println!();
+            print!("{}", crate::wear::display::render_text(&live_wear(&st).view()));
+        }
+    }
     exit_code(&st)
+}
+
+/// The wear sources as they read now, with the wear log's projection.
+struct LiveWear {
+    readings: Vec<crate::wear::sources::SourceReading>,
+    level: crate::wear::Level,
+    projection: Option<crate::wear::projection::Outcome>,
+    remarks: Vec<String>,
+}
+
+impl LiveWear {
+    fn view(&self) -> crate::wear::display::WearView<'_> {
+        crate::wear::display::WearView {
+            readings: &self.readings,
+            level: self.level,
+            projection: self.projection.as_ref(),
+            remarks: &self.remarks,
+        }
+    }
+}
+
+fn live_wear(st: &BootState) -> LiveWear {
+    use crate::wear::{self, log as wlog, sources};
+    let mut cfg = wear::config::WearConfig::default();
+    let mut remarks = Vec::new();
+    if let Err(e) = cfg.apply_list(st.wear_config.as_deref()) {
+        remarks.push(format!("wear settings from the boot unusable ({e}); defaults shown"));
+    }
+    let root = crate::paths::SysRoot::host();
+    let readings = sources::read_sources(&root, &cfg, &sources::ReadOptions { scan_ec: true });
+    let data_dev = match &st.upper {
+        crate::state::Upper::Flash { device, .. } => device.rsplit('/').next().map(str::to_string),
+        _ => None,
+    };
+    let a = wear::assess(&readings, &cfg, data_dev.as_deref());
+    if let Some(w) = &st.wear {
+        remarks.push(format!("at boot: {w}"));
+    }
+    let data = std::path::Path::new(paths::OVERLAY);
+    let projection = match wlog::read_log(data) {
+        Ok(state) => {
+            if let Some(p) = state.problem(&wlog::log_path(data)) {
+                remarks.push(p);
+            }
+            Some(wear::projection::project(state.records(), &a.endurance, a.used_pct))
+        }
+        Err(e) => {
+            remarks.push(format!("wear log: {e}"));
+            None
+        }
+    };
+    LiveWear {
+        level: a.level,
+        readings,
+        projection,
+        remarks,
+    }
 }
 
 fn usage_error(msg: &str) -> i32 {
@@ -139,6 +208,9 @@ pub fn render_text(st: &BootState) -> String {
     }
     if let Some(line) = crate::reset::cli::pending_line(std::path::Path::new(paths::OVERLAY)) {
         let _ = writeln!(s, "{line}");
+    }
+    if let Some(w) = &st.wear {
+        let _ = writeln!(s, "wear:       {w} (overlay-status --wear)");
     }
     for w in &st.warnings {
         let _ = writeln!(s, "warning:    {w}");
@@ -239,6 +311,8 @@ mod tests {
             stages: vec![("upper".into(), Duration::from_micros(1200))],
             started_at: Duration::from_millis(500),
             reset: None,
+            wear: None,
+            wear_config: None,
         }
     }
 

@@ -1,7 +1,6 @@
 //! Flash wear: how worn the device's flash is, how fast it wears, and what
-//! the boot does about it. Pure core; the pre-init and `overlay-status` call
-//! it (integration pending: until then most items are only used by tests,
-//! hence the module-level `dead_code` allowance below).
+//! the boot does about it. The pre-init (boot/wear.rs), `overlay-status
+//! --wear` and the run-time monitor ([`daemon`]) call it.
 //!
 //! - [`config`]: `overlay.wear=LIST` and `overlay.wear_policy=` → [`config::WearConfig`].
 //! - [`sources`]: UBI, MTD, eMMC, ext4/f2fs and block-device counters read
@@ -18,11 +17,10 @@
 //! [`assess`] puts the boot's part together: readings → device level →
 //! [`policy::Decision`], plus the endurance and life used the projection needs.
 //!
-//! Kernel paths used here are constants of this module (not `paths.rs`) so
-//! the whole feature stays in one place until it is integrated.
-#![cfg_attr(not(test), allow(dead_code))] // integration into boot/status pending
-
+//! Kernel paths used here are constants of this module (not `paths.rs`):
+//! the whole feature stays in one place.
 pub mod config;
+pub mod daemon;
 pub mod display;
 pub mod log;
 pub mod monitor;
@@ -174,6 +172,14 @@ fn data_capacity(readings: &[SourceReading], data_dev: Option<&str>) -> Option<u
             .figure("size_bytes")
     };
     fs.or_else(ubi_mtd).or_else(emmc)
+}
+
+/// Seconds since the epoch (the RTC's time at boot; 0 if unset): the wear
+/// log's clock.
+pub fn wall_clock_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The first 64 bits of this boot's id (see [`log::parse_boot_id`]).

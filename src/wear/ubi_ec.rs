@@ -131,6 +131,7 @@ pub fn parse_ec_header(b: &[u8]) -> Peb {
 }
 
 /// Writes a header as UBI does (for tests and for fixture images).
+#[cfg(test)] // tests build images with it; the device only reads headers
 pub fn encode_ec_header(h: &EcHeader) -> [u8; EC_HDR_SIZE] {
     let mut b = [0u8; EC_HDR_SIZE];
     let mut put = |at: usize, v: &[u8]| {
