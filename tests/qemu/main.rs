@@ -5,6 +5,7 @@
 //! See harness.rs for the device layout.
 
 mod harness;
+mod nor;
 mod reset;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
