@@ -14,7 +14,8 @@
 #                               (a changed fragment rebuilds incrementally)
 #   own-kernel/KEY/             zImage, config (the resulting .config), release
 #                               (`make kernelrelease`), build.log
-# KEY is a hash of the fragment's contents, the linux-source package version,
+# KEY is a hash of the fragment's settings (its CONFIG_ and "# CONFIG_... is
+# not set" lines, in order: comments do not count), the linux-source package version,
 # this script's RECIPE version and the cross compiler's version: a repeated run
 # with the same inputs builds nothing. A fresh machine builds in about 2 min
 # on 2 cores.
@@ -71,7 +72,7 @@ key=$( {
   echo "source=$SRCPKG $srcver"
   echo "make=ARCH=$KARCH CROSS_COMPILE=$CROSS $TARGET gcc=$ccver"
   echo "fragment:"
-  cat "$FRAGMENT"
+  grep -E '^(CONFIG_|# CONFIG_[A-Za-z0-9_]+ is not set)' "$FRAGMENT" | sed 's/[[:space:]]*$//'
 } | sha256sum | cut -c1-16)
 RES=$CACHE/own-kernel/$key
 
