@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # Boot a board's images (from qemu/build.sh) in QEMU, serial console on stdout.
 #
-#   qemu/run.sh [--shell] [--board B] [--disk FILE]... [--append "ARGS"]
-#               [--cmdline "ARGS"] [--script FILE] [--kernel FILE] [--initrd FILE]
-#               [--timeout SECS] [--] [extra qemu args]
+#   qemu/run.sh [--shell] [--board B] [--disk FILE]... [--flash FILE]
+#               [--append "ARGS"] [--cmdline "ARGS"] [--script FILE]
+#               [--kernel FILE] [--initrd FILE] [--timeout SECS] [--] [extra qemu args]
 #
 #   --shell         append demo.shell: the rootfs gives an interactive shell on
 #                   the console (exit it to power off); timeout 1 h by default
 #   --board B       board name (default qemu-armv7)
 #   --disk FILE     attach FILE as a virtio disk and use it in place (writes
-#                   persist). May be repeated. Default: a throw-away copy of
-#                   qemu/out/B/disk.img, so the pristine image stays blank.
+#                   persist). May be repeated. Default on a disk board
+#                   (BOARD_STORAGE=disk): a throw-away copy of
+#                   qemu/out/B/disk.img, so the pristine image stays blank; a
+#                   pflash board has no default disk.
 #                   Find disks by PARTLABEL/serial in the guest, not by order.
+#   --flash FILE    pflash boards (BOARD_STORAGE=pflash) only: attach FILE
+#                   (exactly 64 MiB) as NOR flash bank 1 (-drive if=pflash,unit=1)
+#                   and use it in place (writes persist). Bank 0 is never
+#                   attached: with -kernel QEMU would run it as firmware.
+#                   Default: a throw-away copy of qemu/out/B/flash.img.
 #   --append ARGS   extra kernel command-line arguments (after the board's)
 #   --cmdline ARGS  replace the board's command line (qemu/out/B/cmdline)
 #   --script FILE   run FILE with sh in the guest: it is padded with newlines
 #                   to a 512-byte multiple and attached read-only as a virtio
 #                   disk with serial "testscript"; rcS prints
 #                   "overlay-demo: script exit N" and powers off
-#   --kernel/--initrd FILE  boot another kernel / initramfs
+#   --kernel/--initrd FILE  boot another kernel / initramfs (a board without
+#                   an initramfs, BOARD_INITRAMFS=0, boots none unless --initrd)
 #   --timeout SECS  kill QEMU after SECS (default 60, or 3600 with --shell)
 #   -- ARGS         passed to QEMU as they are (e.g. more -drive/-device pairs)
 #
@@ -30,13 +38,14 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
-BOARD=qemu-armv7 shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo=''
+BOARD=qemu-armv7 shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo='' flash=''
 disks=() extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --shell) shell=1 ;;
     --board) BOARD=${2:?}; shift ;;
     --disk) disks+=("${2:?}"); shift ;;
+    --flash) flash=${2:?}; shift ;;
     --append) append="$append ${2?}"; shift ;;
     --cmdline) cmdline=${2?}; shift ;;
     --script) script=${2:?}; shift ;;
@@ -55,11 +64,16 @@ BDIR=$REPO/board/$BOARD
 # shellcheck source=board/qemu-armv7/board.sh source-path=SCRIPTDIR/..
 . "$BDIR/board.sh"
 OUT=$REPO/qemu/out/$BOARD
+STORAGE=${BOARD_STORAGE:-disk}
 kernel=${kernel:-$OUT/kernel}
-initrd=${initrd:-$OUT/initramfs.cpio.gz}
-for f in "$kernel" "$initrd"; do
+if [ "${BOARD_INITRAMFS:-1}" = 1 ]; then
+  initrd=${initrd:-$OUT/initramfs.cpio.gz}
+fi
+for f in "$kernel" ${initrd:+"$initrd"}; do
   [ -f "$f" ] || die "$f missing: run qemu/build.sh $BOARD"
 done
+[ -z "$flash" ] || [ "$STORAGE" = pflash ] ||
+  die "--flash: board $BOARD has no flash (BOARD_STORAGE=$STORAGE)"
 if [ -z "$cmdline" ]; then
   [ -f "$OUT/cmdline" ] || die "$OUT/cmdline missing: run qemu/build.sh $BOARD"
   cmdline=$(cat "$OUT/cmdline")
@@ -71,14 +85,27 @@ cmdline="$cmdline$append"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/overlay-run.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-if [ "${#disks[@]}" = 0 ]; then
+if [ "$STORAGE" = disk ] && [ "${#disks[@]}" = 0 ]; then
   [ -f "$OUT/disk.img" ] || die "$OUT/disk.img missing: run qemu/build.sh $BOARD"
   cp --sparse=always "$OUT/disk.img" "$tmp/disk.img"
   disks=("$tmp/disk.img")
 fi
+if [ "$STORAGE" = pflash ] && [ -z "$flash" ]; then
+  [ -f "$OUT/flash.img" ] || die "$OUT/flash.img missing: run qemu/build.sh $BOARD"
+  cp "$OUT/flash.img" "$tmp/flash.img"
+  flash=$tmp/flash.img
+fi
 
-args=("${BOARD_QEMU_MACHINE[@]}" -nographic -no-reboot
-      -kernel "$kernel" -initrd "$initrd" -append "$cmdline")
+args=("${BOARD_QEMU_MACHINE[@]}" -nographic -no-reboot -kernel "$kernel")
+[ -z "$initrd" ] || args+=(-initrd "$initrd")
+args+=(-append "$cmdline")
+if [ -n "$flash" ]; then
+  [ -f "$flash" ] || die "$flash: no such flash image"
+  # QEMU wants the bank's exact size (virt: 64 MiB per bank).
+  [ "$(stat -c %s "$flash")" = $((64 * 1024 * 1024)) ] ||
+    die "$flash: $(stat -c %s "$flash") bytes, a virt pflash bank is exactly 67108864 (64 MiB)"
+  args+=(-drive "if=pflash,unit=1,format=raw,file=$flash")
+fi
 
 if [ -n "$script" ]; then
   [ -f "$script" ] || die "$script: no such file"

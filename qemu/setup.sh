@@ -20,10 +20,17 @@ PKGS=(
   xz-utils                 # unpacking .deb data
   file                     # verifying binaries
   gzip
+  # building our own kernel (qemu/build-kernel.sh, boards with BOARD_KERNEL_SOURCE=own)
+  linux-source-6.1         # /usr/src/linux-source-6.1.tar.xz
+  bison
+  flex
+  libelf-dev
+  make
+  bc
 )
 CMDS=(qemu-system-arm qemu-arm arm-linux-gnueabihf-gcc arm-linux-gnueabihf-ar
       mksquashfs mkfs.ubifs cpio depmod mkfs.ext4 mkfs.f2fs sfdisk xz file gzip
-      dpkg-deb apt-get timeout)
+      dpkg-deb apt-get timeout bison flex make bc)
 
 need_apt=0
 for c in "${CMDS[@]}"; do
@@ -33,6 +40,8 @@ if [ "$need_apt" = 0 ]; then
   dpkg -s musl-dev:armhf >/dev/null 2>&1 || need_apt=1
 fi
 [ -e /usr/lib/arm-linux-musleabihf/crt1.o ] || need_apt=1
+[ -e /usr/include/libelf.h ] || need_apt=1
+compgen -G '/usr/src/linux-source-6.1.tar.*' >/dev/null || need_apt=1
 
 if [ "$need_apt" = 1 ]; then
   SUDO=

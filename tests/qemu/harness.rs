@@ -1,33 +1,58 @@
 //! Booting the ARM image in QEMU for tests.
 //!
-//! Device layout of every boot: one virtio disk (GPT, built per test with
-//! qemu/mkdisk.sh: `rootfs` squashfs, usually `rootfs_data`, sometimes more
-//! lower layers), plus a small read-only disk with serial `testscript` that
-//! holds a shell script. The demo rootfs's rcS runs that script and powers
-//! off. The script reports facts as lines `T:key=value` on the console.
-//! Disks live in a per-test temp dir, never in qemu/out (QEMU locks images,
-//! and the pristine image must stay blank).
+//! Device layout of every boot on the default board (qemu-armv7): one virtio
+//! disk (GPT, built per test with qemu/mkdisk.sh: `rootfs` squashfs, usually
+//! `rootfs_data`, sometimes more lower layers), plus a small read-only disk
+//! with serial `testscript` that holds a shell script. The demo rootfs's rcS
+//! runs that script and powers off. The script reports facts as lines
+//! `T:key=value` on the console. Disks live in a per-test temp dir, never in
+//! qemu/out (QEMU locks images, and the pristine image must stay blank).
+//!
+//! The NOR board (qemu-armv7-nor, [`boot_nor`]) has no initramfs and no GPT
+//! disk: its root squashfs and data partition are MTD partitions of a pflash
+//! image built per test ([`Work::flash`], qemu/mkflash.sh); the script disk
+//! is the same.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The built artifacts (qemu/build.sh): kernel, initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
+/// The default board: Debian's kernel, an initramfs, a GPT disk.
+pub const BOARD: &str = "qemu-armv7";
+/// The OpenWrt-style board: own kernel, no initramfs, CFI NOR flash.
+pub const NOR_BOARD: &str = "qemu-armv7-nor";
+
+/// The built artifacts of the default board (qemu/build.sh): kernel,
+/// initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
+/// `OVERLAY_INIT_OUT` overrides the directory.
 pub fn out_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("OVERLAY_INIT_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("qemu/out/qemu-armv7"));
-    for f in [
-        "kernel",
-        "initramfs.cpio.gz",
-        "rootfs.squashfs",
-        "disk.img",
-        "cmdline",
-    ] {
+    out_dir_for(BOARD)
+}
+
+/// The built artifacts of `board` (qemu/build.sh BOARD), checked to be there:
+/// kernel, rootfs.squashfs, cmdline, and disk.img + initramfs.cpio.gz or
+/// (the NOR board) flash.img.
+pub fn out_dir_for(board: &str) -> PathBuf {
+    let default = repo().join("qemu/out").join(board);
+    let out = match std::env::var_os("OVERLAY_INIT_OUT") {
+        Some(dir) if board == BOARD => PathBuf::from(dir),
+        _ => default,
+    };
+    let files: &[&str] = if board == NOR_BOARD {
+        &["kernel", "rootfs.squashfs", "flash.img", "cmdline"]
+    } else {
+        &[
+            "kernel",
+            "initramfs.cpio.gz",
+            "rootfs.squashfs",
+            "disk.img",
+            "cmdline",
+        ]
+    };
+    for f in files {
         assert!(
             out.join(f).exists(),
-            "{} missing: run qemu/build.sh first (qemu/test.sh does)",
+            "{} missing: run qemu/build.sh {board} first (qemu/test.sh does)",
             out.join(f).display()
         );
     }
@@ -78,6 +103,37 @@ impl Work {
                 "rootfs_data:64".into(),
             ],
         )
+    }
+
+    /// A pflash bank image for the NOR board (qemu/mkflash.sh --board): the
+    /// board's squashfs in `rootfs` (unless `parts` names `rootfs`), each
+    /// (partition, file) of `parts` written at the start of its partition,
+    /// everything else erased (0xFF).
+    pub fn flash(&self, name: &str, parts: &[(&str, &Path)]) -> PathBuf {
+        let out = self.path(name);
+        let rootfs = out_dir_for(NOR_BOARD).join("rootfs.squashfs");
+        let mut args: Vec<String> = Vec::new();
+        if !parts.iter().any(|(p, _)| *p == "rootfs") {
+            args.push(format!("rootfs={}", rootfs.display()));
+        }
+        args.extend(parts.iter().map(|(p, f)| format!("{p}={}", f.display())));
+        let st = Command::new(repo().join("qemu/mkflash.sh"))
+            .args(["--board", NOR_BOARD])
+            .arg(&out)
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mkflash.sh failed for {args:?}");
+        out
+    }
+
+    /// The standard NOR flash: the squashfs in `rootfs`, `rootfs_data` erased,
+    /// or holding `data` when given.
+    pub fn nor_flash(&self, data: Option<&Path>) -> PathBuf {
+        match data {
+            Some(d) => self.flash("flash.img", &[("rootfs_data", d)]),
+            None => self.flash("flash.img", &[]),
+        }
     }
 
     /// A squashfs holding `files` (path, content).
@@ -168,11 +224,25 @@ status() { overlay-status "$@"; echo "T:status_exit=$?"; }
 
 /// Boots `disk` with the board's command line plus `append`, running `script`.
 pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
+    let mut storage = Command::new(repo().join("qemu/run.sh"));
+    storage.args(["--board", BOARD, "--disk"]).arg(disk);
+    run(work, storage, append, script)
+}
+
+/// Boots the NOR board from pflash image `flash` (see [`Work::flash`]) with
+/// its command line plus `append`, running `script`.
+pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
+    let mut storage = Command::new(repo().join("qemu/run.sh"));
+    storage.args(["--board", NOR_BOARD, "--flash"]).arg(flash);
+    run(work, storage, append, script)
+}
+
+/// Runs `run_sh` (qemu/run.sh with the board and storage options) with the
+/// prelude + `script` as the test script and `append` on the command line.
+fn run(work: &Work, mut run_sh: Command, append: &str, script: &str) -> Boot {
     let script_file = work.path("script.sh");
     std::fs::write(&script_file, format!("{PRELUDE}\n{script}\n")).unwrap();
-    let out = Command::new(repo().join("qemu/run.sh"))
-        .args(["--disk"])
-        .arg(disk)
+    let out = run_sh
         .args(["--append", append, "--script"])
         .arg(&script_file)
         .args(["--timeout", "90"])
@@ -248,6 +318,28 @@ pub fn partition(disk: &Path, name: &str) -> (u64, u64) {
     let line = dump_line(disk, name);
     let num = |key: &str| -> u64 { dump_field(&line, key).parse::<u64>().unwrap() * 512 };
     (num("start"), num("size"))
+}
+
+/// Byte offset in the image and length of MTD partition `name` of the NOR
+/// board's flash (qemu/mkflash.sh --print; panics for a partition outside
+/// the image, such as the volatile bank 0).
+pub fn flash_partition(name: &str) -> (u64, u64) {
+    let out = Command::new(repo().join("qemu/mkflash.sh"))
+        .args(["--board", NOR_BOARD, "--print"])
+        .output()
+        .expect("qemu/mkflash.sh");
+    assert!(out.status.success(), "mkflash.sh --print failed");
+    let table = String::from_utf8_lossy(&out.stdout);
+    // mtdN NAME DEVICE_OFFSET SIZE IMAGE_OFFSET
+    let f: Vec<&str> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() == 5 && f[1] == name)
+        .unwrap_or_else(|| panic!("no MTD partition {name}:\n{table}"));
+    let off = f[4]
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("partition {name} is not in the image:\n{table}"));
+    (off, f[3].parse().unwrap())
 }
 
 /// The unique GUID (PARTUUID) of partition `name`.

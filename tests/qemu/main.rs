@@ -5,6 +5,7 @@
 //! See harness.rs for the device layout.
 
 mod harness;
+mod nor;
 mod reset;
 mod size;
 
