@@ -4,6 +4,9 @@
 //! - [`mtd`]: MTD partitions from sysfs or /proc/mtd; erasing.
 //! - [`ubi`]: UBI devices and volumes from sysfs; attach, create a volume.
 //! - [`jffs2`]: what a raw partition holds; OpenWrt's format marker.
+//! - [`locate`]: where the data lives (`overlay.data=mtd:`/`ubi:`, or the
+//!   fstools search by name: UBI volume, then MTD partition, then GPT).
+//! - [`decide`]: what to do with what was found (pure, table-tested).
 //!
 //! Reads (sysfs, /proc, device contents) are joined onto a
 //! [`SysRoot`](crate::paths::SysRoot); every ioctl goes through `Sys`.
@@ -12,7 +15,9 @@
 //! only the tests use most of this module.
 #![cfg_attr(not(test), allow(dead_code))]
 
+pub mod decide;
 pub mod jffs2;
+pub mod locate;
 pub mod mtd;
 pub mod ubi;
 
@@ -22,6 +27,91 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A data location on raw flash, as `overlay.data=` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlashSpec {
+    /// `mtd:NAME`: the MTD partition of that name (JFFS2, or UBI to attach).
+    Mtd(String),
+    /// `ubi:VOLUME` (on any attached UBI device) or `ubi:ubiN:VOLUME`.
+    Ubi { device: Option<u32>, volume: String },
+}
+
+impl fmt::Display for FlashSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlashSpec::Mtd(n) => write!(f, "mtd:{n}"),
+            FlashSpec::Ubi {
+                device: None,
+                volume,
+            } => write!(f, "ubi:{volume}"),
+            FlashSpec::Ubi {
+                device: Some(d),
+                volume,
+            } => write!(f, "ubi:ubi{d}:{volume}"),
+        }
+    }
+}
+
+/// Why a raw-flash spec was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlashSpecError {
+    /// Nothing after `mtd:` / `ubi:` / `ubi:ubiN:`.
+    EmptyName,
+    /// A UBI volume name longer than UBI_MAX_VOLUME_NAME (127) bytes.
+    NameTooLong,
+}
+
+impl fmt::Display for FlashSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlashSpecError::EmptyName => "no name after mtd: or ubi:",
+            FlashSpecError::NameTooLong => "UBI volume names have at most 127 bytes",
+        })
+    }
+}
+
+/// UBI_MAX_VOLUME_NAME (include/uapi/mtd/ubi-user.h).
+const UBI_MAX_VOLUME_NAME: usize = 127;
+
+/// Parses `mtd:NAME`, `ubi:VOLUME` or `ubi:ubiN:VOLUME`; `None` when `s` is
+/// none of these (then it may be a block device spec). In `ubi:ubiN:REST`
+/// the `ubiN:` part names the device only when N is a number: a volume may
+/// itself be called `ubiX:...`, but then it needs the device named too.
+pub fn parse_flash_spec(s: &str) -> Option<Result<FlashSpec, FlashSpecError>> {
+    let s = s.trim();
+    if let Some(name) = s.strip_prefix("mtd:") {
+        return Some(if name.is_empty() {
+            Err(FlashSpecError::EmptyName)
+        } else {
+            Ok(FlashSpec::Mtd(name.into()))
+        });
+    }
+    let rest = s.strip_prefix("ubi:")?;
+    let (device, volume) = match rest.split_once(':') {
+        Some((d, v)) => match d
+            .strip_prefix("ubi")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            Some(n) => match n.parse::<u32>() {
+                Ok(n) => (Some(n), v),
+                Err(_) => (None, rest),
+            },
+            None => (None, rest),
+        },
+        None => (None, rest),
+    };
+    Some(if volume.is_empty() {
+        Err(FlashSpecError::EmptyName)
+    } else if volume.len() > UBI_MAX_VOLUME_NAME {
+        Err(FlashSpecError::NameTooLong)
+    } else {
+        Ok(FlashSpec::Ubi {
+            device,
+            volume: volume.into(),
+        })
+    })
+}
 
 /// A raw-flash step that failed: what it acted on and the OS error.
 #[derive(Debug)]
@@ -158,5 +248,65 @@ pub fn wait_for_node(sys: &dyn Sys, root: &SysRoot, node: &Path, wait: Duration)
             return false;
         }
         sys.sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<FlashSpec, FlashSpecError> {
+        parse_flash_spec(s).unwrap()
+    }
+
+    fn ubi(device: Option<u32>, volume: &str) -> FlashSpec {
+        FlashSpec::Ubi {
+            device,
+            volume: volume.into(),
+        }
+    }
+
+    #[test]
+    fn spec_forms() {
+        assert_eq!(
+            p("mtd:rootfs_data"),
+            Ok(FlashSpec::Mtd("rootfs_data".into()))
+        );
+        assert_eq!(p("mtd:u-boot env"), Ok(FlashSpec::Mtd("u-boot env".into())));
+        assert_eq!(p("ubi:rootfs_data"), Ok(ubi(None, "rootfs_data")));
+        assert_eq!(p("ubi:ubi1:rootfs_data"), Ok(ubi(Some(1), "rootfs_data")));
+        assert_eq!(p(" ubi:ubi0:data "), Ok(ubi(Some(0), "data")));
+        // A colon that does not follow ubiN belongs to the volume name.
+        assert_eq!(p("ubi:my:vol"), Ok(ubi(None, "my:vol")));
+        assert_eq!(p("ubi:ubix:vol"), Ok(ubi(None, "ubix:vol")));
+        assert_eq!(p("ubi:ubi0:a:b"), Ok(ubi(Some(0), "a:b")));
+        assert_eq!(p("ubi:ubi99999999999:v"), Ok(ubi(None, "ubi99999999999:v")));
+    }
+
+    #[test]
+    fn spec_errors_and_other_forms() {
+        assert_eq!(p("mtd:"), Err(FlashSpecError::EmptyName));
+        assert_eq!(p("ubi:"), Err(FlashSpecError::EmptyName));
+        assert_eq!(p("ubi:ubi0:"), Err(FlashSpecError::EmptyName));
+        assert_eq!(
+            p(&format!("ubi:{}", "v".repeat(128))),
+            Err(FlashSpecError::NameTooLong)
+        );
+        assert!(p(&format!("ubi:{}", "v".repeat(127))).is_ok());
+        for other in ["/dev/mtd1", "PARTLABEL=x", "mtd1", "ubi0:x", "MTD:x", ""] {
+            assert_eq!(parse_flash_spec(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn spec_display_round_trips() {
+        for s in [
+            "mtd:rootfs_data",
+            "ubi:rootfs_data",
+            "ubi:ubi2:rootfs_data",
+            "ubi:a:b",
+        ] {
+            assert_eq!(parse_flash_spec(s).unwrap().unwrap().to_string(), s);
+        }
     }
 }
