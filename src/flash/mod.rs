@@ -7,6 +7,8 @@
 //! - [`locate`]: where the data lives (`overlay.data=mtd:`/`ubi:`, or the
 //!   fstools search by name: UBI volume, then MTD partition, then GPT).
 //! - [`decide`]: what to do with what was found (pure, table-tested).
+//! - [`prepare`]: carries it out through [`Sys`](crate::sys::Sys) and hands
+//!   back the mount source and type.
 //!
 //! Reads (sysfs, /proc, device contents) are joined onto a
 //! [`SysRoot`](crate::paths::SysRoot); every ioctl goes through `Sys`.
@@ -19,6 +21,7 @@ pub mod decide;
 pub mod jffs2;
 pub mod locate;
 pub mod mtd;
+pub mod prepare;
 pub mod ubi;
 
 use crate::paths::SysRoot;
