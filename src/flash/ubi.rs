@@ -503,7 +503,10 @@ pub(crate) mod tests {
         let err = attach(&sys, &root, 2, Duration::from_secs(1)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot attach mtd2 to UBI through /dev/ubi_ctrl: Invalid argument (os error 22)"
+            format!(
+                "cannot attach mtd2 to UBI through /dev/ubi_ctrl: {}",
+                io::Error::from_raw_os_error(22)
+            )
         );
         let sys = FakeSys::default();
         let err = attach(&sys, &root, 2, Duration::from_millis(50)).unwrap_err();
