@@ -22,7 +22,11 @@ pub enum RawKind {
     /// JFFS2 nodes: mount it.
     Jffs2,
     /// Every sampled byte is 0xFF: erased flash, which JFFS2 mounts as an
-    /// empty filesystem without formatting.
+    /// empty filesystem without formatting. Also what a young JFFS2 looks
+    /// like: it writes its few nodes into one block and erases the others
+    /// lazily, so all samples may miss them (seen on the QEMU NOR board
+    /// after writing one file). Harmless, as both mount as JFFS2; but
+    /// `Blank` is no licence to put anything else on the partition.
     Blank,
     /// OpenWrt's `0xdeadc0de` at the start of the first good block: erase
     /// the partition, then mount it (sysupgrade and factory reset leave it).

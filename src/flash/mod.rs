@@ -18,6 +18,8 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 pub mod decide;
+#[cfg(test)]
+mod guest_tests;
 pub mod jffs2;
 pub mod locate;
 pub mod mtd;
