@@ -728,10 +728,19 @@ impl<'a> Boot<'a> {
                 self.state.upper = Upper::None { reason: None };
             }
             DataSource::Tmpfs => self.tmpfs_upper(None),
+            // The search of UBI volumes and MTD partitions (flash::locate) is
+            // not wired in yet: a name means the GPT partition of that name.
+            DataSource::Named(name) => match self.try_flash(&DeviceSpec::PartLabel(name)) {
+                Ok(u) => self.state.upper = u,
+                Err(reason) => self.tmpfs_upper(Some(reason)),
+            },
             DataSource::Device(spec) => match self.try_flash(&spec) {
                 Ok(u) => self.state.upper = u,
                 Err(reason) => self.tmpfs_upper(Some(reason)),
             },
+            DataSource::Flash(spec) => self.tmpfs_upper(Some(format!(
+                "overlay.data={spec}: raw flash uppers are not supported by this build yet"
+            ))),
         }
         self.stage_done("upper");
     }

@@ -6,7 +6,8 @@
 //! value is kept: bad input never stops the boot.
 
 use crate::cmdline::{self, Param};
-use crate::devices::{parse_spec, DeviceSpec};
+use crate::devices::{parse_spec, DeviceSpec, SpecError};
+use crate::flash::{parse_flash_spec, FlashSpec};
 use crate::wear::config::WearConfig;
 use std::fmt;
 use std::time::Duration;
@@ -14,8 +15,14 @@ use std::time::Duration;
 /// Where the upper (writable) layer comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataSource {
+    /// No `overlay.data=` (name `rootfs_data`), or `fstools_overlay_name=NAME`:
+    /// searched as fstools does, a UBI volume of that name, else an MTD
+    /// partition, else a GPT partition (`PARTLABEL=NAME`).
+    Named(String),
     /// A block device holding ext4 or f2fs.
     Device(DeviceSpec),
+    /// `mtd:NAME`, `ubi:VOLUME`, `ubi:ubiN:VOLUME`: raw flash (JFFS2, UBIFS).
+    Flash(FlashSpec),
     /// RAM only: changes are lost at reboot.
     Tmpfs,
     /// No overlay: boot the lower root alone, read-only.
@@ -110,7 +117,7 @@ impl Default for Config {
             rootfstype: None,
             root_wait: DEFAULT_ROOT_WAIT,
             lowers: Vec::new(),
-            data: DataSource::Device(DeviceSpec::PartLabel(DEFAULT_DATA_NAME.into())),
+            data: DataSource::Named(DEFAULT_DATA_NAME.into()),
             data_wait: DEFAULT_DATA_WAIT,
             fstype: FsChoice::Auto,
             init: DEFAULT_INIT.into(),
@@ -178,7 +185,11 @@ impl Config {
             "overlay.datawait" => format!("a {} s wait", self.data_wait.as_secs()),
             "overlay.lower" => format!("{} extra lower layer(s)", self.lowers.len()),
             "overlay.data" | "overlayroot" | "fstools_overlay_name" => match &self.data {
+                DataSource::Named(n) => {
+                    format!("{n} (a UBI volume, MTD or GPT partition of that name)")
+                }
                 DataSource::Device(d) => d.to_string(),
+                DataSource::Flash(f) => f.to_string(),
                 DataSource::Tmpfs => "tmpfs".into(),
                 DataSource::Disabled => "no overlay".into(),
             },
@@ -218,12 +229,16 @@ impl Config {
                 self.data = match word(v)? {
                     "tmpfs" => DataSource::Tmpfs,
                     "none" | "disabled" => DataSource::Disabled,
-                    s => DataSource::Device(parse_spec(s).map_err(|e| e.to_string())?),
+                    s => match parse_flash_spec(s) {
+                        Some(flash) => DataSource::Flash(flash.map_err(|e| e.to_string())?),
+                        None => DataSource::Device(parse_spec(s).map_err(|e| match e {
+                            SpecError::UnknownForm => "not a device (use /dev/NAME, PARTLABEL=NAME, PARTUUID=UUID, mtd:NAME or ubi:[ubiN:]VOLUME)".to_string(),
+                            e => e.to_string(),
+                        })?),
+                    },
                 }
             }
-            "fstools_overlay_name" => {
-                self.data = DataSource::Device(DeviceSpec::PartLabel(word(v)?.into()))
-            }
+            "fstools_overlay_name" => self.data = DataSource::Named(word(v)?.into()),
             "overlay.fstype" | "fstools_overlay_fstype" => {
                 self.fstype = match word(v)? {
                     "auto" => FsChoice::Auto,
@@ -400,10 +415,7 @@ mod tests {
     fn defaults() {
         let (c, e) = cfg("console=ttyAMA0");
         assert!(e.is_empty());
-        assert_eq!(
-            c.data,
-            DataSource::Device(DeviceSpec::PartLabel("rootfs_data".into()))
-        );
+        assert_eq!(c.data, DataSource::Named("rootfs_data".into()));
         assert_eq!(c.init, "/sbin/init");
         assert_eq!(c.tmpfs_size, TmpfsSize::Percent(25));
         assert_eq!(c.root, None);
@@ -444,11 +456,52 @@ mod tests {
     fn openwrt_aliases() {
         let (c, e) = cfg("fstools_overlay_name=mydata fstools_overlay_fstype=f2fs");
         assert!(e.is_empty());
-        assert_eq!(
-            c.data,
-            DataSource::Device(DeviceSpec::PartLabel("mydata".into()))
-        );
+        assert_eq!(c.data, DataSource::Named("mydata".into()));
         assert_eq!(c.fstype, FsChoice::F2fs);
+    }
+
+    #[test]
+    fn raw_flash_data() {
+        let data = |line: &str| cfg(line).0.data;
+        assert_eq!(
+            data("overlay.data=mtd:rootfs_data"),
+            DataSource::Flash(FlashSpec::Mtd("rootfs_data".into()))
+        );
+        assert_eq!(
+            data("overlay.data=ubi:rootfs_data"),
+            DataSource::Flash(FlashSpec::Ubi {
+                device: None,
+                volume: "rootfs_data".into()
+            })
+        );
+        assert_eq!(
+            data("overlay.data=ubi:ubi1:data"),
+            DataSource::Flash(FlashSpec::Ubi {
+                device: Some(1),
+                volume: "data".into()
+            })
+        );
+        // The last value wins, whatever its form.
+        assert_eq!(
+            data("overlay.data=mtd:a overlay.data=PARTLABEL=b"),
+            DataSource::Device(DeviceSpec::PartLabel("b".into()))
+        );
+        assert_eq!(
+            data("overlay.data=ubi:v fstools_overlay_name=x"),
+            DataSource::Named("x".into())
+        );
+        let (c, e) = cfg("overlay.data=mtd:x overlay.data=mtd: overlay.data=ubi:ubi0:");
+        assert_eq!(c.data, DataSource::Flash(FlashSpec::Mtd("x".into())));
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[0].to_string(),
+            "overlay.data=mtd:: no name after mtd: or ubi:; using mtd:x"
+        );
+        let (_, e) = cfg("overlay.data=sda2");
+        assert_eq!(
+            e[0].to_string(),
+            "overlay.data=sda2: not a device (use /dev/NAME, PARTLABEL=NAME, PARTUUID=UUID, mtd:NAME or ubi:[ubiN:]VOLUME); using rootfs_data (a UBI volume, MTD or GPT partition of that name)"
+        );
     }
 
     #[test]

@@ -273,6 +273,27 @@ fn missing_data_partition_falls_back_to_a_bounded_tmpfs() {
 }
 
 #[test]
+fn a_raw_flash_data_spec_runs_on_tmpfs_until_the_backend_is_wired_in() {
+    let f = Fixture::new(
+        &format!("{CMD} overlay.data=mtd:rootfs_data"),
+        Some(ext4_image()),
+    );
+    let sys = FakeSys::default();
+    let b = f.boot_to_upper(&sys);
+    assert_eq!(
+        upper_reason(&b),
+        "overlay.data=mtd:rootfs_data: raw flash uppers are not supported by this build yet"
+    );
+    assert!(!sys.calls().iter().any(|c| matches!(
+        c,
+        Call::MtdErase { .. }
+            | Call::MtdWrite { .. }
+            | Call::UbiAttach { .. }
+            | Call::UbiMkvol { .. }
+    )));
+}
+
+#[test]
 fn fsck_that_cannot_repair_leaves_the_flash_alone() {
     let f = Fixture::new(CMD, Some(ext4_image()));
     let sys = FakeSys::default();

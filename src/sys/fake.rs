@@ -1,7 +1,7 @@
 //! A recording [`Sys`] for executor tests: every call is appended to a list,
 //! and a test may make any call fail with an errno of its choice.
 
-use super::{Command, MountFlags, Sys};
+use super::{Command, MountFlags, MtdGeometry, Sys};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,9 +42,34 @@ pub enum Call {
     Sleep(Duration),
     Sync,
     Reboot,
+    MtdGeometry(PathBuf),
+    MtdIsBad {
+        dev: PathBuf,
+        offset: u64,
+    },
+    MtdErase {
+        dev: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+    MtdWrite {
+        dev: PathBuf,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    UbiAttach {
+        ctrl: PathBuf,
+        mtd: u32,
+    },
+    UbiMkvol {
+        dev: PathBuf,
+        name: String,
+        bytes: u64,
+    },
 }
 
 type Rule = Box<dyn Fn(&Call) -> Option<i32>>;
+type Hook = Box<dyn Fn(&Call)>;
 
 /// The fake. `fs_magic` answers `root_magic`; `is_readonly` answers from `readonly`.
 pub struct FakeSys {
@@ -55,6 +80,17 @@ pub struct FakeSys {
     pub root_magic: Cell<u64>,
     pub readonly: RefCell<Vec<PathBuf>>,
     clock: Cell<Duration>,
+    /// Side effects of successful calls (a test plays the kernel: creates
+    /// /dev/ubi0 when UbiAttach is called, ...).
+    hooks: RefCell<Vec<Hook>>,
+    /// What `mtd_geometry` answers, per device node (ENOENT for others).
+    pub mtd_geometry: RefCell<Vec<(PathBuf, MtdGeometry)>>,
+    /// Erase blocks `mtd_is_bad` reports bad: (device node, offset).
+    pub bad_blocks: RefCell<Vec<(PathBuf, u64)>>,
+    /// The UBI device number `ubi_attach` returns.
+    pub ubi_num: Cell<u32>,
+    /// The volume id `ubi_mkvol` returns.
+    pub ubi_vol_id: Cell<u32>,
 }
 
 impl Default for FakeSys {
@@ -66,6 +102,11 @@ impl Default for FakeSys {
             root_magic: Cell::new(0x0102_1994), // TMPFS_MAGIC: started from an initramfs
             readonly: RefCell::new(Vec::new()),
             clock: Cell::new(Duration::ZERO),
+            hooks: RefCell::new(Vec::new()),
+            mtd_geometry: RefCell::new(Vec::new()),
+            bad_blocks: RefCell::new(Vec::new()),
+            ubi_num: Cell::new(0),
+            ubi_vol_id: Cell::new(0),
         }
     }
 }
@@ -78,12 +119,22 @@ impl FakeSys {
             .push(Box::new(move |c| pred(c).then_some(errno)));
     }
 
+    /// Runs `f` after every call that succeeds.
+    pub fn on_call(&self, f: impl Fn(&Call) + 'static) {
+        self.hooks.borrow_mut().push(Box::new(f));
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
     }
 
     fn record(&self, call: Call) -> io::Result<()> {
         let failed = self.rules.borrow().iter().find_map(|r| r(&call));
+        if failed.is_none() {
+            for h in self.hooks.borrow().iter() {
+                h(&call);
+            }
+        }
         self.calls.borrow_mut().push(call);
         match failed {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
@@ -191,6 +242,55 @@ impl Sys for FakeSys {
             Err(e) => e,
             Ok(()) => io::Error::other("fake reboot"),
         }
+    }
+    fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry> {
+        self.record(Call::MtdGeometry(dev.into()))?;
+        self.mtd_geometry
+            .borrow()
+            .iter()
+            .find(|(p, _)| p == dev)
+            .map(|(_, g)| *g)
+            .ok_or_else(|| io::Error::from_raw_os_error(2))
+    }
+    fn mtd_is_bad(&self, dev: &Path, offset: u64) -> io::Result<bool> {
+        self.record(Call::MtdIsBad {
+            dev: dev.into(),
+            offset,
+        })?;
+        Ok(self
+            .bad_blocks
+            .borrow()
+            .iter()
+            .any(|(p, o)| p == dev && *o == offset))
+    }
+    fn mtd_erase(&self, dev: &Path, offset: u64, len: u64) -> io::Result<()> {
+        self.record(Call::MtdErase {
+            dev: dev.into(),
+            offset,
+            len,
+        })
+    }
+    fn mtd_write(&self, dev: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.record(Call::MtdWrite {
+            dev: dev.into(),
+            offset,
+            data: data.to_vec(),
+        })
+    }
+    fn ubi_attach(&self, ctrl: &Path, mtd: u32) -> io::Result<u32> {
+        self.record(Call::UbiAttach {
+            ctrl: ctrl.into(),
+            mtd,
+        })?;
+        Ok(self.ubi_num.get())
+    }
+    fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32> {
+        self.record(Call::UbiMkvol {
+            dev: dev.into(),
+            name: name.into(),
+            bytes,
+        })?;
+        Ok(self.ubi_vol_id.get())
     }
 }
 

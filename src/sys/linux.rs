@@ -1,11 +1,14 @@
 //! The real [`Sys`]: thin wrappers over rustix (and std's process spawning).
 
-use super::{Command, MountFlags, Sys};
+use super::flash_abi as abi;
+use super::{Command, MountFlags, MtdGeometry, Sys};
 use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags as MsFlags, UnmountFlags};
 use std::ffi::CString;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -246,6 +249,129 @@ impl Sys for LinuxSys {
             Err(e) => os(e),
         }
     }
+
+    fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry> {
+        let f = File::open(dev)?;
+        let mut info = abi::MtdInfoUser::default();
+        // SAFETY: MEMGETINFO writes one `struct mtd_info_user` (32 bytes, the
+        // layout checked in flash_abi) through the pointer, which points to a
+        // live, writable value of that type; `f` stays open for the call.
+        unsafe { abi::memgetinfo(f.as_raw_fd(), &mut info) }.map_err(io::Error::from)?;
+        Ok(MtdGeometry {
+            kind: info.kind,
+            writeable: info.flags & abi::MTD_WRITEABLE != 0,
+            size: u64::from(info.size),
+            erasesize: info.erasesize,
+            writesize: info.writesize,
+        })
+    }
+
+    fn mtd_is_bad(&self, dev: &Path, offset: u64) -> io::Result<bool> {
+        let f = File::open(dev)?;
+        let off = i64::try_from(offset).map_err(|_| invalid("offset past 2^63"))?;
+        // SAFETY: MEMGETBADBLOCK reads one `loff_t` (i64) through the pointer,
+        // which points to `off`, alive for the call; `f` stays open.
+        match unsafe { abi::memgetbadblock(f.as_raw_fd(), &off) } {
+            Ok(r) => Ok(r > 0),
+            // Drivers without a bad-block table (some NOR, RAM) may refuse the
+            // question: no table, no bad blocks.
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOTTY) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn mtd_erase(&self, dev: &Path, offset: u64, len: u64) -> io::Result<()> {
+        // mtdchar refuses MEMERASE on a descriptor not open for writing (EPERM).
+        let f = OpenOptions::new().read(true).write(true).open(dev)?;
+        match (
+            u32::try_from(offset),
+            u32::try_from(offset.saturating_add(len)),
+        ) {
+            (Ok(start), Ok(_)) => {
+                let length = u32::try_from(len).map_err(|_| invalid("erase length past 4 GiB"))?;
+                let req = abi::EraseInfoUser { start, length };
+                // SAFETY: MEMERASE reads one `struct erase_info_user` through
+                // the pointer, which points to `req`, alive for the call.
+                unsafe { abi::memerase(f.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+            }
+            _ => {
+                let req = abi::EraseInfoUser64 {
+                    start: offset,
+                    length: len,
+                };
+                // SAFETY: MEMERASE64 reads one `struct erase_info_user64`
+                // through the pointer, which points to `req`, alive for the call.
+                unsafe { abi::memerase64(f.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mtd_write(&self, dev: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        // O_SYNC as fstools' mtd.c opens it: the write is on flash on return.
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_SYNC)
+            .open(dev)?;
+        f.write_all_at(data, offset)
+    }
+
+    fn ubi_attach(&self, ctrl: &Path, mtd: u32) -> io::Result<u32> {
+        let f = File::open(ctrl)?;
+        let mut req = abi::UbiAttachReq {
+            ubi_num: abi::UBI_DEV_NUM_AUTO,
+            mtd_num: i32::try_from(mtd).map_err(|_| invalid("MTD number too large"))?,
+            vid_hdr_offset: 0,
+            max_beb_per1024: 0,
+            disable_fm: 0,
+            need_resv_pool: 0,
+            padding: [0; 8],
+        };
+        // SAFETY: UBI_IOCATT reads one `struct ubi_attach_req` (24 bytes, layout
+        // checked in flash_abi) and writes the new device number back into its
+        // first field (cdev.c: `put_user(err, (__user int32_t *)argp)`); the
+        // pointer comes from `&mut req`, so writing through it is allowed, and
+        // `req` outlives the call.
+        unsafe { abi::ubi_iocatt(f.as_raw_fd(), std::ptr::addr_of_mut!(req).cast_const()) }
+            .map_err(io::Error::from)?;
+        u32::try_from(req.ubi_num).map_err(|_| invalid("kernel returned a negative UBI number"))
+    }
+
+    fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32> {
+        let mut name_buf = [0u8; abi::UBI_MAX_VOLUME_NAME + 1];
+        let raw = name.as_bytes();
+        if raw.is_empty() || raw.len() > abi::UBI_MAX_VOLUME_NAME || raw.contains(&0) {
+            return Err(invalid("UBI volume name must be 1-127 bytes without NUL"));
+        }
+        name_buf
+            .get_mut(..raw.len())
+            .ok_or_else(|| invalid("UBI volume name too long"))?
+            .copy_from_slice(raw);
+        let mut req = abi::UbiMkvolReq {
+            vol_id: abi::UBI_VOL_NUM_AUTO,
+            alignment: 1,
+            bytes: i64::try_from(bytes).map_err(|_| invalid("volume size past 2^63"))?,
+            vol_type: abi::UBI_DYNAMIC_VOLUME,
+            flags: 0,
+            name_len: i16::try_from(raw.len()).map_err(|_| invalid("UBI volume name too long"))?,
+            padding2: [0; 4],
+            name: name_buf,
+        };
+        let f = File::open(dev)?;
+        // SAFETY: UBI_IOCMKVOL reads one packed `struct ubi_mkvol_req` (152
+        // bytes, layout checked in flash_abi; the name NUL-terminated at
+        // `name_len` as verify_mkvol_req demands) and writes the volume id back
+        // into its first field; the pointer comes from `&mut req`, so writing
+        // through it is allowed, and `req` outlives the call.
+        unsafe { abi::ubi_iocmkvol(f.as_raw_fd(), std::ptr::addr_of_mut!(req).cast_const()) }
+            .map_err(io::Error::from)?;
+        let id = req.vol_id;
+        u32::try_from(id).map_err(|_| invalid("kernel returned a negative volume id"))
+    }
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
 /// Unlinks everything below `dir` that lives on device `dev`; never follows

@@ -8,6 +8,8 @@
 
 pub mod linux;
 
+mod flash_abi;
+
 #[cfg(test)]
 pub mod fake;
 
@@ -64,6 +66,28 @@ impl std::fmt::Display for Command {
     }
 }
 
+/// An MTD device's geometry as `MEMGETINFO` reports it (`struct mtd_info_user`,
+/// include/uapi/mtd/mtd-abi.h), for the device node actually opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MtdGeometry {
+    /// `MTD_NORFLASH` (3), `MTD_NANDFLASH` (4), `MTD_MLCNANDFLASH` (8), ...
+    pub kind: u8,
+    /// `MTD_WRITEABLE` (0x400) set.
+    pub writeable: bool,
+    /// Bytes.
+    pub size: u64,
+    pub erasesize: u32,
+    /// Smallest programmable unit: 1 on NOR, a page on NAND.
+    pub writesize: u32,
+}
+
+impl MtdGeometry {
+    /// NAND can have bad blocks (mtd-abi.h `mtd_type_is_nand_user`); NOR cannot.
+    pub fn has_bad_blocks(&self) -> bool {
+        self.kind == flash_abi::MTD_NANDFLASH || self.kind == flash_abi::MTD_MLCNANDFLASH
+    }
+}
+
 /// The system calls overlay-init needs, and nothing more.
 pub trait Sys {
     /// `mount(source, target, fstype, flags, data)`.
@@ -112,4 +136,30 @@ pub trait Sys {
     fn sync(&self);
     /// `reboot(RB_AUTOBOOT)`; returns only on failure.
     fn reboot(&self) -> io::Error;
+
+    // Raw flash (MTD and UBI character devices). Each call opens the device
+    // node, makes one ioctl and closes it: the boot issues a few hundred at
+    // most, each far cheaper than the erase it asks for.
+
+    /// `ioctl(open(dev, O_RDONLY), MEMGETINFO, &info)`: the geometry of an MTD
+    /// character device (`/dev/mtdN`).
+    fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry>;
+    /// `ioctl(open(dev, O_RDONLY), MEMGETBADBLOCK, &offset)`: whether the erase
+    /// block at `offset` is marked bad. Flash without bad blocks (NOR) says
+    /// `false` (the kernel returns 0, or EOPNOTSUPP from some drivers).
+    fn mtd_is_bad(&self, dev: &Path, offset: u64) -> io::Result<bool>;
+    /// `ioctl(open(dev, O_RDWR), MEMERASE, {offset, len})` (`MEMERASE64` past
+    /// 4 GiB): erases whole erase blocks.
+    fn mtd_erase(&self, dev: &Path, offset: u64, len: u64) -> io::Result<()>;
+    /// `pwrite(open(dev, O_RDWR | O_SYNC), data, offset)`: programs erased
+    /// flash; `data` must be a whole number of write units.
+    fn mtd_write(&self, dev: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// `ioctl(open(ctrl), UBI_IOCATT, {UBI_DEV_NUM_AUTO, mtd, defaults})` on
+    /// `/dev/ubi_ctrl`: attaches MTD device `mtd` to UBI and returns the new
+    /// UBI device number (ubiattach(8) does the same).
+    fn ubi_attach(&self, ctrl: &Path, mtd: u32) -> io::Result<u32>;
+    /// `ioctl(open(dev), UBI_IOCMKVOL, {UBI_VOL_NUM_AUTO, alignment 1, bytes,
+    /// UBI_DYNAMIC_VOLUME, name})` on `/dev/ubiN`: creates a dynamic volume and
+    /// returns its id (ubimkvol(8) does the same).
+    fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32>;
 }
