@@ -23,6 +23,7 @@ use crate::reset::wipe::{Pending, ResetArea};
 use crate::reset::{self, KEEP_FILE};
 use crate::state::{BootState, Layer, Upper};
 use crate::sys::{Command, MountFlags, Sys};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -224,9 +225,33 @@ impl<'a> Boot<'a> {
             log::error!("bad setting {e}");
             self.state.warnings.push(format!("bad setting {e}"));
         }
+        self.resolve_init();
         self.state.init = self.cfg.init.clone();
         self.state.wear_config = Some(self.cfg.wear.to_string());
         self.stage_done("config");
+    }
+
+    /// `overlay.init=` wins. Started as `init=` on a real root (OpenWrt
+    /// style), `init=` names overlay-init itself: exec'ing it would start
+    /// the pre-init again, for ever, so the real init is then /sbin/init.
+    fn resolve_init(&mut self) {
+        if let Some(i) = &self.cfg.overlay_init {
+            self.cfg.init = i.clone();
+            return;
+        }
+        if self.mode != Mode::Pivot {
+            return;
+        }
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        let me = id(&self.root.path("/proc/self/exe"));
+        if me.is_some() && id(&self.root.path(&self.cfg.init)) == me {
+            log::info!(
+                "init={} is overlay-init itself: the real init is {} (overlay.init= names another)",
+                self.cfg.init,
+                crate::config::DEFAULT_INIT
+            );
+            self.cfg.init = crate::config::DEFAULT_INIT.into();
+        }
     }
 
     /// Stage 3: the board's modules.
@@ -441,6 +466,20 @@ impl<'a> Boot<'a> {
                 fstype
             }
         };
+        self.mount_upper_fs(&node, fstype)?;
+        if let Some(w) = &wear {
+            self.wear_log(w);
+        }
+        Ok(Upper::Flash {
+            device: node,
+            fstype: fstype.into(),
+        })
+    }
+
+    /// Mounts the data filesystem at the upper's place, carries out a pending
+    /// factory reset, and makes upper/ and work/. `Err` is the reason to run
+    /// on RAM instead (the filesystem is unmounted again).
+    fn mount_upper_fs(&mut self, source: &str, fstype: &str) -> Result<(), String> {
         self.ensure_fs(fstype);
         let target = Path::new(self.mode.overlay());
         let _ = self.sys.mkdir(target, 0o755);
@@ -449,8 +488,8 @@ impl<'a> Boot<'a> {
             ..MountFlags::NONE
         };
         self.sys
-            .mount(&node, target, fstype, flags, "")
-            .map_err(|e| format!("cannot mount {node} ({fstype}): {e}"))?;
+            .mount(source, target, fstype, flags, "")
+            .map_err(|e| format!("cannot mount {source} ({fstype}): {e}"))?;
         self.upper_on_flash = true;
         if let Err(reason) = self.factory_reset() {
             self.unmount_upper();
@@ -460,16 +499,10 @@ impl<'a> Boot<'a> {
         }
         if let Err(reason) = self.make_upper_dirs() {
             self.unmount_upper();
-            return Err(format!("{reason} on {node}"));
+            return Err(format!("{reason} on {source}"));
         }
-        log::info!("upper: {node} ({fstype}) at {}", paths::OVERLAY);
-        if let Some(w) = &wear {
-            self.wear_log(w);
-        }
-        Ok(Upper::Flash {
-            device: node,
-            fstype: fstype.into(),
-        })
+        log::info!("upper: {source} ({fstype}) at {}", paths::OVERLAY);
+        Ok(())
     }
 
     /// Checks an existing upper before mounting it, with the lower root's fsck.
@@ -722,15 +755,15 @@ impl<'a> Boot<'a> {
 
     /// Stage 5: the upper layer.
     pub fn setup_upper(&mut self) {
+        // Pivot mode keeps the upper and the new root under it.
+        let _ = self.sys.mkdir(Path::new(paths::RUN_DIR), 0o755);
         match self.cfg.data.clone() {
             DataSource::Disabled => {
                 log::info!("overlay disabled: the root is the lower layer alone, read-only");
                 self.state.upper = Upper::None { reason: None };
             }
             DataSource::Tmpfs => self.tmpfs_upper(None),
-            // The search of UBI volumes and MTD partitions (flash::locate) is
-            // not wired in yet: a name means the GPT partition of that name.
-            DataSource::Named(name) => match self.try_flash(&DeviceSpec::PartLabel(name)) {
+            DataSource::Named(name) => match self.upper_by_name(&name) {
                 Ok(u) => self.state.upper = u,
                 Err(reason) => self.tmpfs_upper(Some(reason)),
             },
@@ -738,9 +771,10 @@ impl<'a> Boot<'a> {
                 Ok(u) => self.state.upper = u,
                 Err(reason) => self.tmpfs_upper(Some(reason)),
             },
-            DataSource::Flash(spec) => self.tmpfs_upper(Some(format!(
-                "overlay.data={spec}: raw flash uppers are not supported by this build yet"
-            ))),
+            DataSource::Flash(spec) => match self.upper_by_flash_spec(&spec) {
+                Ok(u) => self.state.upper = u,
+                Err(reason) => self.tmpfs_upper(Some(reason)),
+            },
         }
         self.stage_done("upper");
     }
@@ -924,4 +958,5 @@ impl<'a> Boot<'a> {
 
 #[cfg(test)]
 mod tests;
+mod raw;
 mod wear;

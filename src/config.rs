@@ -82,6 +82,9 @@ pub struct Config {
     pub fstype: FsChoice,
     /// `init=`: the real init.
     pub init: String,
+    /// `overlay.init=`: the real init, whatever `init=` says (with `init=`
+    /// naming overlay-init itself, OpenWrt style, this names the next one).
+    pub overlay_init: Option<String>,
     pub debug: bool,
     pub tmpfs_size: TmpfsSize,
     /// Modules loaded at start, in order.
@@ -121,6 +124,7 @@ impl Default for Config {
             data_wait: DEFAULT_DATA_WAIT,
             fstype: FsChoice::Auto,
             init: DEFAULT_INIT.into(),
+            overlay_init: None,
             debug: false,
             tmpfs_size: DEFAULT_TMPFS_SIZE,
             modules: Vec::new(),
@@ -197,6 +201,7 @@ impl Config {
                 format!("{:?}", self.fstype).to_lowercase()
             }
             "init" => self.init.clone(),
+            "overlay.init" => self.overlay_init.clone().unwrap_or_default(),
             "overlay.tmpfs_size" => self.tmpfs_size.to_string(),
             "panic" => format!("a {} s delay", self.fatal_delay.as_secs()),
             "overlay.wear" => self.wear.to_string(),
@@ -248,13 +253,8 @@ impl Config {
                 }
             }
             "overlayroot" => self.apply_overlayroot(word(v)?)?,
-            "init" => {
-                let s = word(v)?;
-                if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
-                    return Err("not an absolute path".into());
-                }
-                self.init = s.into();
-            }
+            "init" => self.init = init_path(v)?,
+            "overlay.init" => self.overlay_init = Some(init_path(v)?),
             "overlay.debug" => self.debug = flag(v)?,
             "overlay.reset" | "systemd.factory_reset" => self.reset = flag(v)?,
             "overlay.test_crash" => {
@@ -401,6 +401,15 @@ pub fn parse_size(s: &str) -> Result<TmpfsSize, String> {
         return Err("smaller than 1 MiB (0 would mean unbounded)".into());
     }
     Ok(TmpfsSize::Bytes(bytes))
+}
+
+/// An init path: absolute, no `..`.
+fn init_path(v: Option<&str>) -> Result<String, String> {
+    let s = word(v)?;
+    if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
+        return Err("not an absolute path".into());
+    }
+    Ok(s.into())
 }
 
 #[cfg(test)]
