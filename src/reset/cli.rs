@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--dry-run] [--cancel]
+       overlay-reset --format [-y] [--no-reboot]
 
 Factory reset: at the next boot, everything in the writable layer (the upper
 on flash) is erased, so the root shows the read-only firmware again. Hidden
@@ -21,6 +22,10 @@ boot finishes it at the next boot, and a finished reset is never repeated.
                  /etc/overlay-reset.keep (one path or glob a line, # comments)
   --dry-run      list what would be removed and what kept; change nothing
   --cancel       withdraw a pending reset
+  --format       reclaim a data partition that holds something unrecognised
+                 (this boot runs on RAM because of it): mark it for formatting
+                 (OpenWrt's 0xdeadc0de marker); the next boot formats it.
+                 Everything on it is lost; refused while it is in use
   -h, --help     this text
 
 The kernel command line can ask for a reset too: overlay.reset=1 (or
@@ -34,6 +39,7 @@ struct Args {
     no_reboot: bool,
     dry_run: bool,
     cancel: bool,
+    format: bool,
     keep: Vec<String>,
 }
 
@@ -46,6 +52,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--no-reboot" => a.no_reboot = true,
             "--dry-run" | "-n" => a.dry_run = true,
             "--cancel" => a.cancel = true,
+            "--format" => a.format = true,
             "--keep" => {
                 let p = it.next().ok_or("--keep needs a path")?;
                 validate_pattern(p).map_err(|e| format!("--keep {p}: {e}"))?;
@@ -57,6 +64,9 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     }
     if a.cancel && (a.dry_run || !a.keep.is_empty()) {
         return Err("--cancel takes no other option".into());
+    }
+    if a.format && (a.cancel || a.dry_run || !a.keep.is_empty()) {
+        return Err("--format takes only -y and --no-reboot".into());
     }
     Ok(Some(a))
 }
@@ -93,6 +103,9 @@ pub fn main(args: &[String]) -> i32 {
             ))
         }
     };
+    if a.format {
+        return format(&a, &state);
+    }
     match &state.upper {
         Upper::Flash { .. } => {}
         Upper::Tmpfs { .. } => {
@@ -141,24 +154,16 @@ pub fn main(args: &[String]) -> i32 {
             ))
         }
     };
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            return refuse("refusing without confirmation: no terminal to ask on; pass -y");
+    let question = format!(
+        "Erase all changes to this system at the next boot{}?",
+        if keep.is_empty() {
+            String::new()
+        } else {
+            format!(" (keeping {})", keep.join(", "))
         }
-        print!(
-            "Erase all changes to this system at the next boot{}? Type yes: ",
-            if keep.is_empty() {
-                String::new()
-            } else {
-                format!(" (keeping {})", keep.join(", "))
-            }
-        );
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        if line.trim() != "yes" {
-            return refuse("not confirmed; nothing changed");
-        }
+    );
+    if let Err(e) = confirm(a.yes, &question) {
+        return refuse(e);
     }
     let req = match area.write_request(keep) {
         Ok(r) => r,
@@ -168,16 +173,64 @@ pub fn main(args: &[String]) -> i32 {
     if a.no_reboot {
         return 0;
     }
+    reboot("the reset")
+}
+
+/// Asks on the terminal unless `yes`. `Err` is why not to go on.
+fn confirm(yes: bool, question: &str) -> Result<(), &'static str> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("refusing without confirmation: no terminal to ask on; pass -y");
+    }
+    print!("{question} Type yes: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if line.trim() != "yes" {
+        return Err("not confirmed; nothing changed");
+    }
+    Ok(())
+}
+
+fn reboot(what: &str) -> i32 {
     println!("overlay-reset: rebooting");
     match std::process::Command::new("reboot").status() {
         Ok(s) if s.success() => 0,
         Ok(s) => refuse(&format!(
-            "reboot failed ({s}); the reset happens at the next boot"
+            "reboot failed ({s}); {what} happens at the next boot"
         )),
         Err(e) => refuse(&format!(
-            "cannot run reboot: {e}; the reset happens at the next boot"
+            "cannot run reboot: {e}; {what} happens at the next boot"
         )),
     }
+}
+
+/// `--format`: mark the data partition for formatting at the next boot.
+fn format(a: &Args, state: &BootState) -> i32 {
+    use super::format::{find_target, in_use, write_marker, Target};
+    if let Some(why) = in_use(state) {
+        return refuse(&why);
+    }
+    let target = match find_target(&crate::paths::SysRoot::host()) {
+        Ok(t) => t,
+        Err(e) => return refuse(&e),
+    };
+    let dev = match &target {
+        Target::Mtd(d) | Target::Block(d) => d.display().to_string(),
+    };
+    if let Err(e) = confirm(a.yes, &format!("Erase everything on {dev} at the next boot?")) {
+        return refuse(e);
+    }
+    if let Err(e) = write_marker(&target) {
+        return refuse(&e);
+    }
+    println!("overlay-reset: {dev} is marked for formatting; the next boot formats it and uses it as the upper");
+    if a.no_reboot {
+        return 0;
+    }
+    reboot("the format")
 }
 
 /// Lists the upper's entries as `remove PATH` or `keep PATH`, changing nothing.

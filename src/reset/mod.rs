@@ -13,6 +13,7 @@
 //!   whose seq is not newer is stale and never acted on: no wipe loops.
 
 pub mod cli;
+pub mod format;
 pub mod wipe;
 
 use std::fmt;
