@@ -370,11 +370,18 @@ impl<'a> Boot<'a> {
                 let fstype = self.cfg.rootfstype.clone();
                 layers.push(self.mount_lower("root", &spec, Path::new(paths::ROM), fstype)?);
             }
-            Mode::Pivot => layers.push(Layer {
-                device: "/".into(),
-                fstype: "root".into(),
-                mountpoint: "/".into(),
-            }),
+            Mode::Pivot => {
+                // The kernel's root (root=, rootfstype=), as mounted.
+                let (device, fstype) = std::fs::read_to_string(self.root.path("/proc/self/mountinfo"))
+                    .ok()
+                    .and_then(|t| devices::root_mount(&t))
+                    .unwrap_or_else(|| ("/".into(), "root".into()));
+                layers.push(Layer {
+                    device,
+                    fstype,
+                    mountpoint: "/".into(),
+                });
+            }
         }
         self.state.lowers = layers;
         self.stage_done("lowers");

@@ -13,9 +13,8 @@
 //! Reads (sysfs, /proc, device contents) are joined onto a
 //! [`SysRoot`](crate::paths::SysRoot); every ioctl goes through `Sys`.
 //!
-//! Integration into the boot (boot.rs `setup_upper`) is pending: until then
-//! only the tests use most of this module.
-#![cfg_attr(not(test), allow(dead_code))]
+//! The boot uses it from boot/raw.rs; `overlay-reset --format` from
+//! reset/format.rs.
 
 pub mod decide;
 #[cfg(test)]
