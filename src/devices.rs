@@ -346,7 +346,8 @@ pub fn find(devs: &[BlockDev], spec: &DeviceSpec) -> Option<BlockDev> {
 pub fn root_mount(mountinfo: &str) -> Option<(String, String)> {
     mountinfo
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let (left, right) = l.split_once(" - ")?;
             if left.split_whitespace().nth(4)? != "/" {
                 return None;
@@ -356,7 +357,6 @@ pub fn root_mount(mountinfo: &str) -> Option<(String, String)> {
             let source = r.next()?;
             Some((source.to_string(), fstype.to_string()))
         })
-        .last()
 }
 
 #[cfg(test)]
