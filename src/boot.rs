@@ -924,4 +924,4 @@ impl<'a> Boot<'a> {
 
 #[cfg(test)]
 mod tests;
-mod wear;
+pub(crate) mod wear;
