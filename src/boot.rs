@@ -966,4 +966,4 @@ impl<'a> Boot<'a> {
 #[cfg(test)]
 mod tests;
 mod raw;
-mod wear;
+pub(crate) mod wear;

@@ -186,7 +186,15 @@ pub fn render_text(st: &BootState) -> String {
             writeln!(s, "upper:      {device} ({fstype}) at /overlay")
         }
         Upper::Tmpfs { size, .. } => {
-            writeln!(s, "upper:      tmpfs ({size} of RAM at most) at /overlay")
+            // A protected boot (boot/wear.rs) keeps the read-only flash at
+            // /overlay, its upper/ the top lower layer: the RAM upper is elsewhere.
+            let protected = format!("{}/upper", paths::OVERLAY);
+            let at = if st.lowers.iter().any(|l| l.mountpoint == protected) {
+                crate::boot::wear::PROTECT_RAM
+            } else {
+                paths::OVERLAY
+            };
+            writeln!(s, "upper:      tmpfs ({size} of RAM at most) at {at}")
         }
         Upper::None { .. } => writeln!(s, "upper:      none"),
     };
@@ -327,6 +335,25 @@ mod tests {
         );
         assert!(t.contains("\n  upper             1.2 ms\n"), "{t}");
         assert_eq!(exit_code(&tmpfs_state()), EXIT_RAM);
+    }
+
+    #[test]
+    fn a_protected_boot_shows_where_its_ram_upper_is() {
+        let mut st = tmpfs_state();
+        assert!(render_text(&st).contains("upper:      tmpfs (25% of RAM at most) at /overlay\n"));
+        st.lowers.insert(
+            0,
+            Layer {
+                device: "/dev/vda2".into(),
+                fstype: "ext4".into(),
+                mountpoint: "/overlay/upper".into(),
+            },
+        );
+        let t = render_text(&st);
+        assert!(
+            t.contains("upper:      tmpfs (25% of RAM at most) at /run/overlay-init/ram\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -226,7 +226,14 @@ status() { overlay-status "$@"; echo "T:status_exit=$?"; }
 pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
     storage.args(["--board", BOARD, "--disk"]).arg(disk);
-    run(work, storage, append, script)
+    run(work, storage, append, script, &[])
+}
+
+/// [`boot`] with more QEMU arguments (run.sh's `-- ARGS`), e.g. `-rtc base=…`.
+pub fn boot_qemu(work: &Work, disk: &Path, append: &str, script: &str, qemu: &[String]) -> Boot {
+    let mut storage = Command::new(repo().join("qemu/run.sh"));
+    storage.args(["--board", BOARD, "--disk"]).arg(disk);
+    run(work, storage, append, script, qemu)
 }
 
 /// Boots the NOR board from pflash image `flash` (see [`Work::flash`]) with
@@ -234,18 +241,21 @@ pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
 pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
     storage.args(["--board", NOR_BOARD, "--flash"]).arg(flash);
-    run(work, storage, append, script)
+    run(work, storage, append, script, &[])
 }
 
 /// Runs `run_sh` (qemu/run.sh with the board and storage options) with the
-/// prelude + `script` as the test script and `append` on the command line.
-fn run(work: &Work, mut run_sh: Command, append: &str, script: &str) -> Boot {
+/// prelude + `script` as the test script and `append` on the command line,
+/// `qemu` passed on to QEMU.
+fn run(work: &Work, mut run_sh: Command, append: &str, script: &str, qemu: &[String]) -> Boot {
     let script_file = work.path("script.sh");
     std::fs::write(&script_file, format!("{PRELUDE}\n{script}\n")).unwrap();
     let out = run_sh
         .args(["--append", append, "--script"])
         .arg(&script_file)
         .args(["--timeout", "90"])
+        .arg("--")
+        .args(qemu)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -8,6 +8,7 @@ mod harness;
 mod nor;
 mod reset;
 mod size;
+mod wear;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
 
