@@ -144,7 +144,9 @@ pub struct ProcDelta {
 
 /// Per-process writes between `prev` and `cur`. A process is the same when
 /// PID and start time match; a reused PID is a new process. Processes that
-/// exited are absent from `cur`: their last writes are not attributed.
+/// exited are absent from `cur`; the kernel adds a reaped child's I/O to its
+/// parent's counters, so a loop of short-lived writers (a shell running dd
+/// over and over) is named by the loop itself.
 pub fn deltas(prev: &[ProcSample], cur: &[ProcSample]) -> Vec<ProcDelta> {
     let before: HashMap<(u32, u64), u64> = prev
         .iter()
