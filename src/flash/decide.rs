@@ -1,8 +1,10 @@
 //! What to do with the raw-flash data location, given what it holds: pure
 //! functions, one per kind of location, in the manner of fstools'
 //! mount_root.c `start` switch. Only blank flash and flash carrying the
-//! format marker are erased or formatted; anything unrecognised is left
-//! alone and the boot runs on tmpfs, saying why.
+//! format marker are erased or formatted (on UBI: a volume without a
+//! finished UBIFS format, which has its LEBs unmapped for UBIFS to format);
+//! anything unrecognised is left alone and the boot runs on tmpfs, saying
+//! why.
 
 use super::jffs2::RawKind;
 use super::locate::FlashLocation;
@@ -16,6 +18,17 @@ pub enum FlashAction {
     /// super.c `open_ubi` accepts it, and it needs no device node). An empty
     /// volume is formatted by UBIFS itself at this mount.
     MountUbifs { source: String },
+    /// Unmap every LEB (`lebs`) of volume `id` on ubiN, which holds no
+    /// UBIFS yet (nothing, or what a cut in UBIFS's own format left, which
+    /// UBIFS would never format again), then mount it (`MountUbifs`): UBIFS
+    /// formats it. `why` says which.
+    ClearThenMountUbifs {
+        source: String,
+        ubi: u32,
+        id: u32,
+        lebs: u64,
+        why: String,
+    },
     /// Create the dynamic volume `name` on ubiN with all `bytes` free, then
     /// mount it (`MountUbifs`).
     CreateVolume { ubi: u32, name: String, bytes: u64 },
@@ -38,7 +51,8 @@ pub enum FlashAction {
 }
 
 /// An existing UBI volume; `content` is `None` when it could not be read
-/// (UBIFS then decides: it formats only a volume with no LEB mapped).
+/// (UBIFS then decides: it formats only a volume with no LEB mapped). A
+/// volume without a finished UBIFS format is cleared for UBIFS to format.
 pub fn decide_ubi_volume(
     dev: &UbiDevice,
     vol: &UbiVolume,
@@ -75,8 +89,20 @@ pub fn decide_ubi_volume(
         Some(VolumeContent::Unknown) => {
             tmpfs(format!("{at} holds data that is not UBIFS; left untouched"))
         }
-        Some(VolumeContent::Ubifs | VolumeContent::Empty) | None => {
-            FlashAction::MountUbifs { source: at }
+        Some(VolumeContent::Ubifs) | None => FlashAction::MountUbifs { source: at },
+        Some(c @ (VolumeContent::Empty | VolumeContent::Unfinished)) => {
+            FlashAction::ClearThenMountUbifs {
+                why: match c {
+                    VolumeContent::Empty => format!("{at} holds no UBIFS superblock"),
+                    _ => format!(
+                        "{at} holds a UBIFS superblock but no master node (a format cut short)"
+                    ),
+                },
+                source: at,
+                ubi: dev.num,
+                id: vol.id,
+                lebs: vol.reserved_ebs,
+            }
         }
     }
 }
@@ -201,6 +227,7 @@ mod tests {
             dynamic: true,
             corrupted: false,
             upd_marker: false,
+            usable_eb_size: 262016,
         };
         f(&mut v);
         v
@@ -271,9 +298,26 @@ mod tests {
                 ubifs(),
             ),
             (
-                "empty volume",
+                "empty volume, or a format cut before the superblock",
                 decide_ubi_volume(&dev(0, false), &vol(|_| {}), Some(VolumeContent::Empty)),
-                ubifs(),
+                FlashAction::ClearThenMountUbifs {
+                    source: "ubi0:rootfs_data".into(),
+                    ubi: 0,
+                    id: 1,
+                    lebs: 200,
+                    why: "ubi0:rootfs_data holds no UBIFS superblock".into(),
+                },
+            ),
+            (
+                "a format cut before the master nodes",
+                decide_ubi_volume(&dev(0, false), &vol(|_| {}), Some(VolumeContent::Unfinished)),
+                FlashAction::ClearThenMountUbifs {
+                    source: "ubi0:rootfs_data".into(),
+                    ubi: 0,
+                    id: 1,
+                    lebs: 200,
+                    why: "ubi0:rootfs_data holds a UBIFS superblock but no master node (a format cut short)".into(),
+                },
             ),
             (
                 "unreadable volume",

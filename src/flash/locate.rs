@@ -199,6 +199,7 @@ mod tests {
                     name: (*n).into(),
                     data_bytes: 0,
                     reserved_ebs: 50,
+                    usable_eb_size: 262016,
                     dynamic: true,
                     corrupted: false,
                     upd_marker: false,

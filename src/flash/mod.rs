@@ -181,6 +181,12 @@ pub enum FlashError {
         name: String,
         err: io::Error,
     },
+    /// `UBI_IOCEBUNMAP`.
+    Unmap {
+        vol: PathBuf,
+        lnum: u32,
+        err: io::Error,
+    },
 }
 
 impl fmt::Display for FlashError {
@@ -234,6 +240,9 @@ impl fmt::Display for FlashError {
                 "cannot create the UBI volume {name} on {}: {err}",
                 dev.display()
             ),
+            FlashError::Unmap { vol, lnum, err } => {
+                write!(f, "cannot unmap LEB {lnum} of {}: {err}", vol.display())
+            }
         }
     }
 }

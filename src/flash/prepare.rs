@@ -100,6 +100,18 @@ pub fn prepare(
         log::debug!("{}: {probed:?}", loc.describe());
         match decide(&loc, &probed) {
             FlashAction::MountUbifs { source } => return Ok(ubifs(source)),
+            FlashAction::ClearThenMountUbifs {
+                source,
+                ubi,
+                id,
+                lebs,
+                why,
+            } => {
+                log::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
+                let vol = PathBuf::from(format!("/dev/ubi{ubi}_{id}"));
+                ubi::clear_volume(sys, &vol, lebs).map_err(|e| e.to_string())?;
+                return Ok(ubifs(source));
+            }
             FlashAction::MountJffs2 { source } => {
                 return Ok(Prepared::Ready(FlashUpper {
                     source,
@@ -412,6 +424,44 @@ mod tests {
         });
         let err = prepare(&sys, &root, loc, Options::default()).unwrap_err();
         assert!(err.contains("/sys/class/ubi/ubi0 is missing"), "{err}");
+    }
+
+    /// What a power cut in UBIFS's own first format leaves (its LEB
+    /// properties tree mapped, no superblock; or a superblock and no master
+    /// node): UBIFS would neither mount it nor format it again, so every LEB
+    /// is unmapped first.
+    #[test]
+    fn a_volume_whose_ubifs_format_was_cut_is_cleared_then_mounted() {
+        const LEB: usize = 262016;
+        for superblock in [false, true] {
+            let dir = TempDir::new("prep-cut-format");
+            fixture_ubi(dir.path(), 0, 4, 0, &[("rootfs_data", 1, 20)]);
+            let mut img = vec![0xFF; 6 * LEB];
+            img[5 * LEB..5 * LEB + 8].copy_from_slice(b"LPT.LPT.");
+            if superblock {
+                img[..4].copy_from_slice(&ubi::UBIFS_NODE_MAGIC.to_le_bytes());
+            }
+            dir.write("dev/ubi0_1", &img);
+            let root = SysRoot::new(dir.path());
+            let (ubis, _) = ubi::read_ubi_devices(&root);
+            let loc = FlashLocation::UbiVolume {
+                device: ubis[0].clone(),
+                volume: ubis[0].volumes[0].clone(),
+            };
+            let sys = FakeSys::default();
+            assert_eq!(
+                prepare(&sys, &root, loc, Options::default()),
+                Ok(ubifs("ubi0:rootfs_data".into())),
+                "superblock: {superblock}"
+            );
+            let want: Vec<Call> = (0..20)
+                .map(|lnum| Call::UbiLebUnmap {
+                    vol: "/dev/ubi0_1".into(),
+                    lnum,
+                })
+                .collect();
+            assert_eq!(sys.calls(), want);
+        }
     }
 
     #[test]

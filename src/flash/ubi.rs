@@ -8,7 +8,7 @@ use crate::paths::SysRoot;
 use crate::probe::read_up_to;
 use crate::sys::Sys;
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub struct UbiVolume {
     pub data_bytes: u64,
     /// `reserved_ebs`: logical eraseblocks reserved for the volume.
     pub reserved_ebs: u64,
+    /// `usable_eb_size`: bytes of each LEB of the volume (the device's LEB
+    /// size less what its alignment cuts off); where LEB N starts in
+    /// `/dev/ubiN_M`. 0 when sysfs did not say.
+    pub usable_eb_size: u64,
     /// `type` is "dynamic" (read-write, what UBIFS needs) rather than "static".
     pub dynamic: bool,
     /// `corrupted`: a static volume whose data fails its CRC.
@@ -156,6 +160,7 @@ pub fn parse_ubi_volume(
         name,
         data_bytes: opt("data_bytes"),
         reserved_ebs: opt("reserved_ebs"),
+        usable_eb_size: opt("usable_eb_size"),
         // vmt.c prints "static" or "dynamic"; only an explicit "static" is static.
         dynamic: attr("type").is_none_or(|t| t.trim() != "static"),
         corrupted: opt("corrupted") != 0,
@@ -213,37 +218,93 @@ pub fn attached_to(ubis: &[UbiDevice], mtd: u32) -> Option<&UbiDevice> {
     ubis.iter().find(|d| d.mtd_num == mtd)
 }
 
-/// What a UBI volume holds, from its first bytes.
+/// What a UBI volume holds, from the starts of its LEBs 0, 1 and 2.
+///
+/// UBIFS keeps its superblock at the start of LEB 0 and a master node at
+/// the start of LEB 1 or 2 (it rewrites them one after the other), from the
+/// end of its format on. Its format of an empty volume (at the first mount)
+/// writes the LEB properties tree first, then the superblock, the root, the
+/// master nodes; and it formats only a volume with no LEB mapped. So a
+/// power cut in that format leaves a volume UBIFS would neither mount nor
+/// format again, holding nothing but the pieces of the format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VolumeContent {
-    /// A UBIFS node at the start of LEB 0.
+    /// A UBIFS: superblock and master node.
     Ubifs,
-    /// LEB 0 reads 0xFF (unmapped): UBIFS formats an empty volume itself at
-    /// its first mount (it checks that no LEB is mapped, so it never
-    /// formats a volume holding anything).
+    /// LEBs 0, 1 and 2 read 0xFF: no superblock, no master node. A new
+    /// volume, or one whose format was cut before the superblock (LEB
+    /// properties tree LEBs mapped).
     Empty,
+    /// A UBIFS superblock and no master node (LEBs 1 and 2 read 0xFF): a
+    /// format cut before the master nodes; never mounted.
+    Unfinished,
     /// Something else (a squashfs image, JFFS2 on UBI...): not ours.
     Unknown,
 }
 
-pub fn identify_volume(head: &[u8]) -> VolumeContent {
-    let magic = head
-        .get(0..4)
+fn is_ubifs_node(b: &[u8]) -> bool {
+    b.get(0..4)
         .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes);
-    if magic == Some(UBIFS_NODE_MAGIC) {
-        VolumeContent::Ubifs
-    } else if !head.is_empty() && head.iter().all(|&b| b == 0xFF) {
+        .map(u32::from_le_bytes)
+        == Some(UBIFS_NODE_MAGIC)
+}
+
+fn is_blank(b: &[u8]) -> bool {
+    !b.is_empty() && b.iter().all(|&x| x == 0xFF)
+}
+
+/// Identifies a volume from the starts of its LEBs 0, 1 and 2.
+pub fn identify_volume(leb0: &[u8], leb1: &[u8], leb2: &[u8]) -> VolumeContent {
+    let masters_blank = is_blank(leb1) && is_blank(leb2);
+    if is_ubifs_node(leb0) {
+        // A master node that does not read as one (damaged): UBIFS decides.
+        if masters_blank {
+            VolumeContent::Unfinished
+        } else {
+            VolumeContent::Ubifs
+        }
+    } else if is_blank(leb0) && masters_blank {
         VolumeContent::Empty
     } else {
         VolumeContent::Unknown
     }
 }
 
-/// Reads the start of a volume (`/dev/ubiN_M` below `root`) and identifies it.
+/// Reads the starts of LEBs 0, 1 and 2 of a volume (`/dev/ubiN_M` below
+/// `root`; an unmapped LEB reads 0xFF) and identifies it.
 pub fn read_volume_content(root: &SysRoot, v: &UbiVolume) -> io::Result<VolumeContent> {
+    if v.usable_eb_size == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "sysfs gives no usable_eb_size: cannot find LEBs 1 and 2",
+        ));
+    }
     let mut f = File::open(root.join(&v.node()))?;
-    Ok(identify_volume(&read_up_to(&mut f, 4096)?))
+    let mut heads = Vec::with_capacity(3);
+    for lnum in 0..3u64 {
+        f.seek(SeekFrom::Start(lnum * v.usable_eb_size))?;
+        heads.push(read_up_to(&mut f, 4096)?);
+    }
+    match heads.as_slice() {
+        [a, b, c] => Ok(identify_volume(a, b, c)),
+        _ => Err(io::Error::other("internal error: not three LEB heads")),
+    }
+}
+
+/// Unmaps LEBs `0..lebs` of a dynamic volume (`/dev/ubiN_M`): afterwards no
+/// LEB is mapped and UBIFS formats the volume at its next mount. Each unmap
+/// is atomic and unmapping an unmapped LEB changes nothing, so a cut here
+/// only leaves it to be done again.
+pub fn clear_volume(sys: &dyn Sys, vol: &Path, lebs: u64) -> Result<(), FlashError> {
+    for lnum in 0..u32::try_from(lebs).unwrap_or(u32::MAX) {
+        sys.ubi_leb_unmap(vol, lnum)
+            .map_err(|err| FlashError::Unmap {
+                vol: vol.into(),
+                lnum,
+                err,
+            })?;
+    }
+    Ok(())
 }
 
 /// Attaches MTD device `mtd` to UBI (`UBI_IOCATT` on `/dev/ubi_ctrl`), then
@@ -366,6 +427,7 @@ pub(crate) mod tests {
                     name: "rootfs_data".into(),
                     data_bytes: 60 * 262016,
                     reserved_ebs: 60,
+                    usable_eb_size: 262016,
                     dynamic: true,
                     corrupted: false,
                     upd_marker: false,
@@ -436,28 +498,89 @@ pub(crate) mod tests {
 
     #[test]
     fn volume_content() {
-        assert_eq!(
-            identify_volume(&[0x31, 0x18, 0x10, 0x06, 0, 0]),
-            VolumeContent::Ubifs
-        );
-        assert_eq!(identify_volume(&[0xFF; 4096]), VolumeContent::Empty);
-        assert_eq!(identify_volume(b"hsqs"), VolumeContent::Unknown);
-        assert_eq!(identify_volume(&[]), VolumeContent::Unknown);
+        let node = [0x31, 0x18, 0x10, 0x06, 0, 0];
+        let ff = [0xFF; 4096];
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], VolumeContent);
+        let table: [Case; 10] = [
+            (&node, &node, &ff, VolumeContent::Ubifs),
+            (&node, &ff, &node, VolumeContent::Ubifs),
+            // Damaged master LEBs: UBIFS decides (recovers or refuses).
+            (&node, b"junk", &ff, VolumeContent::Ubifs),
+            (&node, &ff, &ff, VolumeContent::Unfinished),
+            (&ff, &ff, &ff, VolumeContent::Empty),
+            // No superblock but a master node, or data further in: not ours.
+            (&ff, &node, &ff, VolumeContent::Unknown),
+            (&ff, &ff, b"hsqs", VolumeContent::Unknown),
+            (b"hsqs", &ff, &ff, VolumeContent::Unknown),
+            (&[], &[], &[], VolumeContent::Unknown),
+            (&ff, &[], &[], VolumeContent::Unknown),
+        ];
+        for (i, (a, b, c, want)) in table.into_iter().enumerate() {
+            assert_eq!(identify_volume(a, b, c), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn volume_content_reads_the_starts_of_lebs_0_1_2() {
+        const LEB: usize = 1000;
         let dir = TempDir::new("ubi-vol");
-        dir.write("dev/ubi0_1", [0xFF; 8192]);
-        let v = UbiVolume {
+        let mut v = UbiVolume {
             ubi: 0,
             id: 1,
             name: "rootfs_data".into(),
             data_bytes: 0,
-            reserved_ebs: 0,
+            reserved_ebs: 4,
+            usable_eb_size: LEB as u64,
             dynamic: true,
             corrupted: false,
             upd_marker: false,
         };
+        let root = SysRoot::new(dir.path());
+        let mut img = vec![0xFF; 4 * LEB];
+        dir.write("dev/ubi0_1", &img);
         assert_eq!(
-            read_volume_content(&SysRoot::new(dir.path()), &v).unwrap(),
+            read_volume_content(&root, &v).unwrap(),
             VolumeContent::Empty
+        );
+        img[..4].copy_from_slice(&UBIFS_NODE_MAGIC.to_le_bytes());
+        dir.write("dev/ubi0_1", &img);
+        assert_eq!(
+            read_volume_content(&root, &v).unwrap(),
+            VolumeContent::Unfinished
+        );
+        img[2 * LEB..2 * LEB + 4].copy_from_slice(&UBIFS_NODE_MAGIC.to_le_bytes());
+        dir.write("dev/ubi0_1", &img);
+        assert_eq!(
+            read_volume_content(&root, &v).unwrap(),
+            VolumeContent::Ubifs
+        );
+        // Without usable_eb_size LEBs 1 and 2 cannot be found: unreadable
+        // (the decision then leaves it to UBIFS).
+        v.usable_eb_size = 0;
+        assert!(read_volume_content(&root, &v).is_err());
+    }
+
+    #[test]
+    fn clearing_a_volume_unmaps_each_leb() {
+        let sys = FakeSys::default();
+        clear_volume(&sys, Path::new("/dev/ubi0_1"), 3).unwrap();
+        let want: Vec<Call> = (0..3)
+            .map(|lnum| Call::UbiLebUnmap {
+                vol: "/dev/ubi0_1".into(),
+                lnum,
+            })
+            .collect();
+        assert_eq!(sys.calls(), want);
+        let sys = FakeSys::default();
+        sys.fail_when(5, |c| matches!(c, Call::UbiLebUnmap { lnum: 1, .. }));
+        assert_eq!(
+            clear_volume(&sys, Path::new("/dev/ubi0_1"), 3)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "cannot unmap LEB 1 of /dev/ubi0_1: {}",
+                io::Error::from_raw_os_error(5)
+            )
         );
     }
 

@@ -66,6 +66,10 @@ pub enum Call {
         name: String,
         bytes: u64,
     },
+    UbiLebUnmap {
+        vol: PathBuf,
+        lnum: u32,
+    },
 }
 
 type Rule = Box<dyn Fn(&Call) -> Option<i32>>;
@@ -291,6 +295,12 @@ impl Sys for FakeSys {
             bytes,
         })?;
         Ok(self.ubi_vol_id.get())
+    }
+    fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()> {
+        self.record(Call::UbiLebUnmap {
+            vol: vol.into(),
+            lnum,
+        })
     }
 }
 

@@ -169,6 +169,16 @@ nix::ioctl_write_ptr!(
     UbiMkvolReq
 );
 
+// `#define UBI_VOL_IOC_MAGIC 'O'`
+// `#define UBI_IOCEBUNMAP _IOW(UBI_VOL_IOC_MAGIC, 4, __s32)`
+nix::ioctl_write_ptr!(
+    /// `ioctl(/dev/ubiN_M, UBI_IOCEBUNMAP, __s32 *lnum)`
+    ubi_ioc_ebunmap,
+    b'O',
+    4,
+    i32
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +233,10 @@ mod tests {
             n(nix::request_code_write!(b'o', 0, size_of::<UbiMkvolReq>())),
             0x4098_6f00
         ); // UBI_IOCMKVOL
+        assert_eq!(
+            n(nix::request_code_write!(b'O', 4, size_of::<i32>())),
+            0x4004_4f04
+        ); // UBI_IOCEBUNMAP
     }
 
     #[test]

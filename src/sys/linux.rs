@@ -368,6 +368,16 @@ impl Sys for LinuxSys {
         let id = req.vol_id;
         u32::try_from(id).map_err(|_| invalid("kernel returned a negative volume id"))
     }
+
+    fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()> {
+        let f = OpenOptions::new().read(true).write(true).open(vol)?;
+        let lnum = i32::try_from(lnum).map_err(|_| invalid("LEB number too large"))?;
+        // SAFETY: UBI_IOCEBUNMAP reads one `int32_t` through the pointer
+        // (cdev.c: `get_user(lnum, (__user int32_t *)argp)`), which points to
+        // `lnum`, alive for the call.
+        unsafe { abi::ubi_ioc_ebunmap(f.as_raw_fd(), &lnum) }.map_err(io::Error::from)?;
+        Ok(())
+    }
 }
 
 fn invalid(what: &'static str) -> io::Error {

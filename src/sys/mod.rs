@@ -162,4 +162,8 @@ pub trait Sys {
     /// UBI_DYNAMIC_VOLUME, name})` on `/dev/ubiN`: creates a dynamic volume and
     /// returns its id (ubimkvol(8) does the same).
     fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32>;
+    /// `ioctl(open(vol, O_RDWR), UBI_IOCEBUNMAP, &lnum)` on `/dev/ubiN_M`:
+    /// unmaps logical eraseblock `lnum` of a dynamic volume (its PEB is
+    /// erased in the background); an unmapped LEB stays unmapped.
+    fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()>;
 }

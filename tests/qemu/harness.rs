@@ -11,11 +11,16 @@
 //! The NOR board (qemu-armv7-nor, [`boot_nor`]) has no initramfs and no GPT
 //! disk: its root squashfs and data partition are MTD partitions of a pflash
 //! image built per test ([`Work::flash`], qemu/mkflash.sh); the script disk
-//! is the same.
+//! is the same. [`boot_nor_cut`] is a power cut at a chosen moment: QEMU
+//! killed with SIGKILL after a given console line.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The default board: Debian's kernel, an initramfs, a GPT disk.
 pub const BOARD: &str = "qemu-armv7";
@@ -168,6 +173,10 @@ impl Drop for Work {
 pub struct Boot {
     pub console: String,
     pub code: Option<i32>,
+    /// QEMU was killed on purpose (a power cut, [`boot_nor_cut`]).
+    pub killed: bool,
+    /// Wall time of qemu/run.sh, from spawn to exit (or to the kill).
+    pub wall: Duration,
 }
 
 impl Boot {
@@ -199,6 +208,48 @@ impl Boot {
             "expected {needle:?} on the console:\n{}",
             self.console
         );
+    }
+
+    /// A figure of overlay-init's `pre-init done in N ms (early-mounts A,
+    /// ..., upper B, ... ms)` line, in ms: the total (`None`) or one stage's.
+    pub fn preinit_ms(&self, stage: Option<&str>) -> f64 {
+        let line = self
+            .console
+            .lines()
+            .find_map(|l| l.split_once("pre-init done in ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("no \"pre-init done in\" line:\n{}", self.console));
+        let num = |s: &str| -> f64 {
+            s.trim()
+                .trim_end_matches(" ms")
+                .parse()
+                .unwrap_or_else(|_| panic!("not a figure {s:?} in {line}"))
+        };
+        let (total, rest) = line.split_once(" ms (").unwrap();
+        match stage {
+            None => num(total),
+            Some(st) => {
+                let stages = rest.split(')').next().unwrap();
+                let v = stages
+                    .split(", ")
+                    .find_map(|kv| kv.strip_prefix(&format!("{st} ")))
+                    .unwrap_or_else(|| panic!("no stage {st} in {line}"));
+                num(v)
+            }
+        }
+    }
+
+    /// The kernel timestamp (s) of the first console line holding `needle`.
+    pub fn time_of(&self, needle: &str) -> f64 {
+        let line = self
+            .console
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", self.console));
+        line.trim_start_matches('[')
+            .split(']')
+            .next()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no timestamp on {line:?}"))
     }
 
     /// The boot reached the real init, ran the test script and powered off cleanly.
@@ -244,26 +295,131 @@ pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
     run(work, storage, append, script, &[])
 }
 
-/// Runs `run_sh` (qemu/run.sh with the board and storage options) with the
-/// prelude + `script` as the test script and `append` on the command line,
-/// `qemu` passed on to QEMU.
-fn run(work: &Work, mut run_sh: Command, append: &str, script: &str, qemu: &[String]) -> Boot {
+/// Boots the NOR board like [`boot_nor`], then pulls the plug: `delay`
+/// after the first console line holding `marker`, QEMU gets SIGKILL, with
+/// run.sh and timeout(1), all in a process group of their own. Nothing in the
+/// guest runs after that instant (no sync, no unmount, no flush of the
+/// kernel's buffers); what the guest had written to the flash stays in the
+/// image file, since QEMU's pflash writes each guest write through to it.
+/// The console is what QEMU printed before the kill. A boot that ends
+/// without printing `marker` is returned as it ended, with `killed` false.
+pub fn boot_nor_cut(
+    work: &Work,
+    flash: &Path,
+    append: &str,
+    script: &str,
+    marker: &str,
+    delay: Duration,
+) -> Boot {
+    let mut storage = Command::new(repo().join("qemu/run.sh"));
+    storage.args(["--board", NOR_BOARD, "--flash"]).arg(flash);
+    run_cut(work, storage, append, script, marker, delay)
+}
+
+/// Sets up `run_sh` (qemu/run.sh with the board and storage options) with the
+/// prelude + `script` as the test script and `append` on the command line.
+fn command(work: &Work, run_sh: &mut Command, append: &str, script: &str, qemu: &[String]) {
     let script_file = work.path("script.sh");
     std::fs::write(&script_file, format!("{PRELUDE}\n{script}\n")).unwrap();
-    let out = run_sh
+    run_sh
         .args(["--append", append, "--script"])
         .arg(&script_file)
         .args(["--timeout", "90"])
         .arg("--")
         .args(qemu)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("qemu/run.sh");
+        .stderr(Stdio::inherit());
+}
+
+/// Runs the boot to its end.
+fn run(work: &Work, mut run_sh: Command, append: &str, script: &str, qemu: &[String]) -> Boot {
+    command(work, &mut run_sh, append, script, qemu);
+    let t = Instant::now();
+    let out = run_sh.output().expect("qemu/run.sh");
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
     Boot {
         console,
         code: out.status.code(),
+        killed: false,
+        wall: t.elapsed(),
+    }
+}
+
+/// Runs the boot, reading the console line by line, and kills the whole
+/// process group with SIGKILL `delay` after the `marker` line.
+fn run_cut(
+    work: &Work,
+    mut run_sh: Command,
+    append: &str,
+    script: &str,
+    marker: &str,
+    delay: Duration,
+) -> Boot {
+    command(work, &mut run_sh, append, script, &[]);
+    // A killed run.sh leaves its temp dir (the script image): in the work dir.
+    run_sh
+        .env("TMPDIR", &work.dir)
+        .process_group(0)
+        .stdout(Stdio::piped());
+    let t = Instant::now();
+    let mut child = run_sh.spawn().expect("qemu/run.sh");
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut console = String::new();
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        let line = match kill_at {
+            None => rx.recv().ok(),
+            Some(at) => {
+                let now = Instant::now();
+                if now >= at {
+                    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL)
+                        .expect("kill -9 the QEMU process group");
+                    killed = true;
+                    break;
+                }
+                match rx.recv_timeout(at - now) {
+                    Ok(l) => Some(l),
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            }
+        };
+        let Some(line) = line else { break };
+        if kill_at.is_none() && line.contains(marker) {
+            kill_at = Some(Instant::now() + delay);
+        }
+        console.push_str(&line);
+    }
+    let wall = t.elapsed();
+    // What QEMU had printed before it died.
+    for line in rx {
+        console.push_str(&line);
+    }
+    reader.join().unwrap();
+    let status = child.wait().expect("wait for qemu/run.sh");
+    Boot {
+        console,
+        code: status.code(),
+        killed,
+        wall,
     }
 }
 
@@ -276,6 +432,24 @@ pub fn fingerprint(file: &Path, offset: u64, len: u64) -> u32 {
     let mut buf = vec![0u8; len as usize];
     f.read_exact(&mut buf).unwrap();
     crc32fast::hash(&buf)
+}
+
+/// `len` bytes of `file` from `offset`.
+pub fn read_bytes(file: &Path, offset: u64, len: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Writes `data` into `file` at `offset`.
+pub fn write_bytes(file: &Path, offset: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(data).unwrap();
 }
 
 /// Fills a file region with pseudo-random bytes (xorshift), deterministic per seed.

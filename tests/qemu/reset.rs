@@ -6,7 +6,7 @@ use crate::MOUNTS;
 
 /// Prints a fact `diff` listing what differs between the merged root and the
 /// squashfs (paths and file contents), ignoring the mount points.
-const VIEW_VS_ROM: &str = r#"
+pub const VIEW_VS_ROM: &str = r#"
 list() { (cd "$1" && find . -xdev | sort | while read -r p; do
   if [ -f "$p" ] && [ ! -L "$p" ]; then echo "$p $(md5sum < "$p" | cut -c1-8)"; else echo "$p"; fi; done); }
 list / > /tmp/view; list /rom > /tmp/rom
@@ -14,7 +14,7 @@ fact diff "$(diff /tmp/rom /tmp/view | grep '^[-+]\.' | tr '\n' ' ')"
 "#;
 
 /// The user's changes of every kind, a keep list, and its kept files.
-const CHANGES: &str = r##"
+pub const CHANGES: &str = r##"
 printf '/etc/overlay-reset.keep\n/etc/keep/*\n' > /etc/overlay-reset.keep
 mkdir -p /etc/keep && echo secret > /etc/keep/a && echo other > /etc/keep/.b
 echo junk > /root/junk
@@ -130,7 +130,7 @@ overlay-status | grep -q PENDING && fact pending_after_cancel yes || fact pendin
 }
 
 /// Every step of the wipe, and the trash deletion early and late.
-const KILL_POINTS: [&str; 10] = [
+pub const KILL_POINTS: [&str; 10] = [
     "keep:1",
     "keep:2",
     "trash:1",
