@@ -17,6 +17,7 @@ mod cmdline;
 mod config;
 mod devices;
 mod error;
+mod fixed;
 mod flash;
 mod kmsg;
 mod modules;

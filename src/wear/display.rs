@@ -17,6 +17,7 @@
 use super::projection::{LifeLeft, Outcome, Projection};
 use super::sources::{SourceReading, Value};
 use super::Level;
+use crate::fixed::fixed;
 use crate::status::js;
 use std::fmt::Write as _;
 
@@ -45,14 +46,14 @@ pub fn human_bytes(b: u64) -> String {
     if unit == 0 {
         format!("{b} B")
     } else {
-        format!("{v:.1} {name}")
+        format!("{} {name}", fixed(v, 1))
     }
 }
 
 /// Days as a person reads them: `41 days`, `about 3.2 years`.
 pub fn human_days(d: u64) -> String {
     if d >= 730 {
-        format!("about {:.1} years", d as f64 / 365.25)
+        format!("about {} years", fixed(d as f64 / 365.25, 1))
     } else if d == 1 {
         "1 day".into()
     } else {
@@ -64,8 +65,8 @@ pub fn human_days(d: u64) -> String {
 pub fn projection_text(o: &Outcome) -> String {
     match o {
         Outcome::NotEnoughHistory { records, span_secs } => format!(
-            "not enough history ({records} record(s) over {:.1} h; needs a day)",
-            *span_secs as f64 / 3600.0
+            "not enough history ({records} record(s) over {} h; needs a day)",
+            fixed(*span_secs as f64 / 3600.0, 1)
         ),
         Outcome::Projected(p) => {
             let rate = rate_text(p);
@@ -89,7 +90,7 @@ fn rate_text(p: &Projection) -> String {
         parts.push(format!("{}.{:02} erase cycles/day", e / 100, e % 100));
     }
     if let Some(pct) = p.pct_per_day {
-        parts.push(format!("{pct:.4}% of rated life a day"));
+        parts.push(format!("{}% of rated life a day", fixed(pct, 4)));
     }
     if parts.is_empty() {
         "no rate".into()
@@ -151,7 +152,7 @@ pub fn render_text(v: &WearView) -> String {
 /// A JSON number, or `null` for what JSON cannot hold.
 fn jf(x: f64) -> String {
     if x.is_finite() {
-        format!("{x:.6}")
+        fixed(x, 6)
     } else {
         "null".into()
     }
