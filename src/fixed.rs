@@ -39,7 +39,11 @@ pub fn fixed(x: f64, prec: u32) -> String {
     };
     // x = int + r / 2^k, r < 2^k. With k > 84 the fraction times 10^prec
     // is under 2^53 × 2^30 / 2^85 < 1/2: it rounds to zero, no tie.
-    let (mut int, mut r) = if k >= 64 { (0, m) } else { (m >> k, m & ((1 << k) - 1)) };
+    let (mut int, mut r) = if k >= 64 {
+        (0, m)
+    } else {
+        (m >> k, m & ((1 << k) - 1))
+    };
     if k > 84 {
         r = 0;
     }
@@ -54,7 +58,11 @@ pub fn fixed(x: f64, prec: u32) -> String {
     }
     // Round what is left: above half up, a tie to an even last digit.
     let half = if k == 0 { 0 } else { 1u128 << (k - 1) };
-    let last_odd = if prec == 0 { int & 1 == 1 } else { digits & 1 == 1 };
+    let last_odd = if prec == 0 {
+        int & 1 == 1
+    } else {
+        digits & 1 == 1
+    };
     if k > 0 && (r > half || (r == half && last_odd)) {
         digits += 1;
         if digits == 10u64.pow(prec) {

@@ -52,6 +52,36 @@ pub const PROC: &str = "/proc";
 /// A random UUID the kernel draws at each boot (`random(4)`).
 pub const PROC_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// ⌊a × b / c⌋, exactly, or `None` when it does not fit in a u64 (`c` = 0
+/// counts as 1). What `u128::from(a) * u128::from(b) / u128::from(c)` gives,
+/// without 128-bit arithmetic (a division loop at each site on 32-bit ARM).
+pub fn mul_div(a: u64, b: u64, c: u64) -> Option<u64> {
+    let c = c.max(1);
+    let (q, r) = (a / c, a % c);
+    // a × b / c = q × b + r × b / c, with r < c: the second term is below
+    // b. It is built bit by bit of b, keeping hi × c + rem = r × (b so far)
+    // and rem < c (no step overflows: rem and r are both below c).
+    let (mut hi, mut rem) = (0u64, 0u64);
+    for i in (0..u64::BITS - b.leading_zeros()).rev() {
+        hi <<= 1;
+        if rem >= c - rem {
+            rem -= c - rem;
+            hi += 1;
+        } else {
+            rem += rem;
+        }
+        if (b >> i) & 1 == 1 {
+            if rem >= c - r {
+                rem -= c - r;
+                hi += 1;
+            } else {
+                rem += r;
+            }
+        }
+    }
+    q.checked_mul(b)?.checked_add(hi)
+}
+
 /// How worn a source (or the device) is. Ordered: the device level is the
 /// maximum over its sources. `Unknown` (nothing could be read) sorts lowest
 /// so an unreadable source never overrides a real figure.
@@ -190,6 +220,45 @@ pub fn read_boot_id(root: &SysRoot) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_div_is_the_u128_result() {
+        let wide = |a: u64, b: u64, c: u64| {
+            u64::try_from(u128::from(a) * u128::from(b) / u128::from(c.max(1))).ok()
+        };
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            99,
+            100,
+            86_400,
+            1 << 32,
+            (1 << 32) + 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                for &c in &edges {
+                    assert_eq!(mul_div(a, b, c), wide(a, b, c), "{a} {b} {c}");
+                }
+            }
+        }
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        };
+        for _ in 0..100_000 {
+            let (a, b, c) = (next(), next(), next());
+            assert_eq!(mul_div(a, b, c), wide(a, b, c), "{a} {b} {c}");
+        }
+    }
     use sources::Value;
 
     #[test]

@@ -240,8 +240,7 @@ pub fn system_rate(prev: &[BlockSample], cur: &[BlockSample], secs: u64) -> Opti
 
 /// `bytes` over `secs` → bytes per day.
 pub fn rate_per_day(bytes: u64, secs: u64) -> u64 {
-    let v = u128::from(bytes) * u128::from(DAY) / u128::from(secs.max(1));
-    u64::try_from(v).unwrap_or(u64::MAX)
+    super::mul_div(bytes, DAY, secs).unwrap_or(u64::MAX)
 }
 
 /// Seconds of the target lifetime left for a device in service since
@@ -274,8 +273,9 @@ pub fn budget_verdict(
         return Budget::Within { days_left: None };
     }
     let days_left = remaining_endurance_bytes / rate;
-    let needed = u128::from(rate) * u128::from(remaining_target_secs) / u128::from(DAY);
-    if needed > u128::from(remaining_endurance_bytes) {
+    // rate × time left / DAY; `None`: beyond any u64, so beyond the endurance.
+    let needed = super::mul_div(rate, remaining_target_secs, DAY);
+    if needed.is_none_or(|n| n > remaining_endurance_bytes) {
         Budget::Exhausts {
             days_left,
             target_days_left: remaining_target_secs / DAY,

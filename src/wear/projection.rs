@@ -112,8 +112,7 @@ fn run_start(records: &[WearRecord]) -> (usize, Cut) {
 
 /// `delta` per `span` seconds → per day.
 fn per_day(delta: u64, span: u64) -> u64 {
-    let v = u128::from(delta) * u128::from(DAY) / u128::from(span.max(1));
-    u64::try_from(v).unwrap_or(u64::MAX)
+    super::mul_div(delta, DAY, span).unwrap_or(u64::MAX)
 }
 
 /// The rate and remaining life from `records` (ordered by seq, as

@@ -567,8 +567,9 @@ pub fn read_block(root: &SysRoot, dev: &str) -> SourceReading {
 
 /// `part × 100 / whole`, rounded down, saturating at u32::MAX.
 fn pct_of(part: u64, whole: u64) -> u32 {
-    let p = u128::from(part) * 100 / u128::from(whole.max(1));
-    u32::try_from(p).unwrap_or(u32::MAX)
+    super::mul_div(part, 100, whole)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(u32::MAX)
 }
 
 fn path_err(p: &Path, e: impl fmt::Display) -> String {
