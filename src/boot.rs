@@ -21,7 +21,7 @@ use crate::plan::{self, FsckVerdict, UpperAction};
 use crate::probe;
 use crate::reset::wipe::{Pending, ResetArea};
 use crate::reset::{self, KEEP_FILE};
-use crate::state::{BootState, Layer, Upper};
+use crate::state::{BootState, Layer, Upper, WholeMillis};
 use crate::sys::{Command, MountFlags, Sys};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -440,7 +440,7 @@ impl<'a> Boot<'a> {
         let wait = self.cfg.data_wait;
         let dev = self
             .wait_for(spec, wait)
-            .ok_or_else(|| format!("no data partition {spec} (waited {} ms)", wait.as_millis()))?;
+            .ok_or_else(|| format!("no data partition {spec} (waited {} ms)", WholeMillis(wait)))?;
         let node = dev.node.to_string_lossy().into_owned();
         let (kind, head) = probe::read_kind(&self.root.join(&dev.node), dev.size)
             .map_err(|e| format!("cannot read {node}: {e}"))?;
@@ -618,7 +618,7 @@ impl<'a> Boot<'a> {
                 let report = area
                     .carry_out(&req, &mut hook)
                     .map_err(|e| format!("factory reset #{} failed: {e}", req.seq))?;
-                let ms = self.sys.now().saturating_sub(t).as_millis();
+                let ms = WholeMillis(self.sys.now().saturating_sub(t));
                 let kept = if report.kept.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -638,14 +638,14 @@ impl<'a> Boot<'a> {
             if done {
                 log::info!(
                     "factory reset: trash deleted ({removed} entries in {} ms)",
-                    t.elapsed().as_millis()
+                    WholeMillis(t.elapsed())
                 );
             } else {
-                log::info!("factory reset: {removed} entries deleted in {} ms; the rest goes in the background", t.elapsed().as_millis());
+                log::info!("factory reset: {removed} entries deleted in {} ms; the rest goes in the background", WholeMillis(t.elapsed()));
                 let started = self
                     .sys
                     .background(&mut || match area.delete_trash(None, &mut removed, &mut |_| {}) {
-                        Ok(_) => log::info!("factory reset: background trash deletion done ({removed} entries in {} ms)", t.elapsed().as_millis()),
+                        Ok(_) => log::info!("factory reset: background trash deletion done ({removed} entries in {} ms)", WholeMillis(t.elapsed())),
                         Err(e) => log::warn!("factory reset: background trash deletion stopped: {e}; the next boot goes on"),
                     });
                 if let Err(e) = started {

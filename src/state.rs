@@ -31,6 +31,36 @@ impl std::fmt::Display for Millis {
     }
 }
 
+/// `Duration::as_micros()` as text, without the u128 (whose formatting and
+/// arithmetic cost ~1 KiB on 32-bit ARM): the seconds, then the
+/// microseconds on six digits. The same digits for every duration.
+pub struct Micros(pub Duration);
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, us) = (self.0.as_secs(), self.0.subsec_micros());
+        if s == 0 {
+            write!(f, "{us}")
+        } else {
+            write!(f, "{s}{us:06}")
+        }
+    }
+}
+
+/// `Duration::as_millis()` as text, as [`Micros`] does it.
+pub struct WholeMillis(pub Duration);
+
+impl std::fmt::Display for WholeMillis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, ms) = (self.0.as_secs(), self.0.subsec_millis());
+        if s == 0 {
+            write!(f, "{ms}")
+        } else {
+            write!(f, "{s}{ms:03}")
+        }
+    }
+}
+
 /// One read-only layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
@@ -188,13 +218,13 @@ impl BootState {
         for w in &self.warnings {
             let _ = writeln!(s, "warning={}", one_line(w));
         }
-        let _ = writeln!(s, "started_at_us={}", self.started_at.as_micros());
+        let _ = writeln!(s, "started_at_us={}", Micros(self.started_at));
         for (name, d) in &self.stages {
             let _ = writeln!(
                 s,
                 "stage={} {}",
                 one_line(name).replace(' ', "_"),
-                d.as_micros()
+                Micros(*d)
             );
         }
         s.push_str("complete=1\n");
@@ -274,6 +304,24 @@ impl BootState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micros_and_millis_print_as_the_u128_does() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_micros(1),
+            Duration::from_micros(999_999),
+            Duration::from_micros(1_000_000),
+            Duration::from_micros(1_000_001),
+            Duration::from_millis(1_234_567),
+            Duration::new(u64::MAX, 999_999_999),
+            Duration::new(18_446_744_073_709, 551_616_000),
+        ] {
+            assert_eq!(Micros(d).to_string(), d.as_micros().to_string());
+            assert_eq!(WholeMillis(d).to_string(), d.as_millis().to_string());
+        }
+    }
 
     #[test]
     fn millis_one_decimal_rounded() {

@@ -4,7 +4,7 @@
 //! (tmpfs upper), 3 read-only root (no upper), 1 no usable state / bad usage.
 
 use crate::paths;
-use crate::state::{BootState, Upper};
+use crate::state::{BootState, Micros, Upper};
 use std::fmt::Write as _;
 
 pub const EXIT_PERSISTENT: i32 = 0;
@@ -275,7 +275,7 @@ pub fn render_json(st: &BootState) -> String {
     let stages: Vec<String> = st
         .stages
         .iter()
-        .map(|(n, d)| format!("{{\"name\":{},\"us\":{}}}", js(n), d.as_micros()))
+        .map(|(n, d)| format!("{{\"name\":{},\"us\":{}}}", js(n), Micros(*d)))
         .collect();
     let warnings: Vec<String> = st.warnings.iter().map(|w| js(w)).collect();
     format!(
@@ -290,8 +290,8 @@ pub fn render_json(st: &BootState) -> String {
         js(&st.init),
         js(&st.mode),
         warnings.join(","),
-        st.started_at.as_micros(),
-        st.total().as_micros(),
+        Micros(st.started_at),
+        Micros(st.total()),
         stages.join(",")
     )
 }

@@ -26,6 +26,7 @@ pub mod prepare;
 pub mod ubi;
 
 use crate::paths::SysRoot;
+use crate::state::WholeMillis;
 use crate::sys::Sys;
 use std::fmt;
 use std::io;
@@ -227,7 +228,7 @@ impl fmt::Display for FlashError {
                 f,
                 "{} did not appear within {} ms",
                 node.display(),
-                waited.as_millis()
+                WholeMillis(*waited)
             ),
             FlashError::NoSpace { dev, avail } => write!(
                 f,

@@ -42,7 +42,12 @@ static SPENT_N: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 fn timed<T>(kind: Spent, f: impl FnOnce() -> T) -> T {
     let t0 = monotonic();
     let r = f();
-    let us = u64::try_from(monotonic().saturating_sub(t0).as_micros()).unwrap_or(u64::MAX);
+    let d = monotonic().saturating_sub(t0);
+    // The u128 of as_micros(), saturated, without 128-bit arithmetic.
+    let us = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()));
     if let (Some(t), Some(n)) = (SPENT_US.get(kind as usize), SPENT_N.get(kind as usize)) {
         t.fetch_add(us, Ordering::Relaxed);
         n.fetch_add(1, Ordering::Relaxed);
