@@ -25,7 +25,6 @@
 use super::sources::parse_block_stat;
 use super::{PROC, SYS_BLOCK};
 use crate::paths::SysRoot;
-use std::collections::HashMap;
 
 const DAY: u64 = 86_400;
 const YEAR: u64 = 365 * DAY + DAY / 4;
@@ -147,14 +146,19 @@ pub struct ProcDelta {
 /// exited are absent from `cur`; the kernel adds a reaped child's I/O to its
 /// parent's counters, so a loop of short-lived writers (a shell running dd
 /// over and over) is named by the loop itself.
+///
+/// A linear search per process (a sample is a few hundred processes): a
+/// HashMap here cost ~3.4 KiB of the binary (SipHash, random keys, the
+/// table). Searching from the end keeps what the map kept for a key listed
+/// twice: the last one.
 pub fn deltas(prev: &[ProcSample], cur: &[ProcSample]) -> Vec<ProcDelta> {
-    let before: HashMap<(u32, u64), u64> = prev
-        .iter()
-        .map(|p| ((p.pid, p.start_time), p.written))
-        .collect();
     cur.iter()
         .map(|p| {
-            let old = before.get(&(p.pid, p.start_time)).copied();
+            let old = prev
+                .iter()
+                .rev()
+                .find(|q| (q.pid, q.start_time) == (p.pid, p.start_time))
+                .map(|q| q.written);
             ProcDelta {
                 pid: p.pid,
                 comm: p.comm.clone(),
