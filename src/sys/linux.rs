@@ -61,11 +61,21 @@ pub fn spent(kind: Spent) -> (Duration, u64) {
     (Duration::from_micros(get(&SPENT_US)), get(&SPENT_N))
 }
 
+/// musl's `clock_gettime` (through the vDSO when there is one), not
+/// rustix's: rustix finds the vDSO with `getauxval`, which it looks up with
+/// `dlsym`; a static binary has no `dlsym`, only musl's stub, whose error
+/// message drags printf in (~7 KiB). It then fell back to the syscall.
+/// (The libc crate's armv7 musl `timespec` has a 32-bit `time_t`: musl's
+/// time32 entry point, good for 68 years of uptime.) CLOCK_MONOTONIC cannot
+/// fail; zero if it ever did.
 fn monotonic() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    use nix::time::{clock_gettime, ClockId};
+    let Ok(t) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        return Duration::ZERO;
+    };
     Duration::new(
-        t.tv_sec.unsigned_abs(),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
+        u64::try_from(t.tv_sec()).unwrap_or(0),
+        u32::try_from(t.tv_nsec()).unwrap_or(0),
     )
 }
 
