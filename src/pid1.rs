@@ -11,8 +11,8 @@ use crate::kmsg;
 use crate::paths::{self, SysRoot};
 use crate::state::{Millis, Upper};
 use crate::sys::linux::LinuxSys;
+use crate::sys::spawn::Program;
 use crate::sys::Sys;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -279,16 +279,15 @@ pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
     sys.sync();
     if Path::new("/bin/sh").exists() {
         log::error!("starting an emergency shell on the console; the system reboots when it exits");
-        let mut sh = std::process::Command::new("/bin/sh");
-        // SAFETY: setsid and the TIOCSCTTY ioctl are async-signal-safe raw syscalls.
-        unsafe {
-            sh.pre_exec(|| {
-                let _ = rustix::process::setsid();
-                let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
-                Ok(())
-            });
-        }
-        if let Err(e) = sh.status() {
+        let mut own_terminal = || {
+            let _ = rustix::process::setsid();
+            let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
+            Ok(())
+        };
+        // SAFETY: PID 1 is single-threaded; setsid and the TIOCSCTTY ioctl
+        // are async-signal-safe raw syscalls.
+        let sh = unsafe { Program::new("/bin/sh").status(Some(&mut own_terminal)) };
+        if let Err(e) = sh {
             log::error!("cannot start /bin/sh: {e}");
         }
         sys.sync();

@@ -196,7 +196,8 @@ fn confirm(yes: bool, question: &str) -> Result<(), &'static str> {
 
 fn reboot(what: &str) -> i32 {
     println!("overlay-reset: rebooting");
-    match std::process::Command::new("reboot").status() {
+    // SAFETY: overlay-reset is single-threaded; no hook.
+    match unsafe { crate::sys::spawn::Program::new("reboot").status(None) } {
         Ok(s) if s.success() => 0,
         Ok(s) => refuse(&format!(
             "reboot failed ({s}); {what} happens at the next boot"

@@ -1,6 +1,7 @@
 //! The real [`Sys`]: thin wrappers over rustix (and std's process spawning).
 
 use super::flash_abi as abi;
+use super::spawn::Program;
 use super::{Command, MountFlags, MtdGeometry, Sys};
 use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags as MsFlags, UnmountFlags};
@@ -9,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -167,23 +168,32 @@ impl Sys for LinuxSys {
             .argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut c = std::process::Command::new(prog);
-        c.args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        if let Some(root) = &cmd.chroot {
-            let root = CString::new(root.as_os_str().as_encoded_bytes())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-            // SAFETY: the closure runs in the forked child before exec and only makes
-            // the raw chroot/chdir syscalls, which are async-signal-safe.
-            unsafe {
-                c.pre_exec(move || {
-                    rustix::process::chroot(root.as_c_str()).map_err(os)?;
-                    rustix::process::chdir(c"/").map_err(os)
-                });
+        let p = Program::new(prog)
+            .args(args)
+            .env([("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]);
+        let root = match &cmd.chroot {
+            Some(root) => Some(
+                CString::new(root.as_os_str().as_encoded_bytes())
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?,
+            ),
+            None => None,
+        };
+        let mut enter = || -> io::Result<()> {
+            if let Some(root) = &root {
+                rustix::process::chroot(root.as_c_str()).map_err(os)?;
+                rustix::process::chdir(c"/").map_err(os)?;
             }
-        }
-        let status = timed(Spent::Child, || c.status())?;
+            Ok(())
+        };
+        let hook: Option<&mut dyn FnMut() -> io::Result<()>> = if cmd.chroot.is_some() {
+            Some(&mut enter)
+        } else {
+            None
+        };
+        // SAFETY: PID 1 is single-threaded; the hook runs in the forked child
+        // before exec and only makes the raw chroot/chdir syscalls, which are
+        // async-signal-safe.
+        let status = timed(Spent::Child, || unsafe { p.status(hook) })?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
@@ -233,17 +243,12 @@ impl Sys for LinuxSys {
     }
 
     fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
-        let mut c = std::process::Command::new(path);
+        let mut p = Program::new(path);
         if let Some((arg0, rest)) = argv.split_first() {
-            c.arg0(arg0).args(rest);
+            p = p.arg0(arg0).args(rest);
         }
-        c.env_clear();
-        for kv in envp {
-            if let Some((k, v)) = kv.split_once('=') {
-                c.env(k, v);
-            }
-        }
-        c.exec()
+        p.env(envp.iter().filter_map(|kv| kv.split_once('=')))
+            .exec()
     }
 
     fn now(&self) -> Duration {

@@ -7,6 +7,7 @@
 //! a root path (see `paths::SysRoot`) so tests point them at fixture trees.
 
 pub mod linux;
+pub mod spawn;
 
 mod flash_abi;
 
