@@ -197,9 +197,14 @@ impl Config {
                 DataSource::Tmpfs => "tmpfs".into(),
                 DataSource::Disabled => "no overlay".into(),
             },
-            "overlay.fstype" | "fstools_overlay_fstype" => {
-                format!("{:?}", self.fstype).to_lowercase()
+            // The variant's name in lower case (was `{:?}` + to_lowercase(),
+            // which linked the Unicode case tables: ~2 KiB).
+            "overlay.fstype" | "fstools_overlay_fstype" => match self.fstype {
+                FsChoice::Auto => "auto",
+                FsChoice::Ext4 => "ext4",
+                FsChoice::F2fs => "f2fs",
             }
+            .into(),
             "init" => self.init.clone(),
             "overlay.init" => self.overlay_init.clone().unwrap_or_default(),
             "overlay.tmpfs_size" => self.tmpfs_size.to_string(),
@@ -568,6 +573,7 @@ mod tests {
             e[0].to_string(),
             "overlay.tmpfs_size=0: smaller than 1 MiB (0 would mean unbounded); using 25%"
         );
+        assert_eq!(e[1].kept, "auto");
         assert_eq!(e[2].kept, "/sbin/init");
     }
 
