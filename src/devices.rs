@@ -308,12 +308,9 @@ pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
         });
     }
     // Fill names and UUIDs from each disk's table, reading each disk once.
-    let disks: Vec<String> = devs
-        .iter()
-        .filter_map(|d| d.disk.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut disks: Vec<String> = devs.iter().filter_map(|d| d.disk.clone()).collect();
+    disks.sort_unstable();
+    disks.dedup();
     for disk in disks {
         let Ok(head) = read_disk_head(&root.path(&format!("/dev/{disk}"))) else {
             continue;
@@ -331,7 +328,8 @@ pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
             }
         }
     }
-    devs.sort_by(|a, b| a.name.cmp(&b.name));
+    // Names come from one directory listing: unique, so unstable sorts the same.
+    devs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     devs
 }
 

@@ -253,7 +253,7 @@ fn dry_run(upper: &Path, keep: &[String]) -> i32 {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        names.sort();
+        names.sort_unstable();
         for n in names {
             rel.push(n.clone());
             let comps: Vec<&str> = rel.iter().map(String::as_str).collect();

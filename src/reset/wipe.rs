@@ -482,7 +482,7 @@ mod tests {
             }
         }
         walk(p, p, &mut out);
-        out.sort();
+        out.sort_unstable();
         out
     }
 

@@ -126,7 +126,8 @@ pub fn read_processes(root: &SysRoot) -> Vec<ProcSample> {
             })
         })
         .collect();
-    v.sort_by_key(|p| p.pid);
+    // One /proc entry per PID: unique, so unstable sorts the same.
+    v.sort_unstable_by_key(|p| p.pid);
     v
 }
 
@@ -205,7 +206,8 @@ pub fn read_block_samples(root: &SysRoot) -> Vec<BlockSample> {
             })
         })
         .collect();
-    v.sort_by(|a, b| a.dev.cmp(&b.dev));
+    // Names from one directory listing: unique, so unstable sorts the same.
+    v.sort_unstable_by(|a, b| a.dev.cmp(&b.dev));
     v
 }
 

@@ -610,7 +610,8 @@ fn names(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort();
+    // Equal strings are indistinguishable: unstable sorts the same.
+    v.sort_unstable();
     v
 }
 
