@@ -133,16 +133,18 @@ pub fn read_up_to(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
 /// follow (so the device is read once).
 pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
     let mut f = File::open(dev)?;
-    let head = read_up_to(&mut f, BLANK_HEAD_LEN)?;
-    let sb = head.get(..HEAD_LEN).unwrap_or(&head).to_vec();
+    // The superblocks first: a filesystem is known from them, and a normal
+    // boot reads no more (64 KiB, not the 1 MiB of the blank check).
+    let sb = read_up_to(&mut f, HEAD_LEN)?;
     let kind = identify(&sb);
     if kind != FsKind::Blank {
         return Ok((kind, sb));
     }
-    if !is_uniform(&head) {
+    let first = sb.first().copied().unwrap_or(0);
+    let rest = read_up_to(&mut f, BLANK_HEAD_LEN.saturating_sub(HEAD_LEN))?;
+    if !rest.iter().all(|&b| b == first) {
         return Ok((FsKind::Unknown, sb));
     }
-    let first = head.first().copied().unwrap_or(0);
     for i in 1..SAMPLES {
         let off = size / SAMPLES * i;
         if off <= BLANK_HEAD_LEN as u64 || off + SAMPLE_LEN as u64 > size {
