@@ -117,7 +117,11 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
     argv.extend(std::env::args().skip(1));
     // The environment the kernel gave init (HOME, TERM, its unknown key=value
     // words), passed on as it is: the real init gets what it would have got.
-    let envp = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    // vars_os: std::env::vars() panics on a word that is not UTF-8, and the
+    // kernel passes the command line's bytes as they are.
+    let envp = std::env::vars_os()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
     Ok(InitExec {
         path: boot.cfg.init.clone(),
         argv,
