@@ -28,6 +28,6 @@ fn armv7_binary_is_within_the_size_budget() {
     assert!(
         size <= BUDGET,
         "overlay-init is {size} bytes, over the {BUDGET}-byte budget: \
-         see qemu/size-report.sh for what grew"
+         qemu/bench.sh lists the biggest contributors"
     );
 }
