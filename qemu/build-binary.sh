@@ -1,29 +1,15 @@
 #!/usr/bin/env bash
 # Cross-build overlay-init as a static armv7 musl binary with the *stable*
-# toolchain (RUSTC_BOOTSTRAP=1 + -Zbuild-std), linking against Debian's
-# musl-dev:armhf with arm-linux-gnueabihf-gcc. Host builds are unaffected: the
-# flags go through the target-specific CARGO_TARGET_<TRIPLE>_* variables.
+# toolchain (the link recipe: qemu/cross-env.sh), optimised for size.
 #
 # Output: target/armv7-unknown-linux-musleabihf/release/overlay-init
 # Extra arguments are passed to cargo build (e.g. --features ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TRIPLE=armv7-unknown-linux-musleabihf
-MUSL=/usr/lib/arm-linux-musleabihf
+# shellcheck source=qemu/cross-env.sh
+. qemu/cross-env.sh
 OUT=${CARGO_TARGET_DIR:-target}/$TRIPLE/release/overlay-init
-
-for f in crt1.o crti.o crtn.o libc.a; do
-  [ -e "$MUSL/$f" ] || { echo "build-binary.sh: $MUSL/$f missing: run qemu/setup.sh" >&2; exit 1; }
-done
-
-# Rust's musl target wants to link libunwind; with panic=abort nothing uses it,
-# so an empty archive satisfies the linker.
-STUB=$PWD/target/armv7-stub-libs
-if [ ! -e "$STUB/libunwind.a" ]; then
-  mkdir -p "$STUB"
-  arm-linux-gnueabihf-ar rcs "$STUB/libunwind.a"
-fi
 
 # Size (issue 5's budget, tests/qemu/size.rs): std is rebuilt with its
 # optimize_for_size feature (smaller formatting and collections code), and
@@ -43,14 +29,9 @@ fi
 # kernel ignores PT_GNU_RELRO; musl only mprotects it in its dynamic linker),
 # but ld still pads the file so that .got ends on a page: up to 4 KiB of
 # zeros (3.6 KiB at the time of writing).
-export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="\
--C link-self-contained=no -L $STUB -L $MUSL \
--C link-arg=-nostartfiles \
--Z pre-link-arg=$MUSL/crt1.o -Z pre-link-arg=$MUSL/crti.o \
--C link-arg=-lc -C link-arg=-lgcc -C link-arg=-lgcc_eh -C link-arg=$MUSL/crtn.o \
--Z unstable-options -C panic=immediate-abort -C target-feature=+thumb-mode -C force-unwind-tables=no -C link-arg=-Wl,-z,norelro"
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="$CROSS_RUSTFLAGS \
+-Z unstable-options -C panic=immediate-abort -C target-feature=+thumb-mode \
+-C force-unwind-tables=no -C link-arg=-Wl,-z,norelro"
 
 cargo build --release -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
   --target "$TRIPLE" "$@"

@@ -31,21 +31,9 @@ done
 [ -f "$KERNEL" ] || { echo "flash-guest-test.sh: no kernel at $KERNEL (--kernel PATH)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "flash-guest-test.sh: must run as root (mknod /dev/console)" >&2; exit 1; }
 
-TRIPLE=armv7-unknown-linux-musleabihf
-MUSL=/usr/lib/arm-linux-musleabihf
-STUB=$PWD/target/armv7-stub-libs
-mkdir -p "$STUB"
-[ -e "$STUB/libunwind.a" ] || arm-linux-gnueabihf-ar rcs "$STUB/libunwind.a"
-
-# The unwinder itself comes from libgcc_eh; the empty libunwind.a only
-# satisfies the -lunwind that Rust's musl target asks for.
-export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="\
--C link-self-contained=no -L $STUB -L $MUSL \
--C link-arg=-nostartfiles \
--Z pre-link-arg=$MUSL/crt1.o -Z pre-link-arg=$MUSL/crti.o \
--C link-arg=-lc -C link-arg=-lgcc -C link-arg=-lgcc_eh -C link-arg=$MUSL/crtn.o"
+# shellcheck source=qemu/cross-env.sh
+. qemu/cross-env.sh
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=$CROSS_RUSTFLAGS
 
 # libtest needs an unwinding std; the dev profile says panic = "abort", so
 # override it for this build (mixing both made -Zbuild-std build core twice).
