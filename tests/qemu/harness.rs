@@ -295,6 +295,31 @@ pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
     run(work, storage, append, script, &[])
 }
 
+/// Boots a copy of `image` (made in `work`) with `overlay.test_crash=point`
+/// through `boot_fn` (boot or boot_nor) and checks that the hook cut the
+/// power there: its line printed, before the real init, without a kernel
+/// panic. Returns the copy's path, for the boot after the cut.
+pub fn cut_by_test_hook(
+    work: &Work,
+    image: &Path,
+    point: &str,
+    boot_fn: fn(&Work, &Path, &str, &str) -> Boot,
+) -> PathBuf {
+    let copy = work.path(&format!("cut-{}.img", point.replace(':', "-")));
+    std::fs::copy(image, &copy).unwrap();
+    let cut = boot_fn(work, &copy, &format!("overlay.test_crash={point}"), "fact reached yes");
+    cut.expect(&format!(
+        "test hook: power cut after {}",
+        point.replace(':', " #")
+    ));
+    assert!(
+        !cut.has("real init reached"),
+        "{point}: the cut must come before init"
+    );
+    assert!(!cut.has("Kernel panic"), "{point}");
+    copy
+}
+
 /// Boots the NOR board like [`boot_nor`], then pulls the plug: `delay`
 /// after the first console line holding `marker`, QEMU gets SIGKILL, with
 /// run.sh and timeout(1), all in a process group of their own. Nothing in the

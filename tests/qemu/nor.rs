@@ -11,7 +11,7 @@
 //! Figures (stage times, erase time) go to stderr as `figure:` lines.
 
 use crate::harness::{
-    boot_nor, boot_nor_cut, fingerprint, flash_partition, read_bytes, scribble, write_bytes, Boot,
+    boot_nor, boot_nor_cut, cut_by_test_hook, fingerprint, flash_partition, read_bytes, scribble, write_bytes, Boot,
     Work,
 };
 use crate::reset::{CHANGES, KILL_POINTS, VIEW_VS_ROM};
@@ -858,23 +858,7 @@ fn power_cut_during_a_reset_on(fs: Fs) {
 
     let after_script = format!("{FACTS}\n{VIEW_VS_ROM}\n{AFTER_RESET}");
     for point in KILL_POINTS {
-        let img = w.path(&format!("cut-{}.img", point.replace(':', "-")));
-        std::fs::copy(&flash, &img).unwrap();
-        let cut = boot_nor(
-            &w,
-            &img,
-            &format!("overlay.test_crash={point}"),
-            "fact reached yes",
-        );
-        cut.expect(&format!(
-            "test hook: power cut after {}",
-            point.replace(':', " #")
-        ));
-        assert!(
-            !cut.has("real init reached"),
-            "{point}: the cut comes before init"
-        );
-        assert!(!cut.has("Kernel panic"), "{point}");
+        let img = cut_by_test_hook(&w, &flash, point, boot_nor);
         let after = boot_nor(&w, &img, "", &after_script);
         expect_reset_done(&after, fs, point);
         std::fs::remove_file(&img).unwrap();

@@ -1,7 +1,7 @@
 //! overlay-reset on the real ARM kernel: the view after a reset equals the
 //! squashfs, the keep list survives, power cuts at every step resume.
 
-use crate::harness::{boot, Work};
+use crate::harness::{boot, cut_by_test_hook, Work};
 use crate::MOUNTS;
 
 /// Prints a fact `diff` listing what differs between the merged root and the
@@ -151,23 +151,7 @@ fn a_power_cut_at_any_step_of_the_reset_is_finished_by_the_next_boot() {
     let prep = boot(&w, &disk, "", &format!("{CHANGES}\nmkdir /root/many; i=0; while [ $i -lt 500 ]; do : > /root/many/f$i; i=$((i+1)); done\noverlay-reset -y --no-reboot; fact reset_exit $?"));
     prep.expect_clean_run();
     for point in KILL_POINTS {
-        let d = w.path(&format!("cut-{}.img", point.replace(':', "-")));
-        std::fs::copy(&disk, &d).unwrap();
-        let cut = boot(
-            &w,
-            &d,
-            &format!("overlay.test_crash={point}"),
-            "fact reached yes",
-        );
-        cut.expect(&format!(
-            "test hook: power cut after {}",
-            point.replace(':', " #")
-        ));
-        assert!(
-            !cut.has("overlay-demo: real init reached"),
-            "{point}: the cut must come before init"
-        );
-        assert!(!cut.has("Kernel panic"), "{point}");
+        let d = cut_by_test_hook(&w, &disk, point, boot);
         let after = boot(&w, &d, "", &format!("{VIEW_VS_ROM}\nfact request \"$(ls /overlay/.reset/request 2>&1 | grep -c 'No such')\""));
         after.expect_clean_run();
         expect_reset_view(&after);
