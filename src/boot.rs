@@ -372,10 +372,11 @@ impl<'a> Boot<'a> {
             }
             Mode::Pivot => {
                 // The kernel's root (root=, rootfstype=), as mounted.
-                let (device, fstype) = std::fs::read_to_string(self.root.path("/proc/self/mountinfo"))
-                    .ok()
-                    .and_then(|t| devices::root_mount(&t))
-                    .unwrap_or_else(|| ("/".into(), "root".into()));
+                let (device, fstype) =
+                    std::fs::read_to_string(self.root.path("/proc/self/mountinfo"))
+                        .ok()
+                        .and_then(|t| devices::root_mount(&t))
+                        .unwrap_or_else(|| ("/".into(), "root".into()));
                 layers.push(Layer {
                     device,
                     fstype,
@@ -963,7 +964,7 @@ impl<'a> Boot<'a> {
     }
 }
 
+mod raw;
 #[cfg(test)]
 mod tests;
-mod raw;
 pub(crate) mod wear;

@@ -342,19 +342,16 @@ pub fn find(devs: &[BlockDev], spec: &DeviceSpec) -> Option<BlockDev> {
 /// /proc/self/mountinfo (`36 1 31:1 / / ro,relatime - squashfs /dev/root ro`):
 /// the last such line, which is the one in effect.
 pub fn root_mount(mountinfo: &str) -> Option<(String, String)> {
-    mountinfo
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            if left.split_whitespace().nth(4)? != "/" {
-                return None;
-            }
-            let mut r = right.split_whitespace();
-            let fstype = r.next()?;
-            let source = r.next()?;
-            Some((source.to_string(), fstype.to_string()))
-        })
+    mountinfo.lines().rev().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if left.split_whitespace().nth(4)? != "/" {
+            return None;
+        }
+        let mut r = right.split_whitespace();
+        let fstype = r.next()?;
+        let source = r.next()?;
+        Some((source.to_string(), fstype.to_string()))
+    })
 }
 
 #[cfg(test)]
@@ -365,8 +362,14 @@ mod tests {
     fn the_root_mount_from_mountinfo() {
         let mi = "15 1 31:1 / / ro,relatime shared:1 - squashfs /dev/root ro,errors=continue\n\
                   16 15 0:5 / /dev rw - devtmpfs devtmpfs rw\n";
-        assert_eq!(root_mount(mi), Some(("/dev/root".into(), "squashfs".into())));
-        assert_eq!(root_mount("16 15 0:5 / /dev rw - devtmpfs devtmpfs rw\n"), None);
+        assert_eq!(
+            root_mount(mi),
+            Some(("/dev/root".into(), "squashfs".into()))
+        );
+        assert_eq!(
+            root_mount("16 15 0:5 / /dev rw - devtmpfs devtmpfs rw\n"),
+            None
+        );
         assert_eq!(root_mount("garbage\n"), None);
     }
 

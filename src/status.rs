@@ -69,14 +69,20 @@ pub fn main(args: &[String]) -> i32 {
         // one more member: the wear view
         if out.ends_with("}\n") {
             out.truncate(out.len() - 2);
-            out.push_str(&format!(",\"wear\":{}}}\n", crate::wear::display::render_json(&w.view())));
+            out.push_str(&format!(
+                ",\"wear\":{}}}\n",
+                crate::wear::display::render_json(&w.view())
+            ));
         }
         print!("{out}");
     } else {
         print!("{}", render_text(&st));
         if wear {
             println!();
-            print!("{}", crate::wear::display::render_text(&live_wear(&st).view()));
+            print!(
+                "{}",
+                crate::wear::display::render_text(&live_wear(&st).view())
+            );
         }
     }
     exit_code(&st)
@@ -106,7 +112,9 @@ fn live_wear(st: &BootState) -> LiveWear {
     let mut cfg = wear::config::WearConfig::default();
     let mut remarks = Vec::new();
     if let Err(e) = cfg.apply_list(st.wear_config.as_deref()) {
-        remarks.push(format!("wear settings from the boot unusable ({e}); defaults shown"));
+        remarks.push(format!(
+            "wear settings from the boot unusable ({e}); defaults shown"
+        ));
     }
     let root = crate::paths::SysRoot::host();
     let readings = sources::read_sources(&root, &cfg, &sources::ReadOptions { scan_ec: true });
@@ -124,7 +132,11 @@ fn live_wear(st: &BootState) -> LiveWear {
             if let Some(p) = state.problem(&wlog::log_path(data)) {
                 remarks.push(p);
             }
-            Some(wear::projection::project(state.records(), &a.endurance, a.used_pct))
+            Some(wear::projection::project(
+                state.records(),
+                &a.endurance,
+                a.used_pct,
+            ))
         }
         Err(e) => {
             remarks.push(format!("wear log: {e}"));

@@ -77,17 +77,29 @@ impl Boot<'_> {
                 // the next boot erases again. Never a half-erased "unknown".
                 let sys = self.sys;
                 let name = dev.display().to_string();
-                let started = sys.background(&mut || {
-                    match mtd::erase(sys, &dev, Some(remaining_blocks), None, &mut |_, _| {}) {
-                        Ok(_) => log::info!("{name}: erase finished; {} is used from the next boot", upper.source),
-                        Err(e) => log::warn!("{name}: background erase stopped: {e}; the next boot goes on"),
+                let started = sys.background(&mut || match mtd::erase(
+                    sys,
+                    &dev,
+                    Some(remaining_blocks),
+                    None,
+                    &mut |_, _| {},
+                ) {
+                    Ok(_) => log::info!(
+                        "{name}: erase finished; {} is used from the next boot",
+                        upper.source
+                    ),
+                    Err(e) => {
+                        log::warn!("{name}: background erase stopped: {e}; the next boot goes on")
                     }
                 });
                 let tail = match started {
                     Ok(()) => "the rest is erased in the background; the flash upper is used from the next boot",
                     Err(_) => "the next boot goes on erasing",
                 };
-                return Err(format!("formatting {what}: {percent}% erased in {} s; {tail}", ERASE_BUDGET.as_secs()));
+                return Err(format!(
+                    "formatting {what}: {percent}% erased in {} s; {tail}",
+                    ERASE_BUDGET.as_secs()
+                ));
             }
         };
         let wear = self.wear_assess(&upper.source, upper.fstype, &[]);

@@ -29,7 +29,12 @@ impl Boot<'_> {
     /// Reads the wear sources (ext4's lifetime writes from the superblock in
     /// `head`: nothing is mounted yet), logs the level and decision, and
     /// records them in the state. `None` when `overlay.wear=off`.
-    pub(super) fn wear_assess(&mut self, node: &str, fstype: &str, head: &[u8]) -> Option<BootWear> {
+    pub(super) fn wear_assess(
+        &mut self,
+        node: &str,
+        fstype: &str,
+        head: &[u8],
+    ) -> Option<BootWear> {
         if !self.cfg.wear.enabled {
             return None;
         }
@@ -38,7 +43,13 @@ impl Boot<'_> {
             sources::read_sources(&self.root, &self.cfg.wear, &ReadOptions { scan_ec: true });
         if fstype == "ext4" {
             if let Some(kb) = crate::probe::ext4_kbytes_written(head) {
-                readings.push(sources::fs_from_counter(&self.root, "ext4", &dev, kb, &self.cfg.wear));
+                readings.push(sources::fs_from_counter(
+                    &self.root,
+                    "ext4",
+                    &dev,
+                    kb,
+                    &self.cfg.wear,
+                ));
             }
         }
         let assessment = wear::assess(&readings, &self.cfg.wear, Some(&dev));
@@ -81,7 +92,12 @@ impl Boot<'_> {
     /// `protect`: the data filesystem read-only at /overlay (no journal
     /// replay, no fsck, no reset: nothing is written), its upper/ the top
     /// lower layer, under a tmpfs upper in [`PROTECT_RAM`].
-    pub(super) fn protect(&mut self, node: &str, fstype: &str, why: String) -> Result<Upper, String> {
+    pub(super) fn protect(
+        &mut self,
+        node: &str,
+        fstype: &str,
+        why: String,
+    ) -> Result<Upper, String> {
         self.ensure_fs(fstype);
         let target = Path::new(self.mode.overlay());
         let _ = self.sys.mkdir(target, 0o755);
@@ -102,7 +118,13 @@ impl Boot<'_> {
         let _ = self.sys.mkdir(ram, 0o755);
         let mounted = self
             .sys
-            .mount("tmpfs", ram, "tmpfs", MountFlags::NONE, &format!("mode=0755,size={size}"))
+            .mount(
+                "tmpfs",
+                ram,
+                "tmpfs",
+                MountFlags::NONE,
+                &format!("mode=0755,size={size}"),
+            )
             .map_err(|e| format!("cannot mount a tmpfs at {PROTECT_RAM}: {e}"));
         if let Err(e) = mounted {
             self.unmount_upper();
@@ -122,7 +144,10 @@ impl Boot<'_> {
                 mountpoint: format!("{}/upper", paths::OVERLAY),
             },
         );
-        log::warn!("flash protected: {node} is read-only at {}, its upper layer shown under a RAM upper", paths::OVERLAY);
+        log::warn!(
+            "flash protected: {node} is read-only at {}, its upper layer shown under a RAM upper",
+            paths::OVERLAY
+        );
         Ok(Upper::Tmpfs {
             reason: Some(why),
             size,

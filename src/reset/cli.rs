@@ -221,7 +221,10 @@ fn format(a: &Args, state: &BootState) -> i32 {
     let dev = match &target {
         Target::Mtd(d) | Target::Block(d) => d.display().to_string(),
     };
-    if let Err(e) = confirm(a.yes, &format!("Erase everything on {dev} at the next boot?")) {
+    if let Err(e) = confirm(
+        a.yes,
+        &format!("Erase everything on {dev} at the next boot?"),
+    ) {
         return refuse(e);
     }
     if let Err(e) = write_marker(&target) {

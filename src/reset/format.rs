@@ -100,5 +100,11 @@ pub fn in_use(state: &BootState) -> Option<String> {
         .lowers
         .iter()
         .find(|l| l.mountpoint == protected)
-        .map(|l| format!("{} is mounted read-only at {}: nothing to reclaim", l.device, paths::OVERLAY))
+        .map(|l| {
+            format!(
+                "{} is mounted read-only at {}: nothing to reclaim",
+                l.device,
+                paths::OVERLAY
+            )
+        })
 }

@@ -58,7 +58,10 @@ fn timed<T>(kind: Spent, f: impl FnOnce() -> T) -> T {
 
 /// (µs, calls) spent so far in `kind`.
 pub fn spent(kind: Spent) -> (Duration, u64) {
-    let get = |a: &[AtomicU64; 5]| a.get(kind as usize).map_or(0, |v| v.load(Ordering::Relaxed));
+    let get = |a: &[AtomicU64; 5]| {
+        a.get(kind as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    };
     (Duration::from_micros(get(&SPENT_US)), get(&SPENT_N))
 }
 
@@ -219,7 +222,10 @@ impl Sys for LinuxSys {
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
-        timed(Spent::Switch, || rustix::process::pivot_root(new_root, put_old)).map_err(os)
+        timed(Spent::Switch, || {
+            rustix::process::pivot_root(new_root, put_old)
+        })
+        .map_err(os)
     }
 
     fn remove_tree_same_fs(&self, dir: &Path) -> io::Result<()> {

@@ -105,7 +105,9 @@ pub fn main(args: &[String]) -> i32 {
             .iter()
             .find(|r| {
                 r.kind == sources::Kind::Fs
-                    && data_dev.as_deref().is_none_or(|d| r.id.ends_with(&format!(":{d}")))
+                    && data_dev
+                        .as_deref()
+                        .is_none_or(|d| r.id.ends_with(&format!(":{d}")))
             })
             .and_then(|r| r.figure("lifetime_write_kbytes"))
             .map_or(0, |kb| kb.saturating_mul(1024));
@@ -137,7 +139,15 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
         if flash_rw {
-            keep_log(&root, &cfg, &readings, a.level, data_dev.as_deref(), log_state.as_ref(), now);
+            keep_log(
+                &root,
+                &cfg,
+                &readings,
+                a.level,
+                data_dev.as_deref(),
+                log_state.as_ref(),
+                now,
+            );
         }
         n = n.saturating_add(1);
         if samples.is_some_and(|s| n >= s.saturating_add(1)) {
@@ -154,7 +164,14 @@ fn log_report(r: &monitor::Report, exhausting: bool, budget: Option<u64>) {
     let top: Vec<String> = r
         .top
         .iter()
-        .map(|d| format!("{} (pid {}) {}", d.comm, d.pid, super::display::human_bytes(d.bytes)))
+        .map(|d| {
+            format!(
+                "{} (pid {}) {}",
+                d.comm,
+                d.pid,
+                super::display::human_bytes(d.bytes)
+            )
+        })
         .collect();
     let top = if top.is_empty() {
         "no process wrote".to_string()

@@ -502,14 +502,26 @@ pub fn read_fs(root: &SysRoot, fs: &str, dev: &str, cfg: &WearConfig) -> Option<
 
 /// ext4 or f2fs on `dev` from a lifetime write counter read elsewhere (the
 /// superblock, before mounting).
-pub fn fs_from_counter(root: &SysRoot, fs: &str, dev: &str, kb: u64, cfg: &WearConfig) -> SourceReading {
+pub fn fs_from_counter(
+    root: &SysRoot,
+    fs: &str,
+    dev: &str,
+    kb: u64,
+    cfg: &WearConfig,
+) -> SourceReading {
     let mut r = SourceReading::new(format!("{fs}:{dev}"), Kind::Fs);
     r.figures.push(("lifetime_write_kbytes", Value::Num(kb)));
     fs_life(r, root, dev, Some(kb), cfg)
 }
 
 /// Capacity and life used of a filesystem reading.
-fn fs_life(mut r: SourceReading, root: &SysRoot, dev: &str, kb: Option<u64>, cfg: &WearConfig) -> SourceReading {
+fn fs_life(
+    mut r: SourceReading,
+    root: &SysRoot,
+    dev: &str,
+    kb: Option<u64>,
+    cfg: &WearConfig,
+) -> SourceReading {
     let capacity = cfg.capacity.or_else(|| disk_bytes(root, dev));
     if let Some(c) = capacity {
         r.figures.push(("capacity_bytes", Value::Num(c)));

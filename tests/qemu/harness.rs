@@ -307,7 +307,12 @@ pub fn cut_by_test_hook(
 ) -> PathBuf {
     let copy = work.path(&format!("cut-{}.img", point.replace(':', "-")));
     std::fs::copy(image, &copy).unwrap();
-    let cut = boot_fn(work, &copy, &format!("overlay.test_crash={point}"), "fact reached yes");
+    let cut = boot_fn(
+        work,
+        &copy,
+        &format!("overlay.test_crash={point}"),
+        "fact reached yes",
+    );
     cut.expect(&format!(
         "test hook: power cut after {}",
         point.replace(':', " #")

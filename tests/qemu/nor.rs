@@ -11,8 +11,8 @@
 //! Figures (stage times, erase time) go to stderr as `figure:` lines.
 
 use crate::harness::{
-    boot_nor, boot_nor_cut, cut_by_test_hook, fingerprint, flash_partition, read_bytes, scribble, write_bytes, Boot,
-    Work,
+    boot_nor, boot_nor_cut, cut_by_test_hook, fingerprint, flash_partition, read_bytes, scribble,
+    write_bytes, Boot, Work,
 };
 use crate::reset::{CHANGES, KILL_POINTS, VIEW_VS_ROM};
 use std::path::Path;
