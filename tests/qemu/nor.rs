@@ -473,27 +473,30 @@ overlay-reset --format -y --no-reboot; fact format_exit $?
         b2.preinit_ms(Some("upper")),
         b2.preinit_ms(None)
     );
+    expect_formatted_once(&w, &flash, &random, "reclaimed");
+}
+
+/// After a boot that erased a marked rootfs_data and wrote /root/f: the
+/// marker is gone, no block of `random` (the bytes before) is left, and the
+/// next boot mounts the JFFS2 as it is (no second format) with /root/f
+/// holding `f`.
+fn expect_formatted_once(w: &Work, flash: &Path, random: &[u8], f: &str) {
+    let (data_off, _) = flash_partition("rootfs_data");
     assert_ne!(
-        read_bytes(&flash, data_off, 4),
+        read_bytes(flash, data_off, 4),
         FORMAT_MARKER,
         "the marker is gone"
     );
     assert_eq!(
-        unchanged_blocks(&flash, &random),
+        unchanged_blocks(flash, random),
         Vec::<u64>::new(),
-        "every block was erased"
+        "every block was erased: none holds the old bytes"
     );
-
-    let b3 = boot_nor(
-        &w,
-        &flash,
-        "",
-        &format!("{FACTS}\nfact f \"$(cat /root/f)\""),
-    );
+    let b3 = boot_nor(w, flash, "", &format!("{FACTS}\nfact f \"$(cat /root/f)\""));
     b3.expect_clean_run();
     expect_flash_upper(&b3, Fs::Jffs2);
     assert!(!b3.has("format marker found"), "formatted once");
-    assert_eq!(b3.fact("f"), "reclaimed");
+    assert_eq!(b3.fact("f"), f);
 }
 
 /// The md5 of `bytes`, as md5sum prints it.
@@ -676,23 +679,7 @@ fn nor_power_cut_during_the_format_erase_is_finished_by_the_next_boot() {
     b2.expect("overlay-init: erasing rootfs_data: 100%");
     expect_flash_upper(&b2, Fs::Jffs2);
     assert_eq!(b2.fact("write"), "ok");
-    assert_ne!(read_bytes(&flash, data_off, 4), FORMAT_MARKER);
-    assert_eq!(
-        unchanged_blocks(&flash, &random),
-        Vec::<u64>::new(),
-        "the second erase finished: no block holds the old bytes"
-    );
-
-    let b3 = boot_nor(
-        &w,
-        &flash,
-        "",
-        &format!("{FACTS}\nfact f \"$(cat /root/f)\""),
-    );
-    b3.expect_clean_run();
-    expect_flash_upper(&b3, Fs::Jffs2);
-    assert!(!b3.has("format marker found"));
-    assert_eq!(b3.fact("f"), "formatted");
+    expect_formatted_once(&w, &flash, &random, "formatted");
 }
 
 /// The LEBs of UBI volume `vol_id` that have a PEB in `flash`'s rootfs_data
