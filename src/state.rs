@@ -158,6 +158,16 @@ impl BootState {
         matches!(self.upper, Upper::Flash { .. })
     }
 
+    /// The flash upper's device name as sysfs names it (`vda2` of
+    /// `/dev/vda2`, `ubi0:rootfs_data` as it is): what the wear sources are
+    /// keyed by. `None` when the upper is not on flash.
+    pub fn data_dev(&self) -> Option<&str> {
+        match &self.upper {
+            Upper::Flash { device, .. } => device.rsplit('/').next(),
+            _ => None,
+        }
+    }
+
     pub fn total(&self) -> Duration {
         self.stages.iter().map(|(_, d)| *d).sum()
     }

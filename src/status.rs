@@ -118,11 +118,7 @@ fn live_wear(st: &BootState) -> LiveWear {
     }
     let root = crate::paths::SysRoot::host();
     let readings = sources::read_sources(&root, &cfg, &sources::ReadOptions { scan_ec: true });
-    let data_dev = match &st.upper {
-        crate::state::Upper::Flash { device, .. } => device.rsplit('/').next().map(str::to_string),
-        _ => None,
-    };
-    let a = wear::assess(&readings, &cfg, data_dev.as_deref());
+    let a = wear::assess(&readings, &cfg, st.data_dev());
     if let Some(w) = &st.wear {
         remarks.push(format!("at boot: {w}"));
     }

@@ -15,7 +15,7 @@ use super::log as wlog;
 use super::monitor::{self, Budget, Monitor};
 use super::sources::{self, ReadOptions};
 use crate::paths::{self, SysRoot};
-use crate::state::{BootState, Upper};
+use crate::state::BootState;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,11 +76,8 @@ pub fn main(args: &[String]) -> i32 {
         log::info!("wear monitoring is off (overlay.wear=off)");
         return 0;
     }
-    let flash_rw = matches!(state.as_ref().map(|s| &s.upper), Some(Upper::Flash { .. }));
-    let data_dev = match state.as_ref().map(|s| &s.upper) {
-        Some(Upper::Flash { device, .. }) => device.rsplit('/').next().map(str::to_string),
-        _ => None,
-    };
+    let flash_rw = state.as_ref().is_some_and(BootState::persistent);
+    let data_dev = state.as_ref().and_then(BootState::data_dev);
     let interval = interval.unwrap_or(cfg.sample);
     log::info!(
         "watching flash writes every {} (target lifetime {} years)",
@@ -93,7 +90,7 @@ pub fn main(args: &[String]) -> i32 {
     let mut n = 0u64;
     loop {
         let readings = sources::read_sources(&root, &cfg, &ReadOptions { scan_ec: false });
-        let a = super::assess(&readings, &cfg, data_dev.as_deref());
+        let a = super::assess(&readings, &cfg, data_dev);
         let data = Path::new(paths::OVERLAY);
         let log_state = wlog::read_log(data).ok();
         let now = super::wall_clock_secs();
@@ -105,9 +102,7 @@ pub fn main(args: &[String]) -> i32 {
             .iter()
             .find(|r| {
                 r.kind == sources::Kind::Fs
-                    && data_dev
-                        .as_deref()
-                        .is_none_or(|d| r.id.ends_with(&format!(":{d}")))
+                    && data_dev.is_none_or(|d| r.id.ends_with(&format!(":{d}")))
             })
             .and_then(|r| r.figure("lifetime_write_kbytes"))
             .map_or(0, |kb| kb.saturating_mul(1024));
@@ -144,7 +139,7 @@ pub fn main(args: &[String]) -> i32 {
                 &cfg,
                 &readings,
                 a.level,
-                data_dev.as_deref(),
+                data_dev,
                 log_state.as_ref(),
                 now,
             );
