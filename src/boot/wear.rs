@@ -114,7 +114,6 @@ impl Boot<'_> {
         self.upper_on_flash = true;
         let size = self.cfg.tmpfs_size.to_string();
         let ram = Path::new(PROTECT_RAM);
-        let _ = self.sys.mkdir(Path::new(paths::RUN_DIR), 0o755);
         let _ = self.sys.mkdir(ram, 0o755);
         let mounted = self
             .sys
