@@ -727,6 +727,16 @@ impl<'a> Boot<'a> {
         }
     }
 
+    /// A tmpfs bounded by overlay.tmpfs_size at `target`; `what` names it in
+    /// the error ("cannot mount a tmpfs upper: ...").
+    fn mount_ram(&self, target: &Path, what: &str) -> Result<(), String> {
+        let _ = self.sys.mkdir(target, 0o755);
+        let data = format!("mode=0755,size={}", self.cfg.tmpfs_size);
+        self.sys
+            .mount("tmpfs", target, "tmpfs", MountFlags::NONE, &data)
+            .map_err(|e| format!("cannot mount a tmpfs {what}: {e}"))
+    }
+
     /// A bounded tmpfs as the upper. If even that fails, the root is the
     /// lower alone, read-only: the last rung of the ladder.
     fn tmpfs_upper(&mut self, reason: Option<String>) {
@@ -734,18 +744,8 @@ impl<'a> Boot<'a> {
             log::error!("running on RAM: {r}");
         }
         let size = self.cfg.tmpfs_size.to_string();
-        let target = Path::new(self.mode.overlay());
-        let _ = self.sys.mkdir(target, 0o755);
         let mounted = self
-            .sys
-            .mount(
-                "tmpfs",
-                target,
-                "tmpfs",
-                MountFlags::NONE,
-                &format!("mode=0755,size={size}"),
-            )
-            .map_err(|e| format!("cannot mount a tmpfs upper: {e}"))
+            .mount_ram(Path::new(self.mode.overlay()), "upper")
             .and_then(|()| self.make_upper_dirs());
         self.state.upper = match mounted {
             Ok(()) => Upper::Tmpfs { reason, size },

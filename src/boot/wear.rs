@@ -113,19 +113,7 @@ impl Boot<'_> {
             .map_err(|e| format!("{why}; and {node} cannot be mounted read-only: {e}"))?;
         self.upper_on_flash = true;
         let size = self.cfg.tmpfs_size.to_string();
-        let ram = Path::new(PROTECT_RAM);
-        let _ = self.sys.mkdir(ram, 0o755);
-        let mounted = self
-            .sys
-            .mount(
-                "tmpfs",
-                ram,
-                "tmpfs",
-                MountFlags::NONE,
-                &format!("mode=0755,size={size}"),
-            )
-            .map_err(|e| format!("cannot mount a tmpfs at {PROTECT_RAM}: {e}"));
-        if let Err(e) = mounted {
+        if let Err(e) = self.mount_ram(Path::new(PROTECT_RAM), &format!("at {PROTECT_RAM}")) {
             self.unmount_upper();
             return Err(format!("{why}; {e}"));
         }
