@@ -4,6 +4,13 @@
 //! take seconds per boot); qemu/test.sh runs them with `-- --ignored`.
 //! See harness.rs for the device layout.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a test stops at the first failure, by design
+
 mod harness;
 mod nor;
 mod reset;
