@@ -2,10 +2,20 @@
 # Cross-build overlay-init as a static armv7 musl binary with the *stable*
 # toolchain (the link recipe: qemu/cross-env.sh), optimised for size.
 #
-# Output: target/armv7-unknown-linux-musleabihf/release/overlay-init
-# Extra arguments are passed to cargo build (e.g. --features ...).
+# Output: target/armv7-unknown-linux-musleabihf/release/overlay-init, the
+# release binary. With --test-hooks: the test build (feature test-hooks: the
+# keys the QEMU tests use to cut the power on demand), in its own target
+# directory, target/test-hooks/armv7-unknown-linux-musleabihf/release/overlay-init,
+# so that the release binary never carries a test hook.
+# Extra arguments are passed to cargo build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+features=()
+if [ "${1:-}" = --test-hooks ]; then
+  shift
+  features=(--features test-hooks)
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/test-hooks
+fi
 
 # shellcheck source=qemu/cross-env.sh
 . qemu/cross-env.sh
@@ -34,7 +44,7 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="$CROSS_RUSTFLAGS \
 -C force-unwind-tables=no -C link-arg=-Wl,-z,norelro"
 
 cargo build --release -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
-  --target "$TRIPLE" "$@"
+  --target "$TRIPLE" ${features[@]+"${features[@]}"} "$@"
 
 [ -x "$OUT" ] || { echo "build-binary.sh: $OUT not produced" >&2; exit 1; }
 info=$(file -b "$OUT")

@@ -16,6 +16,9 @@
 #                                    as /etc/overlay-init.conf
 #   qemu/out/BOARD/rootfs.d/         the staging tree, left for inspection
 #
+# ROOTFS_BIN and ROOTFS_OUT (set by qemu/build.sh --test-hooks) replace the
+# binary and the output directory.
+#
 # Needs qemu/fetch.sh's qemu/cache/armhf-root and qemu/build-binary.sh's
 # overlay-init (qemu/build.sh runs them first). Must run as root (ownership).
 set -euo pipefail
@@ -31,7 +34,7 @@ BDIR=$REPO/board/$BOARD
 . "$BDIR/board.sh"
 [ "$(id -u)" = 0 ] || die "must run as root (file ownership)"
 
-BIN=$REPO/target/$BOARD_RUST_TARGET/release/overlay-init
+BIN=${ROOTFS_BIN:-$REPO/target/$BOARD_RUST_TARGET/release/overlay-init}
 ARMROOT=$REPO/qemu/cache/armhf-root
 [ -x "$BIN" ] || die "$BIN missing: run qemu/build-binary.sh (or qemu/build.sh)"
 [ -x "$ARMROOT/bin/busybox" ] || die "$ARMROOT missing: run qemu/fetch.sh (or qemu/build.sh)"
@@ -39,7 +42,7 @@ if [ -z "${BOARD_ROOTFS_DIRS+set}" ]; then
   BOARD_ROOTFS_DIRS=()
   if [ -d "$BDIR/rootfs" ]; then BOARD_ROOTFS_DIRS=("board/$BOARD/rootfs"); fi
 fi
-OUT=$REPO/qemu/out/$BOARD
+OUT=${ROOTFS_OUT:-$REPO/qemu/out/$BOARD}
 mkdir -p "$OUT"
 # Fixed timestamps make the image depend on its content only.
 EPOCH=${SOURCE_DATE_EPOCH:-0}

@@ -25,6 +25,11 @@
 #                                     the rest erased (0xFF)
 #   qemu/out/BOARD/cmdline            the board's default kernel command line
 #
+# With --test-hooks (before BOARD) everything goes to qemu/out/BOARD-test-hooks/
+# instead, built around the test build of overlay-init (qemu/build-binary.sh
+# --test-hooks): the images the QEMU tests boot. The plain images carry the
+# release binary.
+#
 # Runs qemu/fetch.sh and qemu/build-binary.sh first (qemu/setup.sh is the
 # caller's job). The staging trees are left in qemu/out/BOARD/{initramfs,rootfs}.d
 # for inspection. Every run rebuilds the images (a few seconds); an own kernel
@@ -33,6 +38,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
+variant=
+if [ "${1:-}" = --test-hooks ]; then variant=test-hooks; shift; fi
 BOARD=${1:-qemu-armv7}
 BDIR=$REPO/board/$BOARD
 [ -f "$BDIR/board.sh" ] || { echo "build.sh: no board $BOARD ($BDIR/board.sh)" >&2; exit 1; }
@@ -54,11 +61,18 @@ fi
 
 # fetch.sh: the userland (busybox, e2fsprogs) for every board, and Debian's kernel.
 KERNEL_FLAVOUR=$BOARD_KERNEL_FLAVOUR DEB_ARCH=$BOARD_DEB_ARCH ./qemu/fetch.sh
-./qemu/build-binary.sh
-BIN=$REPO/target/$BOARD_RUST_TARGET/release/overlay-init
+if [ -n "$variant" ]; then
+  ./qemu/build-binary.sh --test-hooks
+  BIN=$REPO/target/test-hooks/$BOARD_RUST_TARGET/release/overlay-init
+  OUT=$REPO/qemu/out/$BOARD-test-hooks
+else
+  ./qemu/build-binary.sh
+  BIN=$REPO/target/$BOARD_RUST_TARGET/release/overlay-init
+  OUT=$REPO/qemu/out/$BOARD
+fi
+export ROOTFS_BIN=$BIN ROOTFS_OUT=$OUT
 
 CACHE=$REPO/qemu/cache
-OUT=$REPO/qemu/out/$BOARD
 mkdir -p "$OUT"
 # Fixed timestamps make the archives depend on their content only.
 EPOCH=${SOURCE_DATE_EPOCH:-0}

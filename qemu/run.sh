@@ -8,6 +8,8 @@
 #   --shell         append demo.shell: the rootfs gives an interactive shell on
 #                   the console (exit it to power off); timeout 1 h by default
 #   --board B       board name (default qemu-armv7)
+#   --out DIR       the board's built images (default qemu/out/B; the test
+#                   suite boots qemu/out/B-test-hooks, from qemu/build.sh --test-hooks)
 #   --disk FILE     attach FILE as a virtio disk and use it in place (writes
 #                   persist). May be repeated. Default on a disk board
 #                   (BOARD_STORAGE=disk): a throw-away copy of
@@ -38,12 +40,13 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
-BOARD=qemu-armv7 shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo='' flash=''
+BOARD=qemu-armv7 out='' shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo='' flash=''
 disks=() extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --shell) shell=1 ;;
     --board) BOARD=${2:?}; shift ;;
+    --out) out=${2:?}; shift ;;
     --disk) disks+=("${2:?}"); shift ;;
     --flash) flash=${2:?}; shift ;;
     --append) append="$append ${2?}"; shift ;;
@@ -63,7 +66,7 @@ BDIR=$REPO/board/$BOARD
 [ -f "$BDIR/board.sh" ] || die "no board $BOARD"
 # shellcheck source=board/qemu-armv7/board.sh source-path=SCRIPTDIR/..
 . "$BDIR/board.sh"
-OUT=$REPO/qemu/out/$BOARD
+OUT=${out:-$REPO/qemu/out/$BOARD}
 STORAGE=${BOARD_STORAGE:-disk}
 kernel=${kernel:-$OUT/kernel}
 if [ "${BOARD_INITRAMFS:-1}" = 1 ]; then

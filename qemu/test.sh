@@ -8,12 +8,18 @@ cd "$(dirname "$0")/.."
 ./qemu/setup.sh
 # PID 1 must not panic: no unwrap/expect/panic/indexing outside tests (src/main.rs).
 cargo clippy --all-targets -- -D warnings
-cargo test
+cargo clippy --all-targets --all-features -- -D warnings
+# --all-features: the test-hooks code is tested too.
+cargo test --all-features
 # Both boards: qemu-armv7 (Debian kernel, initramfs, GPT disk) and
 # qemu-armv7-nor (own kernel, cached in qemu/cache: about 2-3 min on a fresh
 # machine; CFI NOR flash, no initramfs).
+# The release binary (its size is tested; it has no test hooks) ...
+./qemu/build-binary.sh
+# ... and the images the tests boot, around the test build (feature
+# test-hooks), in qemu/out/BOARD-test-hooks.
 for board in qemu-armv7 qemu-armv7-nor; do
-  ./qemu/build.sh "$board"
+  ./qemu/build.sh --test-hooks "$board"
 done
 cargo test --test qemu -- --ignored --test-threads=2
 # The benchmark runs too, briefly, so that its command keeps working (figures

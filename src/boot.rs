@@ -576,9 +576,12 @@ impl<'a> Boot<'a> {
             );
             pending = Pending::Request(req);
         }
-        // The power-cut test hook: reboot, unsynced, after the N-th change of a step.
-        let sys = self.sys;
-        let crash = self.cfg.test_crash.clone();
+        // The power-cut test hook (feature test-hooks): reboot, unsynced,
+        // after the N-th change of a step. A no-op in the release build.
+        #[cfg(feature = "test-hooks")]
+        let (sys, crash) = (self.sys, self.cfg.test_crash.clone());
+        #[cfg(not(feature = "test-hooks"))]
+        let (sys, crash) = (self.sys, None::<(String, u32)>);
         // Changes of the one configured step seen so far.
         let mut count = 0;
         let mut hook = |step: &str| {

@@ -95,8 +95,10 @@ pub struct Config {
     pub fatal_delay: Duration,
     /// `overlay.reset=1` / `systemd.factory_reset=1`: reset at this boot.
     pub reset: bool,
-    /// `overlay.test_crash=STEP[:N]`: for power-cut tests only, reboot
+    /// `overlay.test_crash=STEP[:N]`: for power-cut tests only (feature
+    /// test-hooks; the release binary does not know the key), reboot
     /// without syncing right after the N-th change of that reset step.
+    #[cfg(feature = "test-hooks")]
     pub test_crash: Option<(String, u32)>,
     /// `overlay.wear=` and `overlay.wear_policy=`: flash wear thresholds,
     /// rated endurance, intervals and what to do when the flash is worn out.
@@ -131,6 +133,7 @@ impl Default for Config {
             fs_modules: Vec::new(),
             fatal_delay: DEFAULT_FATAL_DELAY,
             reset: false,
+            #[cfg(feature = "test-hooks")]
             test_crash: None,
             wear: WearConfig::default(),
         }
@@ -262,6 +265,7 @@ impl Config {
             "overlay.init" => self.overlay_init = Some(init_path(v)?),
             "overlay.debug" => self.debug = flag(v)?,
             "overlay.reset" | "systemd.factory_reset" => self.reset = flag(v)?,
+            #[cfg(feature = "test-hooks")]
             "overlay.test_crash" => {
                 let s = word(v)?;
                 let (step, n) = s.split_once(':').unwrap_or((s, "1"));
@@ -601,6 +605,11 @@ mod tests {
         assert!(cfg("overlay.reset=1").0.reset);
         assert!(cfg("systemd.factory_reset=1").0.reset);
         assert!(!cfg("systemd.factory_reset=0").0.reset);
+    }
+
+    #[cfg(feature = "test-hooks")]
+    #[test]
+    fn test_crash_key() {
         assert_eq!(
             cfg("overlay.test_crash=trash:2").0.test_crash,
             Some(("trash".into(), 2))
@@ -611,6 +620,16 @@ mod tests {
         );
         assert_eq!(cfg("overlay.test_crash=nope").1.len(), 1);
         assert_eq!(cfg("overlay.test_crash=keep:0").1.len(), 1);
+    }
+
+    /// The release build does not know the test-only key: it is refused
+    /// like any unknown overlay.* key.
+    #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn test_crash_key_is_unknown_without_the_feature() {
+        let (_, e) = cfg("overlay.test_crash=trash:2");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].problem, "unknown overlay-init key");
     }
 
     #[test]

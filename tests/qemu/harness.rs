@@ -34,11 +34,13 @@ pub fn out_dir() -> PathBuf {
     out_dir_for(BOARD)
 }
 
-/// The built artifacts of `board` (qemu/build.sh BOARD), checked to be there:
-/// kernel, rootfs.squashfs, cmdline, and disk.img + initramfs.cpio.gz or
-/// (the NOR board) flash.img.
+/// The built artifacts of `board` that the tests boot (qemu/build.sh
+/// --test-hooks BOARD: around the test build of overlay-init, whose
+/// test-only keys such as `overlay.test_crash=` the release binary lacks),
+/// checked to be there: kernel, rootfs.squashfs, cmdline, and disk.img +
+/// initramfs.cpio.gz or (the NOR board) flash.img.
 pub fn out_dir_for(board: &str) -> PathBuf {
-    let default = repo().join("qemu/out").join(board);
+    let default = repo().join("qemu/out").join(format!("{board}-test-hooks"));
     let out = match std::env::var_os("OVERLAY_INIT_OUT") {
         Some(dir) if board == BOARD => PathBuf::from(dir),
         _ => default,
@@ -57,7 +59,7 @@ pub fn out_dir_for(board: &str) -> PathBuf {
     for f in files {
         assert!(
             out.join(f).exists(),
-            "{} missing: run qemu/build.sh {board} first (qemu/test.sh does)",
+            "{} missing: run qemu/build.sh --test-hooks {board} first (qemu/test.sh does)",
             out.join(f).display()
         );
     }
@@ -276,14 +278,14 @@ status() { overlay-status "$@"; echo "T:status_exit=$?"; }
 /// Boots `disk` with the board's command line plus `append`, running `script`.
 pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", BOARD, "--disk"]).arg(disk);
+    storage.args(["--board", BOARD, "--out"]).arg(out_dir()).arg("--disk").arg(disk);
     run(work, storage, append, script, &[])
 }
 
 /// [`boot`] with more QEMU arguments (run.sh's `-- ARGS`), e.g. `-rtc base=…`.
 pub fn boot_qemu(work: &Work, disk: &Path, append: &str, script: &str, qemu: &[String]) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", BOARD, "--disk"]).arg(disk);
+    storage.args(["--board", BOARD, "--out"]).arg(out_dir()).arg("--disk").arg(disk);
     run(work, storage, append, script, qemu)
 }
 
@@ -291,7 +293,7 @@ pub fn boot_qemu(work: &Work, disk: &Path, append: &str, script: &str, qemu: &[S
 /// its command line plus `append`, running `script`.
 pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", NOR_BOARD, "--flash"]).arg(flash);
+    storage.args(["--board", NOR_BOARD, "--out"]).arg(out_dir_for(NOR_BOARD)).arg("--flash").arg(flash);
     run(work, storage, append, script, &[])
 }
 
@@ -342,7 +344,7 @@ pub fn boot_nor_cut(
     delay: Duration,
 ) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", NOR_BOARD, "--flash"]).arg(flash);
+    storage.args(["--board", NOR_BOARD, "--out"]).arg(out_dir_for(NOR_BOARD)).arg("--flash").arg(flash);
     run_cut(work, storage, append, script, marker, delay)
 }
 

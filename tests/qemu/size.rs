@@ -6,6 +6,9 @@ use crate::harness::repo;
 
 /// The build fails above this (bytes).
 pub const BUDGET: u64 = 300 * 1024;
+/// The test-only keys (feature test-hooks).
+const TEST_HOOK_KEYS: &[&str] = &["test_crash"];
+
 /// What we aim at; above it the test prints a warning, not a failure.
 pub const TARGET: u64 = 256 * 1024;
 
@@ -24,6 +27,16 @@ fn armv7_binary_is_within_the_size_budget() {
     );
     if size > TARGET {
         eprintln!("warning: above the {} KiB target", TARGET / 1024);
+    }
+    // Test-only hooks are compiled into the test build only (feature
+    // test-hooks, qemu/build-binary.sh --test-hooks): none of their keys may
+    // be in the release binary.
+    let bytes = std::fs::read(&bin).unwrap();
+    for key in TEST_HOOK_KEYS {
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the release binary contains the test-only key {key}"
+        );
     }
     assert!(
         size <= BUDGET,
