@@ -35,7 +35,8 @@ BDIR=$REPO/board/$BOARD
 [ "$(id -u)" = 0 ] || die "must run as root (file ownership)"
 
 BIN=${ROOTFS_BIN:-$REPO/target/$BOARD_RUST_TARGET/release/overlay-init}
-ARMROOT=$REPO/qemu/cache/armhf-root
+# Resolved: readlink -f below strips this prefix, and qemu/cache may be a link.
+ARMROOT=$(readlink -f "$REPO/qemu/cache/armhf-root")
 [ -x "$BIN" ] || die "$BIN missing: run qemu/build-binary.sh (or qemu/build.sh)"
 [ -x "$ARMROOT/bin/busybox" ] || die "$ARMROOT missing: run qemu/fetch.sh (or qemu/build.sh)"
 if [ -z "${BOARD_ROOTFS_DIRS+set}" ]; then
