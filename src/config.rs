@@ -140,6 +140,20 @@ impl Default for Config {
     }
 }
 
+/// The configuration this system booted with, for the tools of the running
+/// system (`overlay-reset --format`, the wear monitor): the command line,
+/// and the board file, which stays in the initramfs after the switch: the
+/// root's `/etc/overlay-init.conf` where there is one (pivot mode, or a copy),
+/// else the lower's at /rom.
+pub fn read_configured(root: &crate::paths::SysRoot) -> Config {
+    use crate::paths;
+    let cmdline = std::fs::read_to_string(root.path(paths::PROC_CMDLINE)).unwrap_or_default();
+    let board = std::fs::read_to_string(root.path(paths::BOARD_CONFIG))
+        .or_else(|_| std::fs::read_to_string(root.path("/rom/etc/overlay-init.conf")))
+        .ok();
+    Config::from_sources(board.as_deref(), &cmdline).0
+}
+
 /// A value that was refused, and what is used instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {

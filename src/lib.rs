@@ -7,6 +7,7 @@
 //! unwrap, expect, panic or indexing outside tests) lives in Cargo.toml
 //! `[lints]` and clippy.toml.
 
+pub mod backend;
 pub mod boot;
 pub mod cmdline;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod paths;
 pub mod pid1;
 pub mod plan;
 pub mod probe;
+pub mod reason;
 pub mod reset;
 pub mod state;
 pub mod status;

@@ -45,6 +45,12 @@ pub const MODULES_DIR: &str = "/lib/modules";
 pub const ROM: &str = "/rom";
 /// The upper filesystem: holds `upper/` and `work/`.
 pub const OVERLAY: &str = "/overlay";
+/// Where the upper filesystem is staged while booting in pivot mode (moved
+/// to /overlay by the switch).
+pub const STAGED_OVERLAY: &str = "/run/overlay-init/overlay";
+/// Where the RAM upper of a protected boot lives (moved into the new root
+/// with /run).
+pub const PROTECT_RAM: &str = "/run/overlay-init/ram";
 /// Where the merged root is assembled before switching into it (initramfs mode).
 pub const NEWROOT: &str = "/newroot";
 /// Runtime state shared with the booted system (moved into it with /run).

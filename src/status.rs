@@ -198,7 +198,7 @@ pub fn render_text(st: &BootState) -> String {
             // /overlay, its upper/ the top lower layer: the RAM upper is elsewhere.
             let protected = format!("{}/upper", paths::OVERLAY);
             let at = if st.lowers.iter().any(|l| l.mountpoint == protected) {
-                crate::boot::wear::PROTECT_RAM
+                crate::paths::PROTECT_RAM
             } else {
                 paths::OVERLAY
             };

@@ -2,7 +2,6 @@
 
 use crate::error::BootError;
 use crate::paths;
-use crate::plan;
 use crate::sys::Sys;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::os::unix::fs::PermissionsExt;
@@ -27,7 +26,7 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
     }
     let head = crate::probe::read_up_to(&mut f, 256).map_err(|e| format!("cannot be read: {e}"))?;
     let head = head.as_slice();
-    if !plan::looks_executable(head) {
+    if !looks_executable(head) {
         return Err("is neither an ELF binary nor a #! script".into());
     }
     if let Some(interp) = script_interpreter(head) {
@@ -37,6 +36,11 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether the first bytes of an init candidate look runnable (ELF or `#!`).
+pub fn looks_executable(head: &[u8]) -> bool {
+    head.starts_with(b"\x7fELF") || head.starts_with(b"#!")
 }
 
 /// The interpreter of a `#!` script, from its first line.

@@ -2,6 +2,7 @@
 //! layers; the fake Sys records every call and injects failures.
 
 use super::*;
+use crate::reset::wipe::{Pending, ResetArea};
 use crate::probe::BLANK_HEAD_LEN;
 use crate::sys::fake::{Call, FakeSys};
 use crate::testutil::TempDir;
@@ -63,6 +64,9 @@ impl Fixture {
         f.exe("rom/sbin/mkfs.ext4", b"\x7fELF");
         f.exe("rom/sbin/e2fsck", b"\x7fELF");
         f.exe("newroot/sbin/init", b"\x7fELF");
+        // The lower's own init (what the merged root shows unless the
+        // upper shadows it).
+        f.exe("rom/sbin/init", b"\x7fELF");
         f
     }
 

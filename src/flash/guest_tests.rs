@@ -8,15 +8,14 @@
 //! PID 1 (in the guest), so `cargo test -- --ignored` on a host cannot
 //! touch a real flash.
 
-use super::decide::FlashAction;
 use super::jffs2::{self, RawKind, FORMAT_MARKER};
-use super::locate::{self, DataLocation, FlashLocation};
 use super::mtd::{self, EraseOutcome, MtdInfo, MtdKind};
-use super::prepare::{self, FlashUpper, Options, Prepared};
 use super::ubi::{self, VolumeContent};
+use crate::backend::{self, Content, Inventory, Location, MountSpec, PrepareEnv, Prepared, Tools, Wanted};
 use crate::paths::SysRoot;
+use crate::plan::{Action, Step};
 use crate::sys::linux::LinuxSys;
-use crate::sys::{MountFlags, Sys};
+use crate::sys::{FlashIo, MountFlags, Sys};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -40,10 +39,57 @@ fn data_partition(root: &SysRoot) -> MtdInfo {
     mtd::find_by_name(&mtds, "rootfs_data").unwrap().clone()
 }
 
-fn location(m: &MtdInfo) -> FlashLocation {
-    FlashLocation::Mtd {
+fn location(m: &MtdInfo) -> Location {
+    Location::Mtd {
         mtd: m.clone(),
         volume: "rootfs_data".into(),
+    }
+}
+
+/// What the backend table finds for `rootfs_data`, what it holds, and what
+/// preparing it takes.
+fn prepared(sys: &LinuxSys, root: &SysRoot, loc: Option<Location>) -> (Location, Prepared) {
+    let loc = loc.unwrap_or_else(|| {
+        backend::locate(&Wanted::Named("rootfs_data".into()), &Inventory::read(root)).unwrap()
+    });
+    let b = backend::backend_of(&loc);
+    let content = b.probe(sys, root, &loc).unwrap();
+    let tools = Tools::default();
+    let env = PrepareEnv {
+        fstype: crate::config::FsChoice::Auto,
+        tools: &tools,
+        erase_budget: Duration::from_secs(5),
+    };
+    let p = b.prepare(&loc, &content, &env).unwrap();
+    println!("flash-guest: {} holds {content:?}: {p:?}", loc.describe());
+    (loc, p)
+}
+
+fn mount_of(p: &Prepared) -> &MountSpec {
+    match p {
+        Prepared::Ready { mount, .. } => mount,
+        Prepared::Attach { .. } => panic!("{p:?}"),
+    }
+}
+
+/// Runs the preparation steps with the flash primitives, as the boot's
+/// executor does.
+fn run_steps(sys: &LinuxSys, p: &Prepared) {
+    let Prepared::Ready { steps, .. } = p else {
+        panic!("{p:?}")
+    };
+    for s in steps {
+        match s {
+            Step::Erase { mtd: n, .. } => {
+                mtd::erase(sys, Path::new(&format!("/dev/mtd{n}")), None, None, &mut |_, _| {})
+                    .unwrap();
+            }
+            Step::CreateVolume { ubi: n, name, bytes } => {
+                ubi::make_volume(sys, *n, name, *bytes).unwrap();
+            }
+            Step::ClearVolume { vol, lebs, .. } => ubi::clear_volume(sys, vol, *lebs).unwrap(),
+            other => panic!("not a raw-flash step: {other}"),
+        }
     }
 }
 
@@ -133,17 +179,13 @@ fn raw_flash_on_a_real_kernel() {
     );
 
     step("an erase past its deadline keeps the marker and resumes");
-    let got = prepare::prepare(
-        &sys,
-        &root,
-        location(&m),
-        Options {
-            erase_deadline: Some(Duration::ZERO),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let Prepared::EraseUnfinished {
+    let (_, p) = prepared(&sys, &root, Some(location(&m)));
+    assert!(
+        matches!(&p, Prepared::Ready { action: Action::EraseMount, steps, .. } if matches!(steps[..], [Step::Erase { .. }])),
+        "{p:?}"
+    );
+    let got = mtd::erase(&sys, &dev, None, Some(Duration::ZERO), &mut |_, _| {}).unwrap();
+    let EraseOutcome::Stopped {
         remaining_blocks, ..
     } = got
     else {
@@ -166,16 +208,11 @@ fn raw_flash_on_a_real_kernel() {
     assert_eq!(calls, m.blocks());
     assert_eq!(jffs2::read_kind(&sys, &root, &m).unwrap(), RawKind::Blank);
 
-    step("marker → prepare erases it all → JFFS2 mounts, keeps a file");
+    step("marker → the plan's erase erases it all → JFFS2 mounts, keeps a file");
     jffs2::write_format_marker(&sys, &dev).unwrap();
-    let jffs2_upper = FlashUpper {
-        source: "mtd:rootfs_data".into(),
-        fstype: "jffs2",
-    };
-    assert_eq!(
-        prepare::prepare(&sys, &root, location(&m), Options::default()),
-        Ok(Prepared::Ready(jffs2_upper.clone()))
-    );
+    let (_, p) = prepared(&sys, &root, Some(location(&m)));
+    run_steps(&sys, &p);
+    assert_eq!(mount_of(&p).source, "mtd:rootfs_data");
     assert_eq!(head(&dev, 4), [0xFF; 4]);
     mount_and_write(&sys, "mtd:rootfs_data", "jffs2");
     // A young JFFS2 on NOR writes its few nodes into whichever block it
@@ -187,13 +224,12 @@ fn raw_flash_on_a_real_kernel() {
         head(&dev, 16)
     );
     assert!(matches!(k, RawKind::Jffs2 | RawKind::Blank), "{k:?}");
-    assert_eq!(
-        prepare::prepare(&sys, &root, location(&m), Options::default()),
-        Ok(Prepared::Ready(jffs2_upper))
-    );
+    let (_, p) = prepared(&sys, &root, Some(location(&m)));
+    assert!(matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()), "{p:?}");
 
-    step("erase, attach to UBI (UBI_IOCATT), create the volume (UBI_IOCMKVOL)");
+    step("erase; the table finds UBI headers: attach (UBI_IOCATT)");
     mtd::erase(&sys, &dev, None, None, &mut |_, _| {}).unwrap();
+    // Blank, then UBI headers once UBI has attached it (it writes them).
     let num = ubi::attach(&sys, &root, m.index, Duration::from_secs(5)).unwrap();
     let (ubis, notes) = ubi::read_ubi_devices(&root);
     assert!(notes.is_empty(), "{notes:?}");
@@ -208,30 +244,28 @@ fn raw_flash_on_a_real_kernel() {
         head(&dev, 8)
     );
     assert_eq!(k, RawKind::Ubi);
-    // The search now goes through the attached device, and creates the volume.
-    let (mtds, _) = mtd::read_mtd_devices(&root);
-    let DataLocation::Flash(loc @ FlashLocation::UbiDevice { .. }) =
-        locate::locate_named("rootfs_data", &mtds, &ubis)
-    else {
-        panic!("not the UBI device")
-    };
-    let probed = prepare::probe(&sys, &root, &loc).unwrap();
+
+    step("the search goes through the attached device: create the volume (UBI_IOCMKVOL)");
+    let (loc, p) = prepared(&sys, &root, None);
+    assert!(matches!(loc, Location::UbiDevice { .. }), "{loc:?}");
     assert_eq!(
-        super::decide::decide(&loc, &probed),
-        FlashAction::CreateVolume {
-            ubi: num,
-            name: "rootfs_data".into(),
-            bytes: d.free_bytes()
+        p,
+        Prepared::Ready {
+            action: Action::FormatMount,
+            steps: vec![Step::CreateVolume {
+                ubi: num,
+                name: "rootfs_data".into(),
+                bytes: d.free_bytes()
+            }],
+            mount: MountSpec {
+                source: format!("ubi{num}:rootfs_data"),
+                fstype: "ubifs",
+                quiet_ro: "",
+            },
+            fresh: true,
         }
     );
-    let ubifs_upper = FlashUpper {
-        source: format!("ubi{num}:rootfs_data"),
-        fstype: "ubifs",
-    };
-    assert_eq!(
-        prepare::prepare(&sys, &root, loc, Options::default()),
-        Ok(Prepared::Ready(ubifs_upper.clone()))
-    );
+    run_steps(&sys, &p);
     let (ubis, _) = ubi::read_ubi_devices(&root);
     let d2 = ubis.iter().find(|x| x.num == num).unwrap();
     let v = d2.volume("rootfs_data").unwrap().clone();
@@ -251,18 +285,15 @@ fn raw_flash_on_a_real_kernel() {
         ubi::read_volume_content(&root, &v).unwrap(),
         VolumeContent::Empty
     );
-    mount_and_write(&sys, &ubifs_upper.source, "ubifs");
+    let (_, p) = prepared(&sys, &root, None);
+    assert!(matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::ClearVolume { .. }])), "empty: cleared for UBIFS: {p:?}");
+    mount_and_write(&sys, &mount_of(&p).source, "ubifs");
     assert_eq!(
         ubi::read_volume_content(&root, &v).unwrap(),
         VolumeContent::Ubifs
     );
-    let (mtds, _) = mtd::read_mtd_devices(&root);
-    let DataLocation::Flash(loc) = locate::locate_named("rootfs_data", &mtds, &ubis) else {
-        panic!("no flash location")
-    };
-    assert_eq!(
-        prepare::prepare(&sys, &root, loc, Options::default()),
-        Ok(Prepared::Ready(ubifs_upper))
-    );
+    let (_, p) = prepared(&sys, &root, None);
+    assert!(matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()), "{p:?}");
+    let _ = Content::NoVolume;
     step("all steps passed");
 }

@@ -11,7 +11,7 @@ use super::mtd::{self, MtdInfo};
 use super::FlashError;
 use crate::paths::SysRoot;
 use crate::probe::read_up_to;
-use crate::sys::Sys;
+use crate::sys::FlashIo;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
@@ -130,7 +130,7 @@ pub fn sample_blocks(first: u64, blocks: u64) -> Vec<u64> {
 
 /// Reads the partition's samples (skipping bad blocks on NAND, asked through
 /// `sys`) from its device node below `root`, and identifies it.
-pub fn read_kind(sys: &dyn Sys, root: &SysRoot, m: &MtdInfo) -> Result<RawKind, FlashError> {
+pub fn read_kind(sys: &dyn FlashIo, root: &SysRoot, m: &MtdInfo) -> Result<RawKind, FlashError> {
     let dev = m.node();
     let nand = m.kind.has_bad_blocks();
     let first = mtd::first_good_block(sys, &dev, nand, m.erasesize, m.blocks())?;
@@ -169,7 +169,7 @@ pub fn read_kind(sys: &dyn Sys, root: &SysRoot, m: &MtdInfo) -> Result<RawKind, 
 /// start, padded with 0xFF to one write unit (1 byte on NOR, a page on NAND).
 /// The next boot finds [`RawKind::FormatMarker`] and erases the partition.
 /// Only for a partition nobody has mounted: JFFS2 would not notice.
-pub fn write_format_marker(sys: &dyn Sys, dev: &Path) -> Result<(), FlashError> {
+pub fn write_format_marker(sys: &dyn FlashIo, dev: &Path) -> Result<(), FlashError> {
     let g = mtd::geometry(sys, dev)?;
     let blocks = g.size / u64::from(g.erasesize);
     let block = mtd::first_good_block(sys, dev, g.has_bad_blocks(), g.erasesize, blocks)?;

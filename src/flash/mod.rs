@@ -1,28 +1,22 @@
-//! The raw-flash upper: MTD partitions (JFFS2) and UBI volumes (UBIFS), the
-//! two backends of fstools besides block devices (libfstools/mtd.c, ubi.c).
+//! Raw flash, the primitives: MTD partitions (JFFS2) and UBI volumes
+//! (UBIFS), what fstools' libfstools/mtd.c and ubi.c read and do.
 //!
 //! - [`mtd`]: MTD partitions from sysfs or /proc/mtd; erasing.
 //! - [`ubi`]: UBI devices and volumes from sysfs; attach, create a volume.
 //! - [`jffs2`]: what a raw partition holds; OpenWrt's format marker.
-//! - [`locate`]: where the data lives (`overlay.data=mtd:`/`ubi:`, or the
-//!   fstools search by name: UBI volume, then MTD partition, then GPT).
-//! - [`decide`]: what to do with what was found (pure, table-tested).
-//! - [`prepare`]: carries it out through [`Sys`](crate::sys::Sys) and hands
-//!   back the mount source and type.
 //!
 //! Reads (sysfs, /proc, device contents) are joined onto a
-//! [`SysRoot`](crate::paths::SysRoot); every ioctl goes through `Sys`.
+//! [`SysRoot`](crate::paths::SysRoot); every ioctl goes through the
+//! [`FlashIo`](crate::sys::FlashIo) trait.
 //!
-//! The boot uses it from boot/raw.rs; `overlay-reset --format` from
-//! reset/format.rs.
+//! The decisions about them are the backends' (backend/ubi.rs,
+//! backend/jffs2.rs); the boot's executor and `overlay-reset --format`
+//! (reset/format.rs) call these.
 
-pub mod decide;
 #[cfg(test)]
 mod guest_tests;
 pub mod jffs2;
-pub mod locate;
 pub mod mtd;
-pub mod prepare;
 pub mod ubi;
 
 use crate::paths::SysRoot;
@@ -253,16 +247,7 @@ pub const POLL: Duration = Duration::from_millis(10);
 
 /// Waits up to `wait` (by `sys`'s clock) for `node` to exist below `root`.
 pub fn wait_for_node(sys: &dyn Sys, root: &SysRoot, node: &Path, wait: Duration) -> bool {
-    let start = sys.now();
-    loop {
-        if root.join(node).exists() {
-            return true;
-        }
-        if sys.now().saturating_sub(start) >= wait {
-            return false;
-        }
-        sys.sleep(POLL);
-    }
+    crate::sys::wait_until(sys, wait, POLL, || root.join(node).exists().then_some(())).is_some()
 }
 
 #[cfg(test)]

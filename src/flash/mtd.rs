@@ -7,7 +7,7 @@
 
 use super::FlashError;
 use crate::paths::SysRoot;
-use crate::sys::{MtdGeometry, Sys};
+use crate::sys::{FlashIo, MtdGeometry, Sys};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -273,7 +273,7 @@ impl ProgressSteps {
 }
 
 /// The geometry the device node reports, checked to be usable for erasing.
-pub fn geometry(sys: &dyn Sys, dev: &Path) -> Result<MtdGeometry, FlashError> {
+pub fn geometry(sys: &dyn FlashIo, dev: &Path) -> Result<MtdGeometry, FlashError> {
     let g = sys.mtd_geometry(dev).map_err(|err| FlashError::Geometry {
         dev: dev.into(),
         err,
@@ -293,7 +293,7 @@ pub fn geometry(sys: &dyn Sys, dev: &Path) -> Result<MtdGeometry, FlashError> {
 /// Whether erase block `block` is bad. Only NAND (`nand`) is asked: NOR has
 /// no bad blocks and the kernel would only answer 0.
 pub fn is_bad(
-    sys: &dyn Sys,
+    sys: &dyn FlashIo,
     dev: &Path,
     nand: bool,
     erasesize: u32,
@@ -314,7 +314,7 @@ pub fn is_bad(
 /// The first of `blocks` erase blocks that is not bad: where OpenWrt's
 /// marker lives.
 pub fn first_good_block(
-    sys: &dyn Sys,
+    sys: &dyn FlashIo,
     dev: &Path,
     nand: bool,
     erasesize: u32,

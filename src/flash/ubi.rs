@@ -6,7 +6,7 @@
 use super::{wait_for_node, FlashError};
 use crate::paths::SysRoot;
 use crate::probe::read_up_to;
-use crate::sys::Sys;
+use crate::sys::{FlashIo, Sys};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -295,7 +295,7 @@ pub fn read_volume_content(root: &SysRoot, v: &UbiVolume) -> io::Result<VolumeCo
 /// LEB is mapped and UBIFS formats the volume at its next mount. Each unmap
 /// is atomic and unmapping an unmapped LEB changes nothing, so a cut here
 /// only leaves it to be done again.
-pub fn clear_volume(sys: &dyn Sys, vol: &Path, lebs: u64) -> Result<(), FlashError> {
+pub fn clear_volume(sys: &dyn FlashIo, vol: &Path, lebs: u64) -> Result<(), FlashError> {
     for lnum in 0..u32::try_from(lebs).unwrap_or(u32::MAX) {
         sys.ubi_leb_unmap(vol, lnum)
             .map_err(|err| FlashError::Unmap {
@@ -330,15 +330,20 @@ pub fn attach(sys: &dyn Sys, root: &SysRoot, mtd: u32, wait: Duration) -> Result
 /// Creates the dynamic volume `name` on `dev` with every available LEB
 /// (`avail_eraseblocks` × `eraseblock_size`), as ubimkvol's `-m` does. An
 /// empty volume: UBIFS formats it at its first mount. Returns the volume id.
-pub fn create_volume(sys: &dyn Sys, dev: &UbiDevice, name: &str) -> Result<u32, FlashError> {
-    let node = dev.node();
+pub fn create_volume(sys: &dyn FlashIo, dev: &UbiDevice, name: &str) -> Result<u32, FlashError> {
     if dev.avail_ebs < UBIFS_MIN_LEBS {
         return Err(FlashError::NoSpace {
-            dev: node,
+            dev: dev.node(),
             avail: dev.avail_ebs,
         });
     }
-    sys.ubi_mkvol(&node, name, dev.free_bytes())
+    make_volume(sys, dev.num, name, dev.free_bytes())
+}
+
+/// `UBI_IOCMKVOL` on `/dev/ubiN`: the dynamic volume `name` of `bytes`.
+pub fn make_volume(sys: &dyn FlashIo, num: u32, name: &str, bytes: u64) -> Result<u32, FlashError> {
+    let node = PathBuf::from(format!("/dev/ubi{num}"));
+    sys.ubi_mkvol(&node, name, bytes)
         .map_err(|err| FlashError::MakeVolume {
             dev: node,
             name: name.into(),

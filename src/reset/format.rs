@@ -6,10 +6,8 @@
 //! lower's mkfs, an MTD partition by erasing it for JFFS2) and uses it.
 //! Only while the partition is not mounted: this boot must be on RAM.
 
-use crate::config::{Config, DataSource};
-use crate::devices::{self, DeviceSpec};
-use crate::flash::locate::{self, DataLocation, FlashLocation};
-use crate::flash::{jffs2, mtd, ubi, FlashSpec};
+use crate::backend::{self, Location};
+use crate::flash::jffs2;
 use crate::paths::{self, SysRoot};
 use crate::state::{BootState, Upper};
 use crate::sys::linux::LinuxSys;
@@ -23,51 +21,31 @@ pub enum Target {
     Block(PathBuf),
 }
 
-/// The data partition this system boots with, from the command line and the
-/// board file (as the pre-init finds it). `Err` says why there is none to
-/// format.
+/// The data partition this system boots with, as the pre-init finds it:
+/// the same backend table, from the command line and the board file. `Err`
+/// says why there is none to format.
 pub fn find_target(root: &SysRoot) -> Result<Target, String> {
-    let cmdline = std::fs::read_to_string(root.path(paths::PROC_CMDLINE)).unwrap_or_default();
-    let board = std::fs::read_to_string(root.path(paths::BOARD_CONFIG))
-        .or_else(|_| std::fs::read_to_string(root.path("/rom/etc/overlay-init.conf")))
-        .ok();
-    let (cfg, _) = Config::from_sources(board.as_deref(), &cmdline);
-    let (mtds, _) = mtd::read_mtd_devices(root);
-    let (ubis, _) = ubi::read_ubi_devices(root);
-    let loc = match &cfg.data {
-        DataSource::Named(n) => locate::locate_named(n, &mtds, &ubis),
-        DataSource::Flash(spec @ FlashSpec::Mtd(_)) => {
-            DataLocation::Flash(locate::locate(spec, crate::config::DEFAULT_DATA_NAME, &mtds, &ubis)?)
-        }
-        DataSource::Flash(spec) => {
-            return Err(format!(
-                "overlay.data={spec} is a UBI volume: remove and recreate it (ubirmvol, ubimkvol) to reclaim it"
-            ))
-        }
-        DataSource::Device(spec) => DataLocation::Block(spec.clone()),
-        DataSource::Tmpfs | DataSource::Disabled => {
-            return Err("this system is set to boot without a flash upper".into())
-        }
-    };
-    match loc {
-        DataLocation::Flash(FlashLocation::Mtd { mtd, .. }) => {
-            if mtd.read_only {
-                return Err(format!("mtd{} ({}) is read-only", mtd.index, mtd.name));
-            }
-            Ok(Target::Mtd(PathBuf::from(format!("/dev/mtd{}", mtd.index))))
-        }
-        DataLocation::Flash(other) => Err(format!(
-            "{} is a UBI volume: remove and recreate it (ubirmvol, ubimkvol) to reclaim it",
-            other.describe()
-        )),
-        DataLocation::Block(spec) => block_target(root, &spec),
+    match backend::locate_configured(root) {
+        Ok(Some(loc)) => target_of(&loc),
+        Ok(None) => Err("this system is set to boot without a flash upper".into()),
+        Err(missing) => Err(missing.to_string()),
     }
 }
 
-fn block_target(root: &SysRoot, spec: &DeviceSpec) -> Result<Target, String> {
-    let devs = devices::read_block_devices(root);
-    let d = devices::find(&devs, spec).ok_or_else(|| format!("no data partition {spec}"))?;
-    Ok(Target::Block(d.node))
+/// The device to mark, for a location.
+pub fn target_of(loc: &Location) -> Result<Target, String> {
+    match loc {
+        Location::Mtd { mtd, .. } if mtd.read_only => {
+            Err(format!("mtd{} ({}) is read-only", mtd.index, mtd.name))
+        }
+        Location::Mtd { mtd, .. } => Ok(Target::Mtd(mtd.node())),
+        Location::UbiVolume { .. } | Location::UbiDevice { .. } => Err(format!(
+            "{} is a UBI volume: remove and recreate it (ubirmvol, ubimkvol) to reclaim it",
+            loc.describe()
+        )),
+        Location::Block(d) => Ok(Target::Block(d.node.clone())),
+        Location::Ram => Err("this system is set to boot without a flash upper".into()),
+    }
 }
 
 /// Writes the marker. The partition must not be mounted (checked by the

@@ -12,6 +12,7 @@
 //! - `done`: magic `OVRDONE1`, the seq of the last completed reset. A request
 //!   whose seq is not newer is stale and never acted on: no wipe loops.
 
+pub mod boot;
 pub mod cli;
 pub mod format;
 pub mod wipe;

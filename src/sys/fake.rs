@@ -1,7 +1,7 @@
 //! A recording [`Sys`] for executor tests: every call is appended to a list,
 //! and a test may make any call fail with an errno of its choice.
 
-use super::{Command, MountFlags, MtdGeometry, Sys};
+use super::{Command, FlashIo, MountFlags, MtdGeometry, Sys};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ pub enum Call {
         from: PathBuf,
         to: PathBuf,
     },
+    Remount(PathBuf),
     Unmount(PathBuf),
     Mkdir(PathBuf),
     LoadModule(PathBuf),
@@ -95,6 +96,8 @@ pub struct FakeSys {
     pub ubi_num: Cell<u32>,
     /// The volume id `ubi_mkvol` returns.
     pub ubi_vol_id: Cell<u32>,
+    /// What `fs_space` answers: (free, total) bytes.
+    pub space: Cell<(u64, u64)>,
 }
 
 impl Default for FakeSys {
@@ -111,6 +114,7 @@ impl Default for FakeSys {
             bad_blocks: RefCell::new(Vec::new()),
             ubi_num: Cell::new(0),
             ubi_vol_id: Cell::new(0),
+            space: Cell::new((32 << 20, 64 << 20)),
         }
     }
 }
@@ -176,6 +180,9 @@ impl Sys for FakeSys {
             to: to.into(),
         })
     }
+    fn remount(&self, target: &Path, _flags: MountFlags) -> io::Result<()> {
+        self.record(Call::Remount(target.into()))
+    }
     fn unmount(&self, target: &Path, _detach: bool) -> io::Result<()> {
         self.record(Call::Unmount(target.into()))
     }
@@ -196,6 +203,9 @@ impl Sys for FakeSys {
     }
     fn is_readonly(&self, path: &Path) -> io::Result<bool> {
         Ok(self.readonly.borrow().iter().any(|p| p == path))
+    }
+    fn fs_space(&self, _path: &Path) -> io::Result<(u64, u64)> {
+        Ok(self.space.get())
     }
     fn fs_magic(&self, _path: &Path) -> io::Result<u64> {
         Ok(self.root_magic.get())
@@ -247,6 +257,9 @@ impl Sys for FakeSys {
             Ok(()) => io::Error::other("fake reboot"),
         }
     }
+}
+
+impl FlashIo for FakeSys {
     fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry> {
         self.record(Call::MtdGeometry(dev.into()))?;
         self.mtd_geometry

@@ -2,7 +2,7 @@
 
 use super::flash_abi as abi;
 use super::spawn::Program;
-use super::{Command, MountFlags, MtdGeometry, Sys};
+use super::{Command, FlashIo, MountFlags, MtdGeometry, Sys};
 use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags as MsFlags, UnmountFlags};
 use std::ffi::CString;
@@ -130,6 +130,13 @@ impl Sys for LinuxSys {
         timed(Spent::Switch, || rustix::mount::mount_move(from, to)).map_err(os)
     }
 
+    fn remount(&self, target: &Path, flags: MountFlags) -> io::Result<()> {
+        timed(Spent::Mount, || {
+            rustix::mount::mount_remount(target, ms_flags(flags), "")
+        })
+        .map_err(os)
+    }
+
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
         let flags = if detach {
             UnmountFlags::DETACH
@@ -207,6 +214,15 @@ impl Sys for LinuxSys {
         Ok(st.f_flag.contains(StatVfsMountFlags::RDONLY))
     }
 
+    fn fs_space(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::statvfs(path).map_err(os)?;
+        let unit = st.f_frsize.max(1);
+        Ok((
+            st.f_bfree.saturating_mul(unit),
+            st.f_blocks.saturating_mul(unit),
+        ))
+    }
+
     fn fs_magic(&self, path: &Path) -> io::Result<u64> {
         let st = rustix::fs::statfs(path).map_err(os)?;
         #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
@@ -275,7 +291,9 @@ impl Sys for LinuxSys {
             Err(e) => os(e),
         }
     }
+}
 
+impl FlashIo for LinuxSys {
     fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry> {
         let f = File::open(dev)?;
         let mut info = abi::MtdInfoUser::default();

@@ -6,6 +6,7 @@
 //! (sysfs, /proc, block devices) is not part of the seam: those reads go through
 //! a root path (see `paths::SysRoot`) so tests point them at fixture trees.
 
+pub mod flash;
 pub mod linux;
 pub mod spawn;
 
@@ -14,6 +15,7 @@ mod flash_abi;
 #[cfg(test)]
 pub mod fake;
 
+pub use flash::FlashIo;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,8 +91,9 @@ impl MtdGeometry {
     }
 }
 
-/// The system calls overlay-init needs, and nothing more.
-pub trait Sys {
+/// The system calls overlay-init needs, and nothing more. The raw-flash
+/// ioctls are a trait of their own, [`FlashIo`], which every `Sys` also is.
+pub trait Sys: FlashIo {
     /// `mount(source, target, fstype, flags, data)`.
     fn mount(
         &self,
@@ -104,6 +107,9 @@ pub trait Sys {
     fn mount_bind(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `mount(from, to, NULL, MS_MOVE, NULL)`.
     fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `mount(NULL, target, NULL, MS_REMOUNT | flags, NULL)`: read-write
+    /// again (flags without `readonly`), keeping the filesystem's options.
+    fn remount(&self, target: &Path, flags: MountFlags) -> io::Result<()>;
     /// `umount2(target, detach ? MNT_DETACH : 0)`.
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()>;
     /// `mkdir(path, mode)`; an existing directory is not an error.
@@ -114,6 +120,8 @@ pub trait Sys {
     fn run(&self, cmd: &Command) -> io::Result<i32>;
     /// `statvfs(path).f_flag & ST_RDONLY`.
     fn is_readonly(&self, path: &Path) -> io::Result<bool>;
+    /// `statvfs(path)`: (free bytes, as root may use them; total bytes).
+    fn fs_space(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// `statfs(path).f_type`.
     fn fs_magic(&self, path: &Path) -> io::Result<u64>;
     /// `chdir(path)`.
@@ -137,34 +145,26 @@ pub trait Sys {
     fn sync(&self);
     /// `reboot(RB_AUTOBOOT)`; returns only on failure.
     fn reboot(&self) -> io::Error;
+}
 
-    // Raw flash (MTD and UBI character devices). Each call opens the device
-    // node, makes one ioctl and closes it: the boot issues a few hundred at
-    // most, each far cheaper than the erase it asks for.
-
-    /// `ioctl(open(dev, O_RDONLY), MEMGETINFO, &info)`: the geometry of an MTD
-    /// character device (`/dev/mtdN`).
-    fn mtd_geometry(&self, dev: &Path) -> io::Result<MtdGeometry>;
-    /// `ioctl(open(dev, O_RDONLY), MEMGETBADBLOCK, &offset)`: whether the erase
-    /// block at `offset` is marked bad. Flash without bad blocks (NOR) says
-    /// `false` (the kernel returns 0, or EOPNOTSUPP from some drivers).
-    fn mtd_is_bad(&self, dev: &Path, offset: u64) -> io::Result<bool>;
-    /// `ioctl(open(dev, O_RDWR), MEMERASE, {offset, len})` (`MEMERASE64` past
-    /// 4 GiB): erases whole erase blocks.
-    fn mtd_erase(&self, dev: &Path, offset: u64, len: u64) -> io::Result<()>;
-    /// `pwrite(open(dev, O_RDWR | O_SYNC), data, offset)`: programs erased
-    /// flash; `data` must be a whole number of write units.
-    fn mtd_write(&self, dev: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
-    /// `ioctl(open(ctrl), UBI_IOCATT, {UBI_DEV_NUM_AUTO, mtd, defaults})` on
-    /// `/dev/ubi_ctrl`: attaches MTD device `mtd` to UBI and returns the new
-    /// UBI device number (ubiattach(8) does the same).
-    fn ubi_attach(&self, ctrl: &Path, mtd: u32) -> io::Result<u32>;
-    /// `ioctl(open(dev), UBI_IOCMKVOL, {UBI_VOL_NUM_AUTO, alignment 1, bytes,
-    /// UBI_DYNAMIC_VOLUME, name})` on `/dev/ubiN`: creates a dynamic volume and
-    /// returns its id (ubimkvol(8) does the same).
-    fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32>;
-    /// `ioctl(open(vol, O_RDWR), UBI_IOCEBUNMAP, &lnum)` on `/dev/ubiN_M`:
-    /// unmaps logical eraseblock `lnum` of a dynamic volume (its PEB is
-    /// erased in the background); an unmapped LEB stays unmapped.
-    fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()>;
+/// Polls `probe` every `every` until it gives a value, or `limit` has passed
+/// by `sys`'s clock (it is tried at least once). The one loop behind every
+/// wait for a device: block devices, raw flash, device nodes after a UBI
+/// attach.
+pub fn wait_until<T>(
+    sys: &dyn Sys,
+    limit: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let start = sys.now();
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if sys.now().saturating_sub(start) >= limit {
+            return None;
+        }
+        sys.sleep(every);
+    }
 }

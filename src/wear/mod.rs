@@ -19,6 +19,7 @@
 //!
 //! Kernel paths used here are constants of this module (not `paths.rs`):
 //! the whole feature stays in one place.
+pub mod boot;
 pub mod config;
 pub mod daemon;
 pub mod display;

@@ -275,6 +275,28 @@ pub fn read_ubi(root: &SysRoot, n: u32, cfg: &WearConfig, opts: &ReadOptions) ->
     r.finish()
 }
 
+/// An MTD partition holding UBI that no UBI device is attached to yet: its
+/// erase counts from the EC headers on the raw flash (what UBI would read
+/// when attaching it), so that the wear policy is decided before the attach.
+pub fn read_unattached_ubi(root: &SysRoot, mtd: u32, cfg: &WearConfig) -> SourceReading {
+    let mut r = SourceReading::new(format!("ubi:mtd{mtd}"), Kind::Ubi);
+    r.figures.push(("mtd_num", Value::Num(u64::from(mtd))));
+    match read_ec_stats(root, u64::from(mtd)) {
+        Ok(st) => {
+            if let Some(m) = st.max {
+                r.figures.push(("max_ec", Value::Num(m)));
+            }
+            push_ec_figures(&mut r, &st);
+            if let (Some(pe), Some(m)) = (cfg.pe_cycles.filter(|&p| p > 0), st.mean_x100()) {
+                r.life_used(pct_of(m, u64::from(pe) * 100), "mean erase count", cfg);
+            }
+            r.ec = Some(st);
+        }
+        Err(e) => r.notes.push(e),
+    }
+    r.finish()
+}
+
 fn push_ec_figures(r: &mut SourceReading, st: &EcStats) {
     if let Some(m) = st.mean_x100() {
         r.figures.push((

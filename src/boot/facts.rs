@@ -1,0 +1,176 @@
+//! Gathering the facts the plan is made from: where the data is and what it
+//! holds (the backend table), its wear, the tools of the lower root; then,
+//! with the data filesystem mounted read-only, its records. Only reads here:
+//! device contents and sysfs through [`SysRoot`], the MTD/UBI ioctls that
+//! only ask (geometry, bad blocks) through `Sys`.
+
+use super::{Boot, POLL};
+use crate::backend::{self, block, Content, Inventory, Location, Tools, Wanted};
+use crate::plan::decide::{DataFacts, Facts, PendingReset, Records};
+use crate::plan::DataFs;
+use crate::reason::Reason;
+use crate::reset::wipe::{Pending, ResetArea};
+use crate::wear::boot::{self as wboot, Extra};
+use crate::flash::jffs2::RawKind;
+use std::os::unix::fs::FileTypeExt;
+
+impl Boot<'_> {
+    /// Where the data is (waiting up to `overlay.datawait` for it), what it
+    /// holds and how worn it is.
+    pub(super) fn gather(&mut self) -> Facts {
+        let places = self.mode.places();
+        let lower_devices = self.state.lowers.iter().map(|l| l.device.clone()).collect();
+        let Some(wanted) = Wanted::from_config(&self.cfg) else {
+            return Facts {
+                places,
+                data: DataFacts::Disabled,
+                wear: None,
+                lower_devices,
+            };
+        };
+        let mut missing = None;
+        let found = crate::sys::wait_until(self.sys, self.cfg.data_wait, POLL, || {
+            match backend::locate(&wanted, &Inventory::read(&self.root)) {
+                Ok(loc) => Some(loc),
+                Err(e) => {
+                    missing = Some(e);
+                    None
+                }
+            }
+        });
+        let Some(loc) = found else {
+            let what = missing.unwrap_or_else(|| crate::reason::NotFound::Partition(String::new()));
+            return Facts {
+                places,
+                data: DataFacts::Missing(Reason::NotFound {
+                    what,
+                    waited: self.cfg.data_wait,
+                }),
+                wear: None,
+                lower_devices,
+            };
+        };
+        if matches!(loc.backend(), crate::plan::BackendId::Ubi | crate::plan::BackendId::Mtd) {
+            log::info!("data on raw flash: {}", loc.describe());
+        }
+        let content = backend::backend_of(&loc).probe(self.sys, &self.root, &loc);
+        let wear = self.assess_wear(&loc, content.as_ref().ok());
+        Facts {
+            places,
+            data: DataFacts::Found { loc, content },
+            wear,
+            lower_devices,
+        }
+    }
+
+    /// Reads the wear sources for the data location (before anything of it
+    /// is prepared or mounted) and keeps them for the wear log.
+    fn assess_wear(
+        &mut self,
+        loc: &Location,
+        content: Option<&Content>,
+    ) -> Option<crate::wear::policy::Decision> {
+        if !self.cfg.wear.enabled || *loc == Location::Ram {
+            self.wear = None;
+            return None;
+        }
+        let extra = Extra {
+            head: match content {
+                Some(Content::Block { head, .. }) => Some(head.as_slice()),
+                _ => None,
+            },
+            unattached_ubi: match (loc, content) {
+                (Location::Mtd { mtd, .. }, Some(Content::Raw(RawKind::Ubi))) => Some(mtd.index),
+                _ => None,
+            },
+        };
+        let w = wboot::assess(&self.root, &self.cfg.wear, &loc.sysfs_name(), extra);
+        w.log();
+        self.state.wear = Some(w.line());
+        let decision = w.assessment.decision;
+        self.wear = Some(w);
+        Some(decision)
+    }
+
+    /// The lower root's mkfs and fsck programs (for a block upper).
+    pub(super) fn tools(&self) -> Tools {
+        let rom = self.root.path(self.mode.rom());
+        let find = |names: &[&str]| {
+            names.iter().find_map(|name| {
+                block::TOOL_DIRS.iter().find_map(|dir| {
+                    let p = format!("{dir}/{name}");
+                    crate::switch::check_runnable(&rom, &p).is_ok().then_some(p)
+                })
+            })
+        };
+        Tools {
+            mkfs_ext4: find(&[block::MKFS[0].1]),
+            mkfs_f2fs: find(&[block::MKFS[1].1]),
+            fsck_ext4: find(&block::FSCK_EXT4),
+            fsck_f2fs: find(&block::FSCK_F2FS),
+        }
+    }
+
+    /// The records of the data filesystem `fs`, mounted read-only: the
+    /// reset request and trash, the layout of `upper/` and `work/`, the
+    /// wear log. Reads only.
+    pub(super) fn read_records(&mut self, fs: &DataFs) -> Records {
+        let data = self.root.join(&fs.place.at_boot);
+        let mut records = Records::default();
+        for d in ["upper", "work"] {
+            let p = data.join(d);
+            let is = match std::fs::symlink_metadata(&p) {
+                Err(_) => continue,
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) if m.file_type().is_symlink() => "a symbolic link",
+                Ok(m) if m.is_file() => "a regular file",
+                Ok(m) if m.file_type().is_fifo() => "a FIFO",
+                Ok(_) => "a special file",
+            };
+            records.layout = Some(Reason::Layout {
+                path: fs.place.after.join(d).display().to_string(),
+                is,
+            });
+            return records;
+        }
+        if data.join(crate::reset::RESET_DIR).is_dir() {
+            match ResetArea::open(&data, false) {
+                Ok(area) => {
+                    records.trash = area.has_trash();
+                    records.reset = match area.pending() {
+                        Ok(Pending::None) => PendingReset::None,
+                        Ok(Pending::Request(r)) => PendingReset::Request {
+                            seq: r.seq,
+                            keep: r.keep.len(),
+                        },
+                        Ok(Pending::Stale(seq)) => PendingReset::Stale(seq),
+                        Ok(Pending::Corrupt(_)) => PendingReset::Corrupt,
+                        Err(e) => {
+                            records.layout = Some(Reason::Reset(format!(
+                                "cannot read the reset request: {e}"
+                            )));
+                            PendingReset::None
+                        }
+                    };
+                }
+                Err(e) => {
+                    records.layout =
+                        Some(Reason::Reset(format!("cannot open the reset area: {e}")));
+                }
+            }
+        }
+        if let Some(w) = &self.wear {
+            if w.assessment.decision.writes_flash() {
+                let mut warnings = Vec::new();
+                if let Some((state, due)) =
+                    wboot::read_log(&self.root, &data, w, &self.cfg.wear, &mut warnings)
+                {
+                    records.wear_log_due = due;
+                    self.wear_log = Some(state);
+                }
+                self.state.warnings.extend(warnings);
+            }
+        }
+        records
+    }
+}

@@ -1,0 +1,345 @@
+//! The decisions, pure: facts in, a [`Plan`] out. No file is read and no
+//! syscall made here; boot/facts.rs gathers what these functions need, and
+//! plan/tests.rs runs them over the matrix of modes, uppers and situations.
+//!
+//! Two calls make a boot's plan, because some facts live on the data
+//! filesystem itself (a reset request, the wear log, the layout of
+//! `upper/` and `work/`): [`upper`] decides from what can be known without
+//! mounting it (the device, what it holds, its wear, the configuration),
+//! and mounts an existing filesystem read-only; [`data`] decides the rest
+//! from its records, and only then does the first write (the remount
+//! read-write) happen. A filesystem made at this boot has no records: its
+//! plan mounts it read-write at once.
+//!
+//! The fallback ladder is fstools' `start`: flash overlay → tmpfs overlay
+//! → the lower alone, read-only.
+
+use super::{Action, BackendId, DataFs, Place, Plan, ResetStep, Step, UpperPlan};
+use crate::backend::{self, Content, Location, PrepareEnv, Prepared};
+use crate::config::{Config, TmpfsSize};
+use crate::reason::Reason;
+use crate::wear::policy::{Decision, UpperAction};
+use std::time::Duration;
+
+/// Where the pre-init mounts what, by how it was started (boot/mod.rs
+/// `Mode::places`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Places {
+    /// The data filesystem, or the tmpfs upper: `/overlay` from an
+    /// initramfs; staged in /run/overlay-init/overlay in pivot mode, at
+    /// /overlay after the switch.
+    pub data: Place,
+    /// The RAM upper of a protected boot.
+    pub ram: Place,
+}
+
+/// What the data search found.
+#[derive(Debug)]
+pub enum DataFacts {
+    /// `overlay.data=none`: no upper wanted.
+    Disabled,
+    /// Not found (within the wait): why.
+    Missing(Reason),
+    /// Found, with what it holds (or why that could not be read).
+    Found {
+        loc: Location,
+        content: Result<Content, Reason>,
+    },
+}
+
+/// Everything [`upper`] decides from.
+#[derive(Debug)]
+pub struct Facts {
+    pub places: Places,
+    pub data: DataFacts,
+    /// What the wear policy says about this flash (`None`: wear off).
+    pub wear: Option<Decision>,
+    /// Devices already in use as read-only layers (root=, overlay.lower=).
+    pub lower_devices: Vec<String>,
+}
+
+/// The factory-reset facts read from the data filesystem.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PendingReset {
+    #[default]
+    None,
+    Request {
+        seq: u64,
+        keep: usize,
+    },
+    Stale(u64),
+    Corrupt,
+}
+
+/// What the data filesystem holds beside `upper/` (read while it is mounted
+/// read-only).
+#[derive(Debug, Default)]
+pub struct Records {
+    pub reset: PendingReset,
+    /// `.reset/trash` holds something.
+    pub trash: bool,
+    /// `upper/` or `work/` exists and is not a directory.
+    pub layout: Option<Reason>,
+    /// The wear log's interval allows this boot's record.
+    pub wear_log_due: bool,
+}
+
+/// How long a boot may spend deleting a reset's trash; the rest is deleted
+/// by a background process at the lowest priority (and, after a power cut,
+/// by the next boot). Bounds the boot delay of resetting a huge upper.
+pub const TRASH_BUDGET: Duration = Duration::from_secs(1);
+
+/// The tmpfs rung.
+pub fn tmpfs(places: &Places, size: TmpfsSize, reason: Option<Reason>) -> UpperPlan {
+    UpperPlan {
+        backend: BackendId::Tmpfs,
+        action: Action::Tmpfs,
+        reason,
+        steps: vec![
+            Step::MountRam {
+                place: places.data.clone(),
+                size,
+            },
+            Step::UpperDirs {
+                base: places.data.clone(),
+                on_flash: false,
+            },
+        ],
+        upper_base: Some(places.data.clone()),
+        top_lower: None,
+        data: None,
+    }
+}
+
+/// The last rung: the lower root alone, read-only.
+pub fn none(reason: Option<Reason>) -> UpperPlan {
+    UpperPlan {
+        backend: BackendId::None,
+        action: Action::None,
+        reason,
+        steps: Vec::new(),
+        upper_base: None,
+        top_lower: None,
+        data: None,
+    }
+}
+
+fn with_fallbacks(cfg: &Config, places: &Places, upper: UpperPlan) -> Plan {
+    let fallbacks = match upper.action {
+        Action::None => Vec::new(),
+        Action::Tmpfs => vec![none(None)],
+        _ => vec![tmpfs(places, cfg.tmpfs_size, None), none(None)],
+    };
+    Plan { upper, fallbacks }
+}
+
+/// The plan for the upper, from what is known before the data filesystem is
+/// mounted. Policies that keep the flash untouched (wear today) are decided
+/// here, before any step that writes.
+pub fn upper(cfg: &Config, facts: Facts, env: &PrepareEnv) -> Plan {
+    let Facts {
+        places,
+        data,
+        wear,
+        lower_devices,
+    } = facts;
+    let ram = |reason| tmpfs(&places, cfg.tmpfs_size, reason);
+    let plan = match data {
+        DataFacts::Disabled => none(None),
+        DataFacts::Missing(r) => ram(Some(r)),
+        DataFacts::Found {
+            loc: Location::Ram, ..
+        } => ram(None),
+        DataFacts::Found { loc, content } => {
+            let found = Found {
+                places: &places,
+                wear,
+                lower_devices: &lower_devices,
+            };
+            match flash_upper(cfg, &found, &loc, content, env) {
+                Ok(p) => p,
+                Err(reason) => ram(Some(reason)),
+            }
+        }
+    };
+    with_fallbacks(cfg, &places, plan)
+}
+
+/// The facts beside the location.
+struct Found<'a> {
+    places: &'a Places,
+    wear: Option<Decision>,
+    lower_devices: &'a [String],
+}
+
+fn flash_upper(
+    cfg: &Config,
+    facts: &Found,
+    loc: &Location,
+    content: Result<Content, Reason>,
+    env: &PrepareEnv,
+) -> Result<UpperPlan, Reason> {
+    if let Location::Block(d) = loc {
+        let node = d.node.display().to_string();
+        if facts.lower_devices.contains(&node) {
+            return Err(Reason::DataIsLower { device: node });
+        }
+    }
+    let content = content?;
+    // Wear first: a worn flash under the tmpfs policy is not even prepared.
+    let wear = facts.wear.map(|d| (d.upper, d.summary()));
+    if let Some((UpperAction::Tmpfs, summary)) = wear {
+        return Err(Reason::WornTmpfs { summary });
+    }
+    let protect = match wear {
+        Some((UpperAction::FlashReadOnlyUnderTmpfs, summary)) => Some(summary),
+        _ => None,
+    };
+    let prepared = backend::backend_of(loc).prepare(loc, &content, env)?;
+    let (action, prep_steps, mount, fresh) = match prepared {
+        // Attaching writes nothing UBI does not repair on its own: allowed
+        // under protect too (the data cannot be shown otherwise); the plan
+        // is made again from what the attach shows.
+        Prepared::Attach { mtd } => {
+            return Ok(UpperPlan {
+                backend: loc.backend(),
+                action: Action::Attach,
+                reason: None,
+                steps: vec![Step::Attach { mtd }],
+                upper_base: None,
+                top_lower: None,
+                data: None,
+            })
+        }
+        Prepared::Ready {
+            action,
+            steps,
+            mount,
+            fresh,
+        } => (action, steps, mount, fresh),
+    };
+    let places = facts.places;
+    let data = |read_write| DataFs {
+        device: mount.source.clone(),
+        fstype: mount.fstype,
+        place: places.data.clone(),
+        read_write,
+        sysfs_name: loc.sysfs_name(),
+    };
+    if let Some(summary) = protect {
+        // Nothing written: no fsck, no format, no erase, no journal replay.
+        // What needs preparing holds no data to show: RAM.
+        if fresh {
+            return Err(Reason::WornProtect { summary });
+        }
+        return Ok(UpperPlan {
+            backend: loc.backend(),
+            action: Action::Protect,
+            reason: Some(Reason::WornProtect { summary }),
+            steps: vec![
+                Step::LoadFs {
+                    fstype: mount.fstype,
+                },
+                Step::Mount {
+                    source: mount.source.clone(),
+                    fstype: mount.fstype,
+                    place: places.data.clone(),
+                    read_only: true,
+                    data: mount.quiet_ro,
+                },
+                Step::MountRam {
+                    place: places.ram.clone(),
+                    size: cfg.tmpfs_size,
+                },
+                Step::UpperDirs {
+                    base: places.ram.clone(),
+                    on_flash: false,
+                },
+            ],
+            upper_base: Some(places.ram.clone()),
+            top_lower: Some(places.data.join("upper")),
+            data: Some(data(false)),
+        });
+    }
+    let mut steps = prep_steps;
+    steps.push(Step::LoadFs {
+        fstype: mount.fstype,
+    });
+    steps.push(Step::Mount {
+        source: mount.source.clone(),
+        fstype: mount.fstype,
+        place: places.data.clone(),
+        // An existing filesystem is mounted read-only first: its records
+        // are read before anything is written.
+        read_only: !fresh,
+        data: "",
+    });
+    if !fresh {
+        steps.push(Step::ReadRecords {
+            place: places.data.clone(),
+        });
+    }
+    Ok(UpperPlan {
+        backend: loc.backend(),
+        action,
+        reason: None,
+        steps,
+        upper_base: Some(places.data.clone()),
+        top_lower: None,
+        data: Some(data(true)),
+    })
+}
+
+/// The steps after the data filesystem is mounted, from its records: the
+/// remount read-write (unless it was made at this boot), the factory reset,
+/// the trash, `upper/` and `work/`, the wear record. `Err` is the reason not
+/// to use it (it is still unwritten).
+pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Step>, Reason> {
+    // Protected (read-only) or no data filesystem: nothing to write.
+    let Some(fs) = upper.data.as_ref().filter(|fs| fs.read_write) else {
+        return Ok(Vec::new());
+    };
+    let fresh = !upper
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::ReadRecords { .. }));
+    if let Some(r) = records.layout {
+        return Err(r);
+    }
+    let mut steps = Vec::new();
+    if !fresh {
+        steps.push(Step::RemountRw {
+            place: fs.place.clone(),
+        });
+    }
+    let reset = match &records.reset {
+        PendingReset::Request { seq, keep } => Some(ResetStep::Request {
+            seq: *seq,
+            keep: *keep,
+        }),
+        _ if cfg.reset => Some(ResetStep::FromCommandLine),
+        PendingReset::Stale(seq) => Some(ResetStep::Stale { seq: *seq }),
+        PendingReset::Corrupt => Some(ResetStep::Corrupt),
+        PendingReset::None => None,
+    };
+    let wipes = matches!(
+        reset,
+        Some(ResetStep::Request { .. } | ResetStep::FromCommandLine)
+    );
+    if let Some(r) = reset {
+        steps.push(Step::Reset(r));
+    }
+    if records.trash || wipes {
+        steps.push(Step::DeleteTrash {
+            budget: TRASH_BUDGET,
+        });
+    }
+    steps.push(Step::UpperDirs {
+        base: fs.place.clone(),
+        on_flash: true,
+    });
+    if records.wear_log_due {
+        steps.push(Step::WearLog);
+    }
+    Ok(steps)
+}

@@ -1,0 +1,1 @@
+//! The plan matrix (issue 10).

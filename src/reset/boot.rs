@@ -1,0 +1,197 @@
+//! The factory reset at boot: what the plan's `Reset` and `DeleteTrash`
+//! steps do, on the mounted (read-write) data filesystem, before the
+//! overlay exists. The wipe itself is wipe.rs; the decision to run it is
+//! the plan's (plan/decide.rs), from the records read beforehand.
+
+use super::wipe::{Pending, ResetArea};
+use super::{validate_pattern, KEEP_FILE, MAX_PAYLOAD};
+use crate::config::Config;
+use crate::plan::ResetStep;
+use crate::state::WholeMillis;
+use crate::sys::Sys;
+use std::path::Path;
+use std::time::Duration;
+
+/// The power-cut test hook (feature test-hooks, `overlay.test_crash=STEP[:N]`):
+/// reboots, unsynced, right after the N-th change of that step. In the
+/// release build it never fires.
+pub struct PowerCut<'a> {
+    sys: &'a dyn Sys,
+    at: Option<(String, u32)>,
+    count: u32,
+}
+
+impl<'a> PowerCut<'a> {
+    pub fn new(sys: &'a dyn Sys, cfg: &Config) -> PowerCut<'a> {
+        #[cfg(feature = "test-hooks")]
+        let at = cfg.test_crash.clone();
+        #[cfg(not(feature = "test-hooks"))]
+        let at = {
+            let _ = cfg;
+            None
+        };
+        PowerCut { sys, at, count: 0 }
+    }
+
+    /// Called after each change of a step.
+    pub fn changed(&mut self, step: &str) {
+        let Some((at, n)) = &self.at else { return };
+        if at != step {
+            return;
+        }
+        self.count += 1;
+        if self.count == *n {
+            log::warn!("test hook: power cut after {step} #{n}");
+            let err = self.sys.reboot();
+            log::warn!("test hook: reboot failed: {err}");
+        }
+    }
+}
+
+/// Carries out `step` on the data filesystem at `data`; `rom` is the lower
+/// root (for the keep list of a reset asked for on the command line).
+/// `Ok(Some(line))` is what overlay-status shows of a completed reset;
+/// `Err` is the reason to run on RAM (the reset resumes at the next boot).
+pub fn carry_out(
+    sys: &dyn Sys,
+    data: &Path,
+    rom: &Path,
+    step: &ResetStep,
+    cut: &mut PowerCut,
+    warnings: &mut Vec<String>,
+) -> Result<Option<String>, String> {
+    let area =
+        ResetArea::open(data, true).map_err(|e| format!("cannot open the reset area: {e}"))?;
+    let pending = area
+        .pending()
+        .map_err(|e| format!("cannot read the reset request: {e}"))?;
+    let mut hook = |s: &str| cut.changed(s);
+    let req = match (step, pending) {
+        (ResetStep::Corrupt, Pending::Corrupt(e)) => {
+            let msg =
+                format!("factory reset: the request record is unusable ({e}): ignored, nothing wiped");
+            log::warn!("{msg}");
+            warnings.push(msg);
+            area.remove_request()
+                .map_err(|e| format!("cannot remove the unusable request: {e}"))?;
+            return Ok(None);
+        }
+        (ResetStep::Stale { seq }, _) => {
+            log::info!("factory reset #{seq} was already completed; removing its leftover request");
+            area.finish_stale(*seq, &mut hook)
+                .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
+            return Ok(None);
+        }
+        (ResetStep::FromCommandLine, p) if !matches!(p, Pending::Request(_)) => {
+            let keep = keep_list(&data.join("upper"), rom, warnings);
+            let req = area
+                .write_request(keep)
+                .map_err(|e| format!("cannot record the reset request: {e}"))?;
+            log::warn!(
+                "factory reset #{} asked for on the kernel command line",
+                req.seq
+            );
+            req
+        }
+        (_, Pending::Request(req)) => req,
+        // The records changed between reading them and now: nothing to do.
+        _ => return Ok(None),
+    };
+    log::warn!(
+        "factory reset #{}: wiping the upper layer (keeping {} path(s))",
+        req.seq,
+        req.keep.len()
+    );
+    let t = sys.now();
+    let report = area
+        .carry_out(&req, &mut hook)
+        .map_err(|e| format!("factory reset #{} failed: {e}", req.seq))?;
+    let ms = WholeMillis(sys.now().saturating_sub(t));
+    let kept = if report.kept.is_empty() {
+        "nothing".to_string()
+    } else {
+        report.kept.join(", ")
+    };
+    log::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
+    Ok(Some(format!("reset #{} done in {ms} ms, kept: {kept}", req.seq)))
+}
+
+/// Deletes what resets left in the trash, for at most `budget`; the rest
+/// goes to a background process at the lowest priority. Never costs the
+/// boot its flash: what cannot be deleted stays for the next boot or the
+/// background deleter, and the reason is returned as a warning.
+pub fn delete_trash(sys: &dyn Sys, data: &Path, budget: Duration, cut: &mut PowerCut) -> Option<String> {
+    let area = match ResetArea::open(data, false) {
+        Ok(a) => a,
+        Err(e) => return Some(format!("cannot open the reset area to delete its trash: {e}")),
+    };
+    if !area.has_trash() {
+        return None;
+    }
+    let t = std::time::Instant::now();
+    let mut removed = 0;
+    let mut hook = |s: &str| cut.changed(s);
+    let done = match area.delete_trash(Some(t + budget), &mut removed, &mut hook) {
+        Ok(d) => d,
+        Err(e) => {
+            return Some(format!(
+                "factory reset: the trash could not be deleted ({e}); it stays, and the next boot tries again"
+            ))
+        }
+    };
+    if done {
+        log::info!(
+            "factory reset: trash deleted ({removed} entries in {} ms)",
+            WholeMillis(t.elapsed())
+        );
+        return None;
+    }
+    log::info!(
+        "factory reset: {removed} entries deleted in {} ms; the rest goes in the background",
+        WholeMillis(t.elapsed())
+    );
+    let started = sys.background(&mut || match area.delete_trash(None, &mut removed, &mut |_| {}) {
+        Ok(_) => log::info!(
+            "factory reset: background trash deletion done ({removed} entries in {} ms)",
+            WholeMillis(t.elapsed())
+        ),
+        Err(e) => {
+            log::warn!("factory reset: background trash deletion stopped: {e}; the next boot goes on")
+        }
+    });
+    started.err().map(|e| {
+        format!("cannot start the background trash deletion: {e}; the next boot goes on")
+    })
+}
+
+/// The keep list for a reset asked for on the command line: the root's
+/// /etc/overlay-reset.keep as the booted system would see it (the upper's
+/// copy, else the lower's). Invalid lines are skipped and said.
+pub fn keep_list(upper: &Path, rom: &Path, warnings: &mut Vec<String>) -> Vec<String> {
+    let text = match crate::switch::read_in_root(upper, KEEP_FILE, MAX_PAYLOAD) {
+        Ok(b) => Some(b),
+        // Absent from the upper: the lower's. Present but unreadable (a
+        // whiteout: the user deleted it): no keep list.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::switch::read_in_root(rom, KEEP_FILE, MAX_PAYLOAD).ok()
+        }
+        Err(_) => None,
+    };
+    let text = String::from_utf8_lossy(&text.unwrap_or_default()).into_owned();
+    let mut keep = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        match validate_pattern(line) {
+            Ok(()) => keep.push(line.to_string()),
+            Err(e) => {
+                let msg = format!("{KEEP_FILE}: {line}: {e}; not kept");
+                log::warn!("{msg}");
+                warnings.push(msg);
+            }
+        }
+    }
+    keep
+}
