@@ -342,11 +342,15 @@ impl<'a> Boot<'a> {
                 }
                 self.mounted.push(place.at_boot.clone());
             }
-            Step::ReadRecords { .. } => {
+            Step::ReadRecords { fresh, .. } => {
                 let Some(fs) = rung.data.clone() else {
                     return Ok(());
                 };
-                let records = self.read_records(&fs);
+                let records = if *fresh {
+                    self.fresh_records()
+                } else {
+                    self.read_records(&fs)
+                };
                 for s in decide::data(&self.cfg, rung, records)? {
                     self.run_step(rung, &s, cut)?;
                 }

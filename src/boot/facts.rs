@@ -111,6 +111,13 @@ impl Boot<'_> {
         }
     }
 
+    /// A filesystem made at this boot holds no records, and keeps no wear
+    /// record yet: the log starts at the next boot, with a history to
+    /// compare against.
+    pub(super) fn fresh_records(&mut self) -> crate::plan::decide::Records {
+        crate::plan::decide::Records::default()
+    }
+
     /// The records of the data filesystem `fs`, mounted read-only: the
     /// reset request and trash, the layout of `upper/` and `work/`, the
     /// wear log. Reads only.

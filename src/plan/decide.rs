@@ -274,11 +274,10 @@ fn flash_upper(
         read_only: !fresh,
         data: "",
     });
-    if !fresh {
-        steps.push(Step::ReadRecords {
-            place: places.data.clone(),
-        });
-    }
+    steps.push(Step::ReadRecords {
+        place: places.data.clone(),
+        fresh,
+    });
     Ok(UpperPlan {
         backend: loc.backend(),
         action,
@@ -299,10 +298,10 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
     let Some(fs) = upper.data.as_ref().filter(|fs| fs.read_write) else {
         return Ok(Vec::new());
     };
-    let fresh = !upper
+    let fresh = upper
         .steps
         .iter()
-        .any(|s| matches!(s, Step::ReadRecords { .. }));
+        .any(|s| matches!(s, Step::ReadRecords { fresh: true, .. }));
     if let Some(r) = records.layout {
         return Err(r);
     }

@@ -157,9 +157,10 @@ pub enum Step {
         read_only: bool,
         data: &'static str,
     },
-    /// The data filesystem is mounted read-only: read its records (reset
-    /// request, wear log, layout) and plan the rest ([`decide::data`]).
-    ReadRecords { place: Place },
+    /// The data filesystem is mounted: read its records (reset request,
+    /// wear log, layout; `fresh`: made at this boot, none to read) and plan
+    /// the rest ([`decide::data`]).
+    ReadRecords { place: Place, fresh: bool },
     /// `mount -o remount,rw PLACE`: the first write of a boot that found the
     /// filesystem as it is.
     RemountRw { place: Place },
@@ -263,8 +264,12 @@ impl fmt::Display for Step {
                     )
                 }
             }
-            Step::ReadRecords { place } => {
-                write!(f, "# read the records in {}", place.at_boot.display())
+            Step::ReadRecords { place, fresh } => {
+                if *fresh {
+                    write!(f, "# {}: a new filesystem, no records", place.at_boot.display())
+                } else {
+                    write!(f, "# read the records in {}", place.at_boot.display())
+                }
             }
             Step::RemountRw { place } => {
                 write!(f, "mount -o remount,rw {}", place.at_boot.display())
