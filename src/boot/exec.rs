@@ -90,6 +90,13 @@ impl<'a> Boot<'a> {
         self.carry_out(plan, &mut cut);
     }
 
+    /// [`Boot::carry_out`] of a plan made elsewhere (the plan matrix).
+    #[cfg(test)]
+    pub(super) fn execute(&mut self, plan: Plan) {
+        let mut cut = PowerCut::new(self.sys, &self.cfg);
+        self.carry_out(plan, &mut cut);
+    }
+
     /// Runs the plan's upper, falling back rung by rung.
     fn carry_out(&mut self, plan: Plan, cut: &mut PowerCut) {
         let Plan {

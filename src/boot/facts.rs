@@ -80,7 +80,11 @@ impl Boot<'_> {
                 _ => None,
             },
             unattached_ubi: match (loc, content) {
-                (Location::Mtd { mtd, .. }, Some(Content::Raw(RawKind::Ubi))) => Some(mtd.index),
+                // UBI's erase counters are still on a partition marked for
+                // formatting since (jffs2mark on a UBI flash): how worn it is.
+                (Location::Mtd { mtd, .. }, Some(Content::Raw(RawKind::Ubi | RawKind::FormatMarker))) => {
+                    Some(mtd.index)
+                }
                 _ => None,
             },
         };

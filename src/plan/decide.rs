@@ -311,7 +311,9 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
             place: fs.place.clone(),
         });
     }
+    // A filesystem made at this boot has nothing to reset.
     let reset = match &records.reset {
+        _ if fresh => None,
         PendingReset::Request { seq, keep } => Some(ResetStep::Request {
             seq: *seq,
             keep: *keep,
@@ -328,7 +330,7 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
     if let Some(r) = reset {
         steps.push(Step::Reset(r));
     }
-    if records.trash || wipes {
+    if (records.trash && !fresh) || wipes {
         steps.push(Step::DeleteTrash {
             budget: TRASH_BUDGET,
         });

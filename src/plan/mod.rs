@@ -12,7 +12,7 @@
 
 pub mod decide;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::config::TmpfsSize;
 use crate::reason::Reason;

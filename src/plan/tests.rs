@@ -1,1 +1,519 @@
-//! The plan matrix (issue 10).
+//! The plan matrix (issue 10): each mode (initramfs/switch_root, pivot_root)
+//! × each upper (block ext4, blank, garbage, a filesystem due for fsck, UBI
+//! volume, UBI device lacking the volume, JFFS2, JFFS2 marked for format,
+//! no data partition) × each situation (normal; worn flash under protect,
+//! tmpfs or warn; a reset pending; `overlay.data=tmpfs`; `overlay.data=none`).
+//! For each cell: the action, both places of every mount and layer, and the
+//! writes the plan makes to the flash, against a literal table. The
+//! executor is run over the same cells in boot/tests.rs.
+
+use super::decide::{self, DataFacts, Facts, PendingReset, Places, Records};
+use super::{Action, Place, Plan, Step, Write};
+use crate::backend::{Content, Location, PrepareEnv, Tools};
+use crate::config::{Config, FsChoice};
+use crate::devices::BlockDev;
+use crate::flash::jffs2::RawKind;
+use crate::flash::mtd::{MtdInfo, MtdKind};
+use crate::flash::ubi::{UbiDevice, UbiVolume, VolumeContent};
+use crate::probe::FsKind;
+use crate::reason::{NotFound, Reason};
+use crate::wear::config::Policy;
+use crate::wear::policy::{decide as wear_decide, Decision};
+use crate::wear::Level;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Initramfs,
+    Pivot,
+}
+
+pub const MODES: [Mode; 2] = [Mode::Initramfs, Mode::Pivot];
+
+/// The places each mode must use: literal, not computed by the code under
+/// test (boot/mod.rs `Mode::places` is checked against these too).
+pub fn places(mode: Mode) -> Places {
+    match mode {
+        Mode::Initramfs => Places {
+            data: Place::new("/overlay", "/overlay"),
+            ram: Place::new("/run/overlay-init/ram", "/run/overlay-init/ram"),
+        },
+        Mode::Pivot => Places {
+            data: Place::new("/run/overlay-init/overlay", "/overlay"),
+            ram: Place::new("/run/overlay-init/ram", "/run/overlay-init/ram"),
+        },
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpperKind {
+    Ext4,
+    Ext4Fsck,
+    Blank,
+    Garbage,
+    UbiVolume,
+    UbiNoVolume,
+    Jffs2,
+    Jffs2Marker,
+    Missing,
+}
+
+pub const UPPERS: [UpperKind; 9] = [
+    UpperKind::Ext4,
+    UpperKind::Ext4Fsck,
+    UpperKind::Blank,
+    UpperKind::Garbage,
+    UpperKind::UbiVolume,
+    UpperKind::UbiNoVolume,
+    UpperKind::Jffs2,
+    UpperKind::Jffs2Marker,
+    UpperKind::Missing,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Situation {
+    Normal,
+    WornProtect,
+    WornTmpfs,
+    WornWarn,
+    ResetPending,
+    DataTmpfs,
+    DataNone,
+}
+
+pub const SITUATIONS: [Situation; 7] = [
+    Situation::Normal,
+    Situation::WornProtect,
+    Situation::WornTmpfs,
+    Situation::WornWarn,
+    Situation::ResetPending,
+    Situation::DataTmpfs,
+    Situation::DataNone,
+];
+
+/// An ext4 superblock: cleanly unmounted, or due for a check.
+pub fn ext4_head(clean: bool) -> Vec<u8> {
+    let mut v = vec![0u8; 4096];
+    v[1024 + 56] = 0x53;
+    v[1024 + 57] = 0xEF;
+    if clean {
+        v[1024 + 0x3A] = 1; // s_state: EXT4_VALID_FS
+    }
+    v
+}
+
+pub fn ubi_device(volumes: &[(&str, u32)]) -> UbiDevice {
+    UbiDevice {
+        num: 0,
+        mtd_num: 2,
+        leb_size: 262016,
+        total_ebs: 192,
+        avail_ebs: if volumes.is_empty() { 188 } else { 0 },
+        bad_pebs: 0,
+        max_ec: 1,
+        read_only: false,
+        volumes: volumes
+            .iter()
+            .map(|(name, id)| UbiVolume {
+                ubi: 0,
+                id: *id,
+                name: (*name).into(),
+                data_bytes: 0,
+                reserved_ebs: 188,
+                usable_eb_size: 262016,
+                dynamic: true,
+                corrupted: false,
+                upd_marker: false,
+            })
+            .collect(),
+    }
+}
+
+pub fn mtd2() -> MtdInfo {
+    MtdInfo {
+        index: 2,
+        name: "rootfs_data".into(),
+        size: 48 << 20,
+        erasesize: 256 << 10,
+        writesize: Some(1),
+        kind: MtdKind::Nor,
+        read_only: false,
+    }
+}
+
+pub fn block_vda2() -> BlockDev {
+    BlockDev {
+        name: "vda2".into(),
+        node: "/dev/vda2".into(),
+        disk: Some("vda".into()),
+        partn: Some(2),
+        partlabel: Some("rootfs_data".into()),
+        partuuid: None,
+        size: 64 << 20,
+    }
+}
+
+/// What the data search finds for an upper kind.
+pub fn data_facts(kind: UpperKind) -> DataFacts {
+    let block = |k: FsKind, head: Vec<u8>| DataFacts::Found {
+        loc: Location::Block(block_vda2()),
+        content: Ok(Content::Block { kind: k, head }),
+    };
+    let mtd = |k: RawKind| DataFacts::Found {
+        loc: Location::Mtd {
+            mtd: mtd2(),
+            volume: "rootfs_data".into(),
+        },
+        content: Ok(Content::Raw(k)),
+    };
+    match kind {
+        UpperKind::Ext4 => block(FsKind::Ext4, ext4_head(true)),
+        UpperKind::Ext4Fsck => block(FsKind::Ext4, ext4_head(false)),
+        UpperKind::Blank => block(FsKind::Blank, vec![0; 4096]),
+        UpperKind::Garbage => block(FsKind::Unknown, vec![7; 4096]),
+        UpperKind::UbiVolume => {
+            let d = ubi_device(&[("rootfs_data", 0)]);
+            DataFacts::Found {
+                loc: Location::UbiVolume {
+                    volume: d.volumes[0].clone(),
+                    device: d,
+                },
+                content: Ok(Content::Volume(Some(VolumeContent::Ubifs))),
+            }
+        }
+        UpperKind::UbiNoVolume => DataFacts::Found {
+            loc: Location::UbiDevice {
+                device: ubi_device(&[]),
+                volume: "rootfs_data".into(),
+            },
+            content: Ok(Content::NoVolume),
+        },
+        UpperKind::Jffs2 => mtd(RawKind::Jffs2),
+        UpperKind::Jffs2Marker => mtd(RawKind::FormatMarker),
+        UpperKind::Missing => DataFacts::Missing(Reason::NotFound {
+            what: NotFound::Partition("PARTLABEL=rootfs_data".into()),
+            waited: Duration::from_secs(1),
+        }),
+    }
+}
+
+pub fn wear(s: Situation) -> Option<Decision> {
+    let worn = |p| Some(wear_decide(Level::Critical, p));
+    match s {
+        Situation::WornProtect => worn(Policy::Protect),
+        Situation::WornTmpfs => worn(Policy::Tmpfs),
+        Situation::WornWarn => worn(Policy::Warn),
+        _ => Some(wear_decide(Level::Ok, Policy::Protect)),
+    }
+}
+
+pub fn facts(mode: Mode, kind: UpperKind, s: Situation) -> Facts {
+    let data = match s {
+        Situation::DataTmpfs => DataFacts::Found {
+            loc: Location::Ram,
+            content: Ok(Content::Ram),
+        },
+        Situation::DataNone => DataFacts::Disabled,
+        _ => data_facts(kind),
+    };
+    Facts {
+        places: places(mode),
+        data,
+        wear: wear(s),
+        lower_devices: vec!["/dev/vda1".into()],
+    }
+}
+
+pub fn records(s: Situation) -> Records {
+    Records {
+        reset: if s == Situation::ResetPending {
+            PendingReset::Request { seq: 3, keep: 1 }
+        } else {
+            PendingReset::None
+        },
+        ..Records::default()
+    }
+}
+
+pub fn tools() -> Tools {
+    Tools {
+        mkfs_ext4: Some("/sbin/mkfs.ext4".into()),
+        mkfs_f2fs: None,
+        fsck_ext4: Some("/sbin/e2fsck".into()),
+        fsck_f2fs: None,
+    }
+}
+
+/// The whole plan of a cell: the upper, then the data steps from the
+/// records (as the executor asks for them once the data is mounted).
+pub fn whole(mode: Mode, kind: UpperKind, s: Situation) -> (Plan, Vec<Step>) {
+    let cfg = Config::default();
+    let t = tools();
+    let env = PrepareEnv {
+        fstype: FsChoice::Auto,
+        tools: &t,
+        erase_budget: Duration::from_secs(5),
+    };
+    let plan = decide::upper(&cfg, facts(mode, kind, s), &env);
+    let data = decide::data(&cfg, &plan.upper, records(s)).unwrap();
+    (plan, data)
+}
+
+/// A step's short name, for the table.
+fn name(s: &Step) -> &'static str {
+    match s {
+        Step::LoadFs { .. } => "loadfs",
+        Step::Attach { .. } => "attach",
+        Step::CreateVolume { .. } => "mkvol",
+        Step::ClearVolume { .. } => "clear",
+        Step::Erase { .. } => "erase",
+        Step::Mkfs { .. } => "mkfs",
+        Step::Fsck { .. } => "fsck",
+        Step::Mount {
+            read_only: true, ..
+        } => "mount-ro",
+        Step::Mount { .. } => "mount-rw",
+        Step::ReadRecords { .. } => "records",
+        Step::RemountRw { .. } => "remount-rw",
+        Step::Reset(_) => "reset",
+        Step::DeleteTrash { .. } => "trash",
+        Step::UpperDirs { .. } => "dirs",
+        Step::WearLog => "wearlog",
+        Step::MountRam { .. } => "ram",
+    }
+}
+
+use Situation as S;
+use UpperKind as U;
+
+/// The literal expectations: action, and the names of the steps that write
+/// the flash, in order. Tmpfs and none write nothing by construction (the
+/// tmpfs rung's steps are checked to be RAM only).
+fn expected(kind: UpperKind, s: Situation) -> (Action, &'static [&'static str]) {
+    const NONE: &[&str] = &[];
+    match (kind, s) {
+        (_, S::DataNone) => (Action::None, NONE),
+        (_, S::DataTmpfs | S::WornTmpfs) => (Action::Tmpfs, NONE),
+        (U::Garbage | U::Missing, _) => (Action::Tmpfs, NONE),
+        // Worn, protected: what holds data is shown read-only; what would
+        // need a format, an erase or a new volume holds nothing to show.
+        (U::Ext4 | U::Ext4Fsck | U::UbiVolume | U::Jffs2, S::WornProtect) => {
+            (Action::Protect, NONE)
+        }
+        (U::Blank | U::UbiNoVolume | U::Jffs2Marker, S::WornProtect) => (Action::Tmpfs, NONE),
+        (U::Ext4 | U::UbiVolume | U::Jffs2, S::ResetPending) => {
+            (Action::Mount, &["remount-rw", "reset", "trash", "dirs"])
+        }
+        (U::Ext4Fsck, S::ResetPending) => (
+            Action::CheckMount,
+            &["fsck", "remount-rw", "reset", "trash", "dirs"],
+        ),
+        (U::Ext4 | U::UbiVolume | U::Jffs2, _) => (Action::Mount, &["remount-rw", "dirs"]),
+        (U::Ext4Fsck, _) => (Action::CheckMount, &["fsck", "remount-rw", "dirs"]),
+        // Made at this boot: no records, so a reset request cannot exist.
+        (U::Blank, _) => (Action::FormatMount, &["mkfs", "mount-rw", "dirs"]),
+        (U::UbiNoVolume, _) => (Action::FormatMount, &["mkvol", "mount-rw", "dirs"]),
+        (U::Jffs2Marker, _) => (Action::EraseMount, &["erase", "mount-rw", "dirs"]),
+    }
+}
+
+/// Every mount and layer of a plan, as (what, place).
+fn places_of(plan: &Plan, data: &[Step]) -> Vec<(&'static str, Place)> {
+    let u = &plan.upper;
+    let mut v = Vec::new();
+    for s in u.steps.iter().chain(data) {
+        match s {
+            Step::Mount { place, .. } => v.push(("mount", place.clone())),
+            Step::MountRam { place, .. } => v.push(("ram", place.clone())),
+            Step::RemountRw { place } => v.push(("remount", place.clone())),
+            Step::UpperDirs { base, .. } => v.push(("dirs", base.clone())),
+            _ => {}
+        }
+    }
+    if let Some(p) = &u.upper_base {
+        v.push(("upper_base", p.clone()));
+    }
+    if let Some(p) = &u.top_lower {
+        v.push(("top_lower", p.clone()));
+    }
+    if let Some(fs) = &u.data {
+        v.push(("data", fs.place.clone()));
+    }
+    v
+}
+
+#[test]
+fn the_matrix_actions_places_and_writes() {
+    let mut cells = 0;
+    for mode in MODES {
+        let p = places(mode);
+        for kind in UPPERS {
+            for s in SITUATIONS {
+                let cell = format!("{mode:?} × {kind:?} × {s:?}");
+                let (plan, data) = whole(mode, kind, s);
+                let (action, writes) = expected(kind, s);
+                assert_eq!(plan.upper.action, action, "{cell}");
+                // The writes, in order, and nothing else writes.
+                let got: Vec<&str> = plan
+                    .upper
+                    .steps
+                    .iter()
+                    .chain(&data)
+                    .filter(|st| st.writes() != Write::None)
+                    .map(name)
+                    .collect();
+                assert_eq!(got, writes, "{cell}: {:?} + {data:?}", plan.upper.steps);
+                // Both places of every mount and layer: the data (or the
+                // tmpfs upper) where the mode keeps it; RAM of a protected
+                // boot in /run; the protected layer below both.
+                for (what, place) in places_of(&plan, &data) {
+                    let want = match (what, action) {
+                        ("ram" | "dirs" | "upper_base", Action::Protect) => p.ram.clone(),
+                        ("top_lower", _) => p.data.join("upper"),
+                        _ => p.data.clone(),
+                    };
+                    assert_eq!(place, want, "{cell}: {what}");
+                }
+                // The layers: protect stacks the flash's upper/ read-only
+                // under a RAM upper; tmpfs and flash have their own upper;
+                // none has none.
+                let u = &plan.upper;
+                match action {
+                    Action::Protect => {
+                        assert_eq!(u.top_lower, Some(p.data.join("upper")), "{cell}");
+                        assert_eq!(u.upper_base, Some(p.ram.clone()), "{cell}");
+                        assert!(!u.data.as_ref().unwrap().read_write, "{cell}");
+                    }
+                    Action::None => assert_eq!(u.upper_base, None, "{cell}"),
+                    _ => {
+                        assert_eq!(u.top_lower, None, "{cell}");
+                        assert_eq!(u.upper_base, Some(p.data.clone()), "{cell}");
+                    }
+                }
+                // The reason: present exactly when the flash is not used as
+                // asked (tmpfs/none asked for have none).
+                let asked = matches!(s, S::DataTmpfs | S::DataNone);
+                let fallback = matches!(action, Action::Tmpfs | Action::Protect);
+                assert_eq!(u.reason.is_some(), fallback && !asked, "{cell}: {:?}", u.reason);
+                // The ladder below it.
+                let ladder: Vec<Action> = plan.fallbacks.iter().map(|f| f.action).collect();
+                let want: &[Action] = match action {
+                    Action::None => &[],
+                    Action::Tmpfs => &[Action::None],
+                    _ => &[Action::Tmpfs, Action::None],
+                };
+                assert_eq!(ladder, want, "{cell}");
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 2 * 9 * 7);
+}
+
+#[test]
+fn the_reasons_are_typed() {
+    let (plan, _) = whole(Mode::Pivot, U::Jffs2Marker, S::WornTmpfs);
+    assert!(matches!(plan.upper.reason, Some(Reason::WornTmpfs { .. })));
+    let (plan, _) = whole(Mode::Pivot, U::UbiNoVolume, S::WornProtect);
+    assert!(matches!(plan.upper.reason, Some(Reason::WornProtect { .. })));
+    let (plan, _) = whole(Mode::Initramfs, U::Garbage, S::Normal);
+    assert!(matches!(plan.upper.reason, Some(Reason::Unrecognised { .. })));
+    let (plan, _) = whole(Mode::Initramfs, U::Missing, S::Normal);
+    assert!(matches!(
+        plan.upper.reason,
+        Some(Reason::NotFound {
+            what: NotFound::Partition(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_data_partition_is_never_a_lower_too() {
+    let cfg = Config::default();
+    let t = tools();
+    let env = PrepareEnv {
+        fstype: FsChoice::Auto,
+        tools: &t,
+        erase_budget: Duration::from_secs(5),
+    };
+    let mut f = facts(Mode::Initramfs, U::Blank, S::Normal);
+    f.lower_devices.push("/dev/vda2".into());
+    let plan = decide::upper(&cfg, f, &env);
+    assert_eq!(plan.upper.action, Action::Tmpfs);
+    assert!(matches!(plan.upper.reason, Some(Reason::DataIsLower { .. })));
+    assert!(plan.upper.writes().is_empty());
+}
+
+#[test]
+fn an_mtd_holding_ubi_is_attached_unless_the_flash_is_off_limits() {
+    let cfg = Config::default();
+    let t = tools();
+    let env = PrepareEnv {
+        fstype: FsChoice::Auto,
+        tools: &t,
+        erase_budget: Duration::from_secs(5),
+    };
+    for (s, want) in [
+        (S::Normal, Action::Attach),
+        // Protect attaches (UBI writes only to repair) to show the data.
+        (S::WornProtect, Action::Attach),
+        (S::WornTmpfs, Action::Tmpfs),
+    ] {
+        let mut f = facts(Mode::Pivot, U::Jffs2, s);
+        f.data = DataFacts::Found {
+            loc: Location::Mtd {
+                mtd: mtd2(),
+                volume: "rootfs_data".into(),
+            },
+            content: Ok(Content::Raw(RawKind::Ubi)),
+        };
+        let plan = decide::upper(&cfg, f, &env);
+        assert_eq!(plan.upper.action, want, "{s:?}");
+        assert!(plan.upper.writes().is_empty(), "{s:?}");
+    }
+}
+
+#[test]
+fn a_bad_layout_or_unreadable_reset_area_leaves_the_data_unwritten() {
+    let cfg = Config::default();
+    let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
+    let r = Records {
+        layout: Some(Reason::Layout {
+            path: "/overlay/upper".into(),
+            is: "a regular file",
+        }),
+        ..Records::default()
+    };
+    assert!(matches!(
+        decide::data(&cfg, &plan.upper, r),
+        Err(Reason::Layout { .. })
+    ));
+}
+
+#[test]
+fn the_steps_read_as_shell_commands() {
+    let (plan, data) = whole(Mode::Pivot, U::Jffs2Marker, S::Normal);
+    let lines: Vec<String> = plan.upper.steps.iter().chain(&data).map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "flash_erase /dev/mtd2 0 0",
+            "modprobe jffs2",
+            "mount -t jffs2 mtd:rootfs_data /run/overlay-init/overlay",
+            "# /run/overlay-init/overlay: a new filesystem, no records",
+            "mkdir /run/overlay-init/overlay/upper /run/overlay-init/overlay/work",
+        ]
+    );
+    let (plan, data) = whole(Mode::Initramfs, U::Ext4, S::WornProtect);
+    let lines: Vec<String> = plan.upper.steps.iter().chain(&data).map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "modprobe ext4",
+            "mount -o ro,noload -t ext4 /dev/vda2 /overlay",
+            "mount -t tmpfs -o size=25% tmpfs /run/overlay-init/ram",
+            "mkdir /run/overlay-init/ram/upper /run/overlay-init/ram/work",
+        ]
+    );
+}

@@ -98,6 +98,8 @@ pub struct FakeSys {
     pub ubi_vol_id: Cell<u32>,
     /// What `fs_space` answers: (free, total) bytes.
     pub space: Cell<(u64, u64)>,
+    /// How long each `mtd_erase` takes on the fake clock (a slow chip).
+    pub erase_time: Cell<Duration>,
 }
 
 impl Default for FakeSys {
@@ -115,6 +117,7 @@ impl Default for FakeSys {
             ubi_num: Cell::new(0),
             ubi_vol_id: Cell::new(0),
             space: Cell::new((32 << 20, 64 << 20)),
+            erase_time: Cell::new(Duration::ZERO),
         }
     }
 }
@@ -281,6 +284,7 @@ impl FlashIo for FakeSys {
             .any(|(p, o)| p == dev && *o == offset))
     }
     fn mtd_erase(&self, dev: &Path, offset: u64, len: u64) -> io::Result<()> {
+        self.clock.set(self.clock.get() + self.erase_time.get());
         self.record(Call::MtdErase {
             dev: dev.into(),
             offset,

@@ -606,3 +606,105 @@ fn a_command_line_reset_uses_the_roots_keep_list() {
         b.state.warnings
     );
 }
+
+/// The plan matrix (plan/tests.rs) run through the executor with the fake
+/// Sys: the calls that write the flash are exactly the plan's writes that go
+/// through Sys, in order; a plan without writes makes none. (The reset and
+/// the wear log write files on the mounted data filesystem directly, which
+/// the host tests of reset/ and wear/ exercise on real directories.)
+#[test]
+fn the_executor_writes_what_the_plan_says_and_nothing_else() {
+    use crate::plan::tests::{self as m, MODES, SITUATIONS, UPPERS};
+    use crate::plan::Write;
+    let mut cells = 0;
+    for mode in MODES {
+        for kind in UPPERS {
+            for s in SITUATIONS {
+                let cell = format!("{mode:?} × {kind:?} × {s:?}");
+                let (plan, data) = m::whole(mode, kind, s);
+                let sys_writes = |steps: &mut dyn Iterator<Item = &crate::plan::Step>| -> Vec<&'static str> {
+                    steps
+                        .filter(|st| st.writes() != Write::None)
+                        .filter_map(|st| match st {
+                            crate::plan::Step::Mkfs { .. } => Some("mkfs"),
+                            crate::plan::Step::Fsck { .. } => Some("fsck"),
+                            crate::plan::Step::Mount { .. } => Some("mount-rw"),
+                            crate::plan::Step::RemountRw { .. } => Some("remount-rw"),
+                            crate::plan::Step::Erase { .. } => Some("erase"),
+                            crate::plan::Step::CreateVolume { .. } => Some("mkvol"),
+                            crate::plan::Step::ClearVolume { .. } => Some("clear"),
+                            crate::plan::Step::UpperDirs { .. } => Some("dirs"),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let want = sys_writes(&mut plan.upper.steps.iter().chain(&data));
+                let dir = TempDir::new("matrix");
+                let places = m::places(mode);
+                let data_dir = dir.path().join(places.data.at_boot.strip_prefix("/").unwrap());
+                std::fs::create_dir_all(&data_dir).unwrap();
+                if s == m::Situation::ResetPending {
+                    ResetArea::open(&data_dir, true)
+                        .unwrap()
+                        .write_request(vec!["/etc/x".into()])
+                        .unwrap();
+                }
+                let sys = FakeSys::default();
+                sys.mtd_geometry.borrow_mut().push((
+                    "/dev/mtd2".into(),
+                    crate::sys::MtdGeometry {
+                        kind: 3,
+                        writeable: true,
+                        size: 48 << 20,
+                        erasesize: 256 << 10,
+                        writesize: 1,
+                    },
+                ));
+                let bmode = match mode {
+                    m::Mode::Initramfs => Mode::Initramfs,
+                    m::Mode::Pivot => Mode::Pivot,
+                };
+                assert_eq!(bmode.places(), places, "{cell}: the mode's places");
+                let mut b = Boot::new(&sys, SysRoot::new(dir.path()), bmode);
+                b.execute(plan);
+                let data_at = places.data.at_boot.clone();
+                let mut got: Vec<&str> = Vec::new();
+                for c in sys.calls() {
+                    let w = match &c {
+                        Call::Mount { target, flags, fstype, .. }
+                            if *target == data_at && !flags.readonly && fstype != "tmpfs" =>
+                        {
+                            Some("mount-rw")
+                        }
+                        Call::Remount(_) => Some("remount-rw"),
+                        Call::Run(cmd) if cmd.argv[0].contains("mkfs") => Some("mkfs"),
+                        Call::Run(cmd) if cmd.argv[0].contains("fsck") => Some("fsck"),
+                        Call::Run(_) => Some("run"),
+                        Call::MtdErase { .. } => Some("erase"),
+                        Call::MtdWrite { .. } => Some("mtd-write"),
+                        Call::UbiMkvol { .. } => Some("mkvol"),
+                        Call::UbiLebUnmap { .. } => Some("clear"),
+                        Call::UbiAttach { .. } => Some("attach"),
+                        Call::Mkdir(p) if p.parent() == Some(&data_at) && p.ends_with("work") => {
+                            // upper/ and work/ on the data place: on flash
+                            // unless the data place holds a tmpfs.
+                            (!sys.calls().iter().any(|x| matches!(x, Call::Mount { target, fstype, .. } if *target == data_at && fstype == "tmpfs")))
+                                .then_some("dirs")
+                        }
+                        _ => None,
+                    };
+                    if let Some(w) = w {
+                        if got.last() != Some(&w) || w != "erase" {
+                            got.push(w);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "{cell}: {:?}", sys.calls());
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 126);
+}
+
+mod nor;
