@@ -15,6 +15,7 @@ pub mod devices;
 pub mod error;
 pub mod fixed;
 pub mod flash;
+pub mod json;
 pub mod kmsg;
 pub mod modules;
 pub mod paths;

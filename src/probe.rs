@@ -107,6 +107,11 @@ pub fn ext4_needs_check(head: &[u8]) -> Option<&'static str> {
 /// /sys/fs/ext4/DEV/lifetime_write_kbytes once mounted), read before mounting
 /// so the wear policy can decide without writing.
 pub fn ext4_kbytes_written(head: &[u8]) -> Option<u64> {
+    // Only from an ext4 superblock (also one left under OpenWrt's format
+    // marker, which covers the first bytes only).
+    if le16(head, 1024 + 56) != Some(0xEF53) {
+        return None;
+    }
     let at = 1024 + 0x178;
     Some(u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?))
 }

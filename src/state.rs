@@ -10,6 +10,7 @@
 //! upper_device=/dev/vda2
 //! upper_fstype=ext4
 //! upper_reason=why the upper is tmpfs (empty when asked for)
+//! data_sysfs=vda2|mtd2|ubi0          (the data device, as sysfs names it)
 //! lower=DEVICE FSTYPE MOUNTPOINT      (repeated, highest precedence first)
 //! stage=NAME MICROSECONDS             (repeated, in order)
 //! complete=1                          (last line: a cut-short file is refused)
@@ -106,6 +107,10 @@ pub struct BootState {
     pub started_at: Duration,
     /// What a factory reset did at this boot.
     pub reset: Option<String>,
+    /// The data device's name as sysfs and its wear sources know it (`vda2`,
+    /// `mtd2`, `ubi0`): the backend's answer, for overlay-status and the
+    /// wear monitor.
+    pub data_sysfs: Option<String>,
 }
 
 pub const VERSION: u32 = 1;
@@ -121,6 +126,7 @@ impl Default for BootState {
             stages: Vec::new(),
             started_at: Duration::ZERO,
             reset: None,
+            data_sysfs: None,
             wear: None,
             wear_config: None,
         }
@@ -163,7 +169,10 @@ impl BootState {
     /// keyed by. `None` when the upper is not on flash.
     pub fn data_dev(&self) -> Option<&str> {
         match &self.upper {
-            Upper::Flash { device, .. } => device.rsplit('/').next(),
+            Upper::Flash { device, .. } => self
+                .data_sysfs
+                .as_deref()
+                .or_else(|| device.rsplit('/').next()),
             _ => None,
         }
     }
@@ -215,6 +224,9 @@ impl BootState {
                 one_line(&l.fstype),
                 one_line(&l.mountpoint)
             );
+        }
+        if let Some(d) = &self.data_sysfs {
+            let _ = writeln!(s, "data_sysfs={}", one_line(d));
         }
         if let Some(r) = &self.reset {
             let _ = writeln!(s, "reset={}", one_line(r));
@@ -274,6 +286,7 @@ impl BootState {
                 "upper_size" => size = v.into(),
                 "warning" => st.warnings.push(v.into()),
                 "reset" => st.reset = Some(v.into()),
+                "data_sysfs" => st.data_sysfs = Some(v.into()),
                 "wear" => st.wear = Some(v.into()),
                 "wear_config" => st.wear_config = Some(v.into()),
                 "started_at_us" => st.started_at = us(v)?,
@@ -347,6 +360,7 @@ mod tests {
         BootState {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
+            data_sysfs: Some("vda2".into()),
             lowers: vec![
                 Layer {
                     device: "/dev/vda3".into(),

@@ -243,23 +243,7 @@ pub fn render_text(st: &BootState) -> String {
     s
 }
 
-/// JSON string escaping (RFC 8259): quotes, backslash, control characters.
-pub(crate) fn js(v: &str) -> String {
-    let mut o = String::with_capacity(v.len() + 2);
-    o.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
+pub(crate) use crate::json::js;
 
 pub fn render_json(st: &BootState) -> String {
     let (kind, device, fstype, reason, size) = match &st.upper {
@@ -314,6 +298,7 @@ mod tests {
         BootState {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
+            data_sysfs: Some("vda2".into()),
             lowers: vec![Layer {
                 device: "/dev/vda1".into(),
                 fstype: "squashfs".into(),

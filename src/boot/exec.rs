@@ -142,6 +142,7 @@ impl<'a> Boot<'a> {
     fn finish(&mut self, rung: UpperPlan) {
         let size = self.cfg.tmpfs_size.to_string();
         let reason = rung.reason.as_ref().map(ToString::to_string);
+        self.state.data_sysfs = rung.data.as_ref().map(|fs| fs.sysfs_name.clone());
         self.state.upper = match (rung.action, &rung.data) {
             (Action::None, _) => Upper::None { reason },
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },

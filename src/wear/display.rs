@@ -18,7 +18,7 @@ use super::projection::{LifeLeft, Outcome, Projection};
 use super::sources::{SourceReading, Value};
 use super::Level;
 use crate::fixed::fixed;
-use crate::status::js;
+use crate::json::js;
 use std::fmt::Write as _;
 
 /// Everything the wear table shows.

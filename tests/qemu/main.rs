@@ -13,6 +13,7 @@
 
 mod harness;
 mod nor;
+mod plan;
 mod reset;
 mod size;
 mod wear;
