@@ -14,6 +14,7 @@ pub mod devices;
 pub mod error;
 pub mod fixed;
 pub mod flash;
+pub mod fsio;
 pub mod kmsg;
 pub mod modules;
 pub mod paths;
