@@ -25,7 +25,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Why a record file cannot be read or written.
@@ -51,13 +51,12 @@ impl fmt::Display for RecordIoError {
     }
 }
 
-impl std::error::Error for RecordIoError {}
-
-impl From<RecordIoError> for std::io::Error {
-    fn from(e: RecordIoError) -> std::io::Error {
-        match e {
-            RecordIoError::Io { err, .. } => std::io::Error::from_raw_os_error(err.raw_os_error()),
-            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+impl RecordIoError {
+    /// The errno it amounts to (EINVAL for a file that is not a record).
+    pub fn errno(&self) -> Errno {
+        match self {
+            RecordIoError::Io { err, .. } => *err,
+            RecordIoError::NotRegular(_) | RecordIoError::TooLarge { .. } => Errno::INVAL,
         }
     }
 }
@@ -148,20 +147,36 @@ fn verify(fd: &OwnedFd, before: &rustix::fs::Stat, max: usize) -> Result<(), Rec
     Ok(())
 }
 
+/// Reads from `fd` until `buf` is full or the file ends: the bytes read.
+fn fill(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, RecordIoError> {
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..) {
+        if rest.is_empty() {
+            break;
+        }
+        match rustix::io::read(fd, rest) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io("read")(e)),
+        }
+    }
+    Ok(n)
+}
+
 /// Reads at most `max` bytes from `fd`; one byte more is `TooLarge` (the
 /// file grew since it was checked).
 fn read_bounded(fd: OwnedFd, max: usize) -> Result<Vec<u8>, RecordIoError> {
-    let mut v = Vec::new();
-    std::fs::File::from(fd)
-        .take(max as u64 + 1)
-        .read_to_end(&mut v)
-        .map_err(io_err("read"))?;
-    if v.len() > max {
+    let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size.max(0) as u64);
+    let mut v = vec![0u8; (size as usize).min(max) + 1];
+    let n = fill(&fd, &mut v)?;
+    if n > max {
         return Err(RecordIoError::TooLarge {
-            size: v.len() as u64,
+            size: n as u64,
             max,
         });
     }
+    v.truncate(n);
     Ok(v)
 }
 
@@ -189,20 +204,7 @@ pub fn read_into(
     let Some(fd) = open_checked(dir, name, max, false)? else {
         return Ok(None);
     };
-    let mut f = std::fs::File::from(fd);
-    let mut n = 0;
-    while let Some(rest) = buf.get_mut(n..) {
-        if rest.is_empty() {
-            break;
-        }
-        match f.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err("read")(e)),
-        }
-    }
-    Ok(Some(n))
+    fill(&fd, buf).map(Some)
 }
 
 /// The file at `path` (absolute, or relative to the working directory),

@@ -894,6 +894,37 @@ impl fmt::Display for Removal {
     }
 }
 
+/// `SPILL_PREFIX` + the inode number (+ `.n` for n > 0).
+fn spill_name(ino: u64, n: u8) -> NameBuf {
+    let mut b = [0u8; NAME_MAX + 1];
+    let mut len = 0;
+    let mut push = |c: u8| {
+        if let Some(x) = b.get_mut(len) {
+            *x = c;
+            len += 1;
+        }
+    };
+    SPILL_PREFIX.bytes().for_each(&mut push);
+    let mut digits = [0u8; 20];
+    let (mut v, mut k) = (ino, 0);
+    loop {
+        if let Some(d) = digits.get_mut(k) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    digits.iter().take(k).rev().for_each(|&d| push(d));
+    if n > 0 {
+        push(b'.');
+        push(b'0' + n % 10);
+    }
+    NameBuf(b)
+}
+
 /// How long a [`Leftover`] path may be.
 const LEFTOVER_PATH: usize = 200;
 
@@ -965,20 +996,13 @@ impl Visitor for Deleter<'_> {
     fn too_deep(&mut self, e: &Entry<'_>) -> Step {
         // Moved to the top of the tree being emptied: a shallow tree of its
         // own, removed by this pass or the next.
-        let mut name = String::new();
-        for n in 0..4u32 {
-            name.clear();
-            name.push_str(SPILL_PREFIX);
-            name.push_str(&e.ino.to_string());
-            if n > 0 {
-                name.push('.');
-                name.push_str(&n.to_string());
-            }
+        for n in 0..4u8 {
+            let name = spill_name(e.ino, n);
             match rustix::fs::renameat_with(
                 e.dir,
                 e.name,
                 self.top,
-                name.as_str(),
+                name.as_cstr(),
                 RenameFlags::NOREPLACE,
             ) {
                 Ok(()) => {
@@ -1357,6 +1381,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn spill_names() {
+        assert_eq!(spill_name(0, 0).as_cstr(), c".walk-spill-0");
+        assert_eq!(spill_name(1234567, 2).as_cstr(), c".walk-spill-1234567.2");
+        assert_eq!(
+            spill_name(u64::MAX, 0).as_cstr(),
+            c".walk-spill-18446744073709551615"
+        );
+    }
+
+    #[test]
     fn a_level_costs_72_bytes_at_most() {
         assert!(
             std::mem::size_of::<Level>() <= 72,
@@ -1374,7 +1408,7 @@ pub(crate) mod tests {
 
     /// Runs `f` in a child process whose fds are closed above 2 and whose
     /// RLIMIT_NOFILE is `fds`: any fd beyond the budget is EMFILE.
-    fn with_fd_limit(fds: u64, f: impl FnOnce() -> Result<(), String>) {
+    pub(crate) fn with_fd_limit(fds: u64, f: impl FnOnce() -> Result<(), String>) {
         use nix::sys::wait::{waitpid, WaitStatus};
         // SAFETY: the test binary is multi-threaded: the child only makes
         // syscalls and uses the allocator (glibc makes it usable after fork)
