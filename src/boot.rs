@@ -19,8 +19,8 @@ use crate::modules::ModuleLoader;
 use crate::paths::{self, SysRoot};
 use crate::plan::{self, FsckVerdict, UpperAction};
 use crate::probe;
-use crate::reset::wipe::{Pending, ResetArea};
-use crate::reset::{self, KEEP_FILE};
+use crate::reset::wipe::{Pending, ResetArea, TrashEnd};
+use crate::reset;
 use crate::state::{BootState, Layer, Upper, WholeMillis};
 use crate::sys::{Command, MountFlags, Sys};
 use std::os::unix::fs::MetadataExt;
@@ -636,26 +636,34 @@ impl<'a> Boot<'a> {
         if area.has_trash() {
             let t = std::time::Instant::now();
             let mut removed = 0;
-            let done = area
-                .delete_trash(Some(t + TRASH_BUDGET), &mut removed, &mut hook)
-                .map_err(|e| format!("cannot delete the reset trash: {e}"))?;
-            if done {
-                log::info!(
+            // A trash that cannot be deleted (yet) never costs the flash:
+            // it stays, said, and the next boot tries again.
+            match area.delete_trash(Some(t + TRASH_BUDGET), &mut removed, &mut hook) {
+                Ok(TrashEnd::Empty) => log::info!(
                     "factory reset: trash deleted ({removed} entries in {} ms)",
                     WholeMillis(t.elapsed())
-                );
-            } else {
-                log::info!("factory reset: {removed} entries deleted in {} ms; the rest goes in the background", WholeMillis(t.elapsed()));
-                let started = self
-                    .sys
-                    .background(&mut || match area.delete_trash(None, &mut removed, &mut |_| {}) {
-                        Ok(_) => log::info!("factory reset: background trash deletion done ({removed} entries in {} ms)", WholeMillis(t.elapsed())),
-                        Err(e) => log::warn!("factory reset: background trash deletion stopped: {e}; the next boot goes on"),
+                ),
+                Ok(TrashEnd::Left(why)) => self.warn(format!(
+                    "factory reset: {removed} trash entries deleted; {why}: they stay in {}/trash, the next boot tries again",
+                    reset::RESET_DIR
+                )),
+                Err(e) => self.warn(format!(
+                    "cannot delete the reset trash: {e}; it stays, the next boot tries again"
+                )),
+                Ok(TrashEnd::Deadline) => {
+                    log::info!("factory reset: {removed} entries deleted in {} ms; the rest goes in the background", WholeMillis(t.elapsed()));
+                    let started = self.sys.background(&mut || {
+                        match area.delete_trash(None, &mut removed, &mut |_| {}) {
+                            Ok(TrashEnd::Empty) => log::info!("factory reset: background trash deletion done ({removed} entries in {} ms)", WholeMillis(t.elapsed())),
+                            Ok(end) => log::warn!("factory reset: background trash deletion stopped: {end}; the next boot tries again"),
+                            Err(e) => log::warn!("factory reset: background trash deletion stopped: {e}; the next boot tries again"),
+                        }
                     });
-                if let Err(e) = started {
-                    self.warn(format!(
-                        "cannot start the background trash deletion: {e}; the next boot goes on"
-                    ));
+                    if let Err(e) = started {
+                        self.warn(format!(
+                            "cannot start the background trash deletion: {e}; the next boot goes on"
+                        ));
+                    }
                 }
             }
         }
@@ -666,30 +674,12 @@ impl<'a> Boot<'a> {
     /// /etc/overlay-reset.keep as the booted system would see it (the
     /// upper's copy, else the lower's). Invalid lines are skipped and said.
     fn keep_list(&mut self, data: &Path) -> Vec<String> {
-        let upper = data.join("upper");
         let rom = self.root.path(self.mode.rom());
-        let text = match crate::switch::read_in_root(&upper, KEEP_FILE, reset::MAX_PAYLOAD) {
-            Ok(b) => Some(b),
-            // Absent from the upper: the lower's. Present but unreadable (a
-            // whiteout: the user deleted it): no keep list.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::switch::read_in_root(&rom, KEEP_FILE, reset::MAX_PAYLOAD).ok()
-            }
-            Err(_) => None,
-        };
-        let text = String::from_utf8_lossy(&text.unwrap_or_default()).into_owned();
-        let mut keep = Vec::new();
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            match reset::validate_pattern(line) {
-                Ok(()) => keep.push(line.to_string()),
-                Err(e) => self.warn(format!("{KEEP_FILE}: {line}: {e}; not kept")),
-            }
+        let list = reset::read_keep_list(&data.join("upper"), &rom);
+        for w in &list.warnings {
+            self.warn(w.to_string());
         }
-        keep
+        list.patterns
     }
 
     /// upper/ and work/ on the upper filesystem: overlayfs needs both on the

@@ -15,6 +15,7 @@ mod harness;
 mod nor;
 mod reset;
 mod size;
+mod walks;
 mod wear;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
