@@ -1378,6 +1378,15 @@ pub(crate) mod tests {
         assert!(left.iter().position(|p| p == "dir/sub") < left.iter().position(|p| p == "dir"));
         assert_eq!(left.len(), 4);
         assert!(log.problems.is_empty());
+        // And all of it is deleted, links and nodes themselves, nothing they
+        // point to.
+        d.write("target/keep", "k");
+        symlink(d.path().join("target"), r.join("to-target")).unwrap();
+        let mut n = 0;
+        let res = remove_contents(dirfd(&r).as_fd(), &Limits::default(), &mut || n += 1);
+        assert_eq!((res.end, res.removed, n), (Removed::All, 20, 20));
+        assert!(is_empty(dirfd(&r).as_fd()).unwrap());
+        assert!(d.path().join("target/keep").exists());
     }
 
     #[test]
