@@ -15,6 +15,7 @@ pub mod devices;
 pub mod error;
 pub mod fixed;
 pub mod flash;
+pub mod fsio;
 pub mod json;
 pub mod kmsg;
 pub mod modules;
@@ -30,6 +31,7 @@ pub mod switch;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod walk;
 pub mod wear;
 
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.

@@ -51,12 +51,6 @@ pub fn script_interpreter(head: &[u8]) -> Option<String> {
     line.split_whitespace().next().map(str::to_string)
 }
 
-/// Reads a file of `root` as the system in it would see it (symlinks
-/// resolved inside `root`), up to `max` bytes.
-pub fn read_in_root(root: &Path, path: &str, max: usize) -> std::io::Result<Vec<u8>> {
-    crate::probe::read_up_to(&mut open_in_root(root, path)?, max)
-}
-
 fn open_in_root(root: &Path, prog: &str) -> std::io::Result<std::fs::File> {
     let dir = rustix::fs::open(
         root,
@@ -67,13 +61,21 @@ fn open_in_root(root: &Path, prog: &str) -> std::io::Result<std::fs::File> {
     match rustix::fs::openat2(
         &dir,
         rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        // Non-blocking: a FIFO put where the init should be must not hang
+        // PID 1 (it is then "not a regular file").
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
         ResolveFlags::IN_ROOT,
     ) {
         Ok(fd) => Ok(std::fs::File::from(fd)),
         // Kernels before 5.6 have no openat2: resolve naively.
-        Err(rustix::io::Errno::NOSYS) => std::fs::File::open(root.join(rel)),
+        Err(rustix::io::Errno::NOSYS) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NONBLOCK.bits() as i32)
+                .open(root.join(rel))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -200,6 +202,12 @@ mod tests {
         );
         assert_eq!(
             check_runnable(d.path(), "/sbin"),
+            Err("is not a regular file".into())
+        );
+        // A FIFO in place of the init: refused at once, never waited on.
+        nix::unistd::mkfifo(&d.path().join("sbin/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+        assert_eq!(
+            check_runnable(d.path(), "/sbin/fifo"),
             Err("is not a regular file".into())
         );
         symlink("/../../../../bin/sh-outside", d.path().join("sbin/escape")).unwrap();

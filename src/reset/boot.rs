@@ -3,8 +3,7 @@
 //! overlay exists. The wipe itself is wipe.rs; the decision to run it is
 //! the plan's (plan/decide.rs), from the records read beforehand.
 
-use super::wipe::{Pending, ResetArea};
-use super::{validate_pattern, KEEP_FILE, MAX_PAYLOAD};
+use super::wipe::{Pending, ResetArea, TrashEnd};
 use crate::config::Config;
 use crate::plan::ResetStep;
 use crate::state::WholeMillis;
@@ -131,67 +130,56 @@ pub fn delete_trash(sys: &dyn Sys, data: &Path, budget: Duration, cut: &mut Powe
     let t = std::time::Instant::now();
     let mut removed = 0;
     let mut hook = |s: &str| cut.changed(s);
-    let done = match area.delete_trash(Some(t + budget), &mut removed, &mut hook) {
-        Ok(d) => d,
-        Err(e) => {
-            return Some(format!(
-                "factory reset: the trash could not be deleted ({e}); it stays, and the next boot tries again"
-            ))
+    match area.delete_trash(Some(t + budget), &mut removed, &mut hook) {
+        Ok(TrashEnd::Empty) => {
+            log::info!(
+                "factory reset: trash deleted ({removed} entries in {} ms)",
+                WholeMillis(t.elapsed())
+            );
+            None
         }
-    };
-    if done {
-        log::info!(
-            "factory reset: trash deleted ({removed} entries in {} ms)",
-            WholeMillis(t.elapsed())
-        );
-        return None;
+        Ok(TrashEnd::Left(why)) => Some(format!(
+            "factory reset: {removed} trash entries deleted; {why}: they stay in {}/trash, the next boot tries again",
+            super::RESET_DIR
+        )),
+        Err(e) => Some(format!(
+            "cannot delete the reset trash: {e}; it stays, the next boot tries again"
+        )),
+        Ok(TrashEnd::Deadline) => {
+            log::info!(
+                "factory reset: {removed} entries deleted in {} ms; the rest goes in the background",
+                WholeMillis(t.elapsed())
+            );
+            let started = sys.background(&mut || {
+                match area.delete_trash(None, &mut removed, &mut |_| {}) {
+                    Ok(TrashEnd::Empty) => log::info!(
+                        "factory reset: background trash deletion done ({removed} entries in {} ms)",
+                        WholeMillis(t.elapsed())
+                    ),
+                    Ok(end) => log::warn!(
+                        "factory reset: background trash deletion stopped: {end}; the next boot tries again"
+                    ),
+                    Err(e) => log::warn!(
+                        "factory reset: background trash deletion stopped: {e}; the next boot tries again"
+                    ),
+                }
+            });
+            started.err().map(|e| {
+                format!("cannot start the background trash deletion: {e}; the next boot goes on")
+            })
+        }
     }
-    log::info!(
-        "factory reset: {removed} entries deleted in {} ms; the rest goes in the background",
-        WholeMillis(t.elapsed())
-    );
-    let started = sys.background(&mut || match area.delete_trash(None, &mut removed, &mut |_| {}) {
-        Ok(_) => log::info!(
-            "factory reset: background trash deletion done ({removed} entries in {} ms)",
-            WholeMillis(t.elapsed())
-        ),
-        Err(e) => {
-            log::warn!("factory reset: background trash deletion stopped: {e}; the next boot goes on")
-        }
-    });
-    started.err().map(|e| {
-        format!("cannot start the background trash deletion: {e}; the next boot goes on")
-    })
 }
 
 /// The keep list for a reset asked for on the command line: the root's
 /// /etc/overlay-reset.keep as the booted system would see it (the upper's
-/// copy, else the lower's). Invalid lines are skipped and said.
+/// copy, else the lower's). What is not kept is said.
 pub fn keep_list(upper: &Path, rom: &Path, warnings: &mut Vec<String>) -> Vec<String> {
-    let text = match crate::switch::read_in_root(upper, KEEP_FILE, MAX_PAYLOAD) {
-        Ok(b) => Some(b),
-        // Absent from the upper: the lower's. Present but unreadable (a
-        // whiteout: the user deleted it): no keep list.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::switch::read_in_root(rom, KEEP_FILE, MAX_PAYLOAD).ok()
-        }
-        Err(_) => None,
-    };
-    let text = String::from_utf8_lossy(&text.unwrap_or_default()).into_owned();
-    let mut keep = Vec::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        match validate_pattern(line) {
-            Ok(()) => keep.push(line.to_string()),
-            Err(e) => {
-                let msg = format!("{KEEP_FILE}: {line}: {e}; not kept");
-                log::warn!("{msg}");
-                warnings.push(msg);
-            }
-        }
+    let list = super::read_keep_list(upper, rom);
+    for w in &list.warnings {
+        let msg = w.to_string();
+        log::warn!("{msg}");
+        warnings.push(msg);
     }
-    keep
+    list.patterns
 }

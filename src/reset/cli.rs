@@ -1,11 +1,23 @@
 //! `overlay-reset`: records a factory-reset request for the next boot.
 
 use super::wipe::{Pending, ResetArea};
-use super::{parse_keep_file, validate_pattern, KeepSet, KEEP_FILE};
+use super::{parse_keep_file, validate_pattern, KeepSet, KEEP_FILE, MAX_KEEP_FILE};
 use crate::paths;
 use crate::state::{BootState, Upper};
+use crate::walk::{self, Entry, Kind, Limits, Problem, Step, Visitor};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+
+/// The largest state file read (/run/overlay-init/state is a few hundred bytes).
+const MAX_STATE_FILE: usize = 64 * 1024;
+
+/// The dry run lists trees this deep (paths this long); deeper parts are
+/// said ("skip"), never silently left out.
+pub const DRY_RUN_LIMITS: Limits = Limits {
+    max_depth: 4096,
+    max_path: 64 * 1024,
+    deadline: None,
+};
 
 const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--dry-run] [--cancel]
        overlay-reset --format [-y] [--no-reboot]
@@ -91,9 +103,10 @@ pub fn main(args: &[String]) -> i32 {
     if !rustix::process::geteuid().is_root() {
         return refuse("must be run as root");
     }
-    let state = match std::fs::read_to_string(paths::STATE_FILE)
+    let state = match crate::fsio::read_path(Path::new(paths::STATE_FILE), MAX_STATE_FILE)
         .map_err(|e| e.to_string())
-        .and_then(|t| BootState::parse(&t).map_err(|e| e.to_string()))
+        .and_then(|b| b.ok_or_else(|| "no such file".to_string()))
+        .and_then(|b| BootState::parse(&String::from_utf8_lossy(&b)).map_err(|e| e.to_string()))
     {
         Ok(s) => s,
         Err(e) => {
@@ -133,16 +146,21 @@ pub fn main(args: &[String]) -> i32 {
             Err(e) => refuse(&format!("cannot cancel: {e}")),
         };
     }
-    let mut keep = match std::fs::read_to_string(KEEP_FILE) {
-        Ok(t) => match parse_keep_file(&t) {
-            Ok(k) => k,
-            Err(e) => return refuse(&format!("{KEEP_FILE}: {e}")),
+    // Read like a record: a regular file (a FIFO would block), bounded.
+    let mut keep = match crate::fsio::read_path(Path::new(KEEP_FILE), MAX_KEEP_FILE) {
+        Ok(None) => Vec::new(),
+        Ok(Some(b)) => match std::str::from_utf8(&b) {
+            Err(_) => return refuse(&format!("{KEEP_FILE}: not UTF-8")),
+            Ok(t) => match parse_keep_file(t) {
+                Ok(k) => k,
+                Err(e) => return refuse(&format!("{KEEP_FILE}: {e}")),
+            },
         },
-        Err(_) => Vec::new(),
+        Err(e) => return refuse(&format!("{KEEP_FILE}: {e}")),
     };
     keep.extend(a.keep.iter().cloned());
     if a.dry_run {
-        return dry_run(&data.join("upper"), &keep);
+        return dry_run(data, &keep);
     }
     let area = match ResetArea::open(data, true) {
         Ok(ar) => ar,
@@ -237,54 +255,104 @@ fn format(a: &Args, state: &BootState) -> i32 {
     reboot("the format")
 }
 
-/// Lists the upper's entries as `remove PATH` or `keep PATH`, changing nothing.
-fn dry_run(upper: &Path, keep: &[String]) -> i32 {
-    let set = KeepSet::new(keep);
-    let mut out = std::io::stdout().lock();
-    let mut counts = (0usize, 0usize);
-    fn walk(
-        dir: &Path,
-        rel: &mut Vec<String>,
-        set: &KeepSet,
-        out: &mut dyn Write,
-        counts: &mut (usize, usize),
-    ) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut names: Vec<_> = rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort_unstable();
-        for n in names {
-            rel.push(n.clone());
-            let comps: Vec<&str> = rel.iter().map(String::as_str).collect();
-            let path = format!("/{}", rel.join("/"));
-            let p = dir.join(&n);
-            let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-            if set.keeps(&comps) {
-                let _ = writeln!(out, "keep   {path}");
-                counts.1 += 1;
-            } else {
-                if !is_dir || !set.may_keep_below(&comps) {
-                    let _ = writeln!(out, "remove {path}{}", if is_dir { "/" } else { "" });
-                    counts.0 += 1;
-                }
-                if is_dir {
-                    walk(&p, rel, set, out, counts);
-                }
-            }
-            rel.pop();
-        }
+/// The dry run's walk: each entry of the upper as `remove PATH` (a
+/// directory with a `/`) or `keep   PATH`; what cannot be walked as
+/// `skip   PATH: why`. Paths are escaped ([`walk::escape_into`]).
+struct DryRun<'a, W: Write> {
+    set: &'a KeepSet,
+    out: W,
+    line: String,
+    removed: u64,
+    kept: u64,
+    skipped: u64,
+}
+
+impl<W: Write> DryRun<'_, W> {
+    fn say(&mut self, what: &str, path: &[u8], tail: &str) {
+        self.line.clear();
+        self.line.push_str(what);
+        self.line.push('/');
+        walk::escape_into(&mut self.line, path);
+        self.line.push_str(tail);
+        self.line.push('\n');
+        let _ = self.out.write_all(self.line.as_bytes());
     }
-    walk(upper, &mut Vec::new(), &set, &mut out, &mut counts);
+}
+
+impl<W: Write> Visitor for DryRun<'_, W> {
+    fn enter(&mut self, e: &Entry<'_>) -> Step {
+        if self.set.keeps(e.path) {
+            self.say("keep   ", e.path, "");
+            self.kept += 1;
+            return Step::Next;
+        }
+        let dir = e.kind == Kind::Dir;
+        if !dir || !self.set.may_keep_below(e.path) {
+            self.say("remove ", e.path, if dir { "/" } else { "" });
+            self.removed += 1;
+        }
+        Step::Into
+    }
+
+    fn problem(&mut self, path: &[u8], p: Problem) {
+        self.say("skip   ", path, &format!(": {p}"));
+        self.skipped += 1;
+    }
+}
+
+/// Lists the upper's entries as `remove PATH` or `keep PATH`, changing
+/// nothing. The upper is walked like the wipe walks it: by directory fds
+/// from the data filesystem at `data`, never following a symlink (so it
+/// cannot be raced through one), never crossing a mount, to any depth
+/// within [`DRY_RUN_LIMITS`] (beyond: said). Entries come in directory
+/// order. Exit 0 when everything was listed.
+fn dry_run(data: &Path, keep: &[String]) -> i32 {
+    let upper = rustix::fs::open(
+        data,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .and_then(|root| {
+        walk::open_subdir(
+            rustix::fd::AsFd::as_fd(&root),
+            std::ffi::OsStr::new("upper"),
+        )
+    });
+    let upper = match upper {
+        Ok(fd) => fd,
+        Err(e) => return refuse(&format!("cannot open {}/upper: {e}", data.display())),
+    };
+    let set = KeepSet::new(keep);
+    let mut v = DryRun {
+        set: &set,
+        out: std::io::stdout().lock(),
+        line: String::new(),
+        removed: 0,
+        kept: 0,
+        skipped: 0,
+    };
+    let out = walk::walk(rustix::fd::AsFd::as_fd(&upper), &DRY_RUN_LIMITS, &mut v);
+    let complete = out.is_ok_and(|o| o.end == walk::End::Done) && v.skipped == 0;
     let _ = writeln!(
-        out,
-        "overlay-reset: dry run: {} to remove, {} to keep; nothing changed",
-        counts.0, counts.1
+        v.out,
+        "overlay-reset: dry run: {} to remove, {} to keep{}; nothing changed",
+        v.removed,
+        v.kept,
+        if complete {
+            String::new()
+        } else {
+            format!(
+                ", {} part(s) not listed (see the skip lines)",
+                v.skipped.max(1)
+            )
+        }
     );
-    0
+    let _ = v.out.flush();
+    if complete {
+        0
+    } else {
+        1
+    }
 }
 
 /// One line for overlay-status about a pending reset.

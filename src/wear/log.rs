@@ -18,6 +18,12 @@
 //! Records are built in fixed arrays and read into a `heapless::Vec`: no
 //! allocation for the log itself in the pre-init.
 //!
+//! Its I/O is [`crate::fsio`]'s: `.wear` is opened `O_NOFOLLOW` (never a
+//! symlink); the log is read only if it is a regular file (a FIFO there
+//! would block, a device's open has side effects: such a log is corrupt and
+//! replaced), at most one byte more than [`FILE_SIZE`]; a record or a log
+//! the reader would refuse is never written.
+//!
 //! Header (64 bytes, little-endian):
 //!
 //! | offset | size | field |
@@ -53,10 +59,14 @@
 
 use super::sources::{Kind, SourceReading};
 use super::Level;
+use crate::fsio::{self, RecordIoError};
+use crate::walk;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -327,6 +337,8 @@ pub enum LogCorrupt {
     NoValidRecord {
         garbage: usize,
     },
+    /// Not a regular file (never opened for reading).
+    NotRegular(walk::Kind),
 }
 
 impl fmt::Display for LogCorrupt {
@@ -344,6 +356,9 @@ impl fmt::Display for LogCorrupt {
             ),
             LogCorrupt::NoValidRecord { garbage } => {
                 write!(f, "no valid record ({garbage} damaged)")
+            }
+            LogCorrupt::NotRegular(k) => {
+                write!(f, "not a regular file ({})", fsio::kind_name(*k))
             }
         }
     }
@@ -505,35 +520,47 @@ pub fn log_path(data_root: &Path) -> PathBuf {
     data_root.join(WEAR_DIR).join(LOG_FILE)
 }
 
-/// Opens without following a symlink in the last component.
-fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
-    opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+fn errno<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(Errno) -> LogError + 'a {
+    move |e| err(path, step)(io::Error::from(e))
+}
+
+/// `<data root>/.wear`, opened without following a symlink; `None` when absent.
+fn open_wear_dir(data_root: &Path) -> Result<Option<OwnedFd>, LogError> {
+    let root = rustix::fs::open(
+        data_root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno(data_root, "open"))?;
+    match walk::open_dir_at(root.as_fd(), WEAR_DIR) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(errno(&data_root.join(WEAR_DIR), "open")(e)),
+    }
 }
 
 /// Reads the log of the data filesystem mounted at `data_root` (read-only:
-/// nothing is repaired here).
+/// nothing is repaired here). A log that is not a regular file is
+/// `Corrupt`, never opened.
 pub fn read_log(data_root: &Path) -> Result<LogState, LogError> {
     let path = log_path(data_root);
-    let mut f = match open_nofollow(&path, OpenOptions::new().read(true)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LogState::Missing),
-        Err(e) => return Err(err(&path, "open")(e)),
+    let Some(dir) = open_wear_dir(data_root)? else {
+        return Ok(LogState::Missing);
     };
     // One byte more than a log, to see a file that is too long.
     let mut buf = [0u8; FILE_SIZE + 1];
-    let mut n = 0;
-    while let Some(rest) = buf.get_mut(n..) {
-        if rest.is_empty() {
-            break;
+    let n = match fsio::read_into(dir.as_fd(), LOG_FILE, &mut buf) {
+        Ok(None) => return Ok(LogState::Missing),
+        Ok(Some(n)) => n,
+        Err(RecordIoError::NotRegular(k)) => {
+            return Ok(LogState::Corrupt(LogCorrupt::NotRegular(k)))
         }
-        match f.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(err(&path, "read")(e)),
+        Err(RecordIoError::TooLarge { size, .. }) => {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            return Ok(LogState::Corrupt(LogCorrupt::Size(size)));
         }
-    }
+        Err(e) => return Err(errno(&path, "read")(e.errno())),
+    };
     Ok(match decode_log(buf.get(..n).unwrap_or(&[])) {
         Ok(c) => LogState::Ok(c),
         Err(e) => LogState::Corrupt(e),
@@ -544,7 +571,7 @@ pub fn read_log(data_root: &Path) -> Result<LogState, LogError> {
 /// record. An existing good log gets one `pwrite` of one record and
 /// `fdatasync`; a missing or corrupt one is replaced by a new file holding
 /// this record (temp file, fsync, rename, directory fsync). Returns the
-/// record as written.
+/// record as written. What the reader would refuse is never written.
 pub fn append(
     data_root: &Path,
     state: &LogState,
@@ -557,63 +584,68 @@ pub fn append(
     let slot = (rec.seq % SLOTS as u64) as usize;
     let at = HEADER_SIZE + slot * RECORD_SIZE;
     let path = log_path(data_root);
+    let bytes = rec.encode();
+    let refused = || {
+        err(&path, "encode")(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the record would not read back",
+        ))
+    };
+    if WearRecord::decode(&bytes).is_err() {
+        return Err(refused());
+    }
     match state {
         LogState::Ok(_) => {
-            let f =
-                open_nofollow(&path, OpenOptions::new().write(true)).map_err(err(&path, "open"))?;
-            f.write_all_at(&rec.encode(), at as u64)
+            let dir =
+                open_wear_dir(data_root)?.ok_or_else(|| errno(&path, "open")(Errno::NOENT))?;
+            let fd = rustix::fs::openat(
+                &dir,
+                LOG_FILE,
+                OFlags::WRONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno(&path, "open"))?;
+            // The log that was read: a regular file of the log's size.
+            let st = rustix::fs::fstat(&fd).map_err(errno(&path, "fstat"))?;
+            if walk::Kind::from_mode(st.st_mode) != walk::Kind::File
+                || u64::try_from(st.st_size).ok() != Some(FILE_SIZE as u64)
+            {
+                return Err(errno(&path, "open")(Errno::STALE));
+            }
+            let f = std::fs::File::from(fd);
+            f.write_all_at(&bytes, at as u64)
                 .map_err(err(&path, "write"))?;
             f.sync_data().map_err(err(&path, "fdatasync"))?;
         }
         LogState::Missing | LogState::Corrupt(_) => {
             let mut img = [0u8; FILE_SIZE];
             put(&mut img, 0, &encode_header(rec.time));
-            put(&mut img, at, &rec.encode());
+            put(&mut img, at, &bytes);
             create(data_root, &img)?;
         }
     }
     Ok(rec)
 }
 
-/// Replaces the log with `img` atomically.
+/// Replaces the log with `img` atomically ([`fsio::write_atomic`]).
 fn create(data_root: &Path, img: &[u8]) -> Result<(), LogError> {
-    let dir = data_root.join(WEAR_DIR);
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(err(&dir, "check")(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "exists and is not a directory",
-            )))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(err(&dir, "mkdir"))?;
-            File::open(data_root)
-                .and_then(|d| d.sync_all())
-                .map_err(err(data_root, "fsync"))?;
-        }
-        Err(e) => return Err(err(&dir, "stat")(e)),
-    }
-    let tmp = dir.join("log.tmp");
-    let mut f = open_nofollow(
-        &tmp,
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600),
+    let dir_path = data_root.join(WEAR_DIR);
+    let root = rustix::fs::open(
+        data_root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
-    .map_err(err(&tmp, "create"))?;
-    f.write_all(img).map_err(err(&tmp, "write"))?;
-    f.sync_all().map_err(err(&tmp, "fsync"))?;
-    let path = dir.join(LOG_FILE);
-    std::fs::rename(&tmp, &path).map_err(err(&path, "rename"))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err(&dir, "fsync"))
+    .map_err(errno(data_root, "open"))?;
+    // `.wear` must be a directory: a file or a symlink there is refused.
+    let dir = walk::ensure_dir_at(root.as_fd(), std::ffi::OsStr::new(WEAR_DIR), 0o700)
+        .map_err(errno(&dir_path, "mkdir"))?;
+    rustix::fs::fsync(&root).map_err(errno(data_root, "fsync"))?;
+    fsio::write_atomic(dir.as_fd(), LOG_FILE, img, FILE_SIZE)
+        .map_err(|e| errno(&log_path(data_root), "write")(e.errno()))
 }
 
 /// Whether a record may be written now: the clock must be set
@@ -916,17 +948,79 @@ mod tests {
         let d = TempDir::new("wear-log-sym");
         d.write(".wear", "a file");
         let e = append(d.path(), &LogState::Missing, &rec(T0, 1)).unwrap_err();
-        assert_eq!(e.step, "check");
+        assert_eq!(e.step, "mkdir");
         assert!(
-            e.to_string()
-                .contains(".wear: check: exists and is not a directory"),
+            e.to_string().contains(".wear: mkdir: Not a directory"),
             "{e}"
         );
+        std::fs::remove_file(d.path().join(".wear")).unwrap();
+        std::fs::create_dir(d.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", d.path().join(".wear")).unwrap();
+        assert_eq!(read_log(d.path()).unwrap_err().step, "open");
+        assert_eq!(
+            append(d.path(), &LogState::Missing, &rec(T0, 1))
+                .unwrap_err()
+                .step,
+            "mkdir"
+        );
+        assert!(!d.path().join("elsewhere/log").exists(), "never followed");
         let d = TempDir::new("wear-log-sym2");
         std::fs::create_dir_all(d.path().join(".wear")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join(".wear/log")).unwrap();
-        let e = read_log(d.path()).unwrap_err();
-        assert_eq!(e.step, "open");
+        let st = read_log(d.path()).unwrap();
+        assert_eq!(
+            st,
+            LogState::Corrupt(LogCorrupt::NotRegular(walk::Kind::Symlink))
+        );
+        // Replaced, never written through.
+        let before = std::fs::read("/etc/passwd").unwrap();
+        append(d.path(), &st, &rec(T0, 1)).unwrap();
+        assert_eq!(std::fs::read("/etc/passwd").unwrap(), before);
+        assert_eq!(read_log(d.path()).unwrap().records().len(), 1);
+    }
+
+    /// A FIFO as the log (or its temp file) must neither block the boot
+    /// nor be written into: it is a corrupt log, replaced.
+    #[test]
+    fn a_fifo_as_the_log_is_refused_without_blocking_and_replaced() {
+        let d = TempDir::new("wear-log-fifo");
+        std::fs::create_dir_all(d.path().join(".wear")).unwrap();
+        for name in [".wear/log", ".wear/log.tmp"] {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                d.path().join(name),
+                rustix::fs::FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        let root = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let st = read_log(&root).unwrap();
+            let r = append(&root, &st, &rec(T0, 5)).map(|r| r.seq);
+            let _ = tx.send((st, r));
+        });
+        let (st, r) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("must not block");
+        assert_eq!(
+            st,
+            LogState::Corrupt(LogCorrupt::NotRegular(walk::Kind::Fifo))
+        );
+        assert_eq!(
+            st.problem(Path::new("L")).unwrap(),
+            "wear log corrupt: L: not a regular file (a FIFO); starting a new one"
+        );
+        assert_eq!(r.unwrap(), 1);
+        assert_eq!(read_log(d.path()).unwrap().records().len(), 1);
+        // Too long: corrupt, by its size, however large.
+        std::fs::write(log_path(d.path()), vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(
+            read_log(d.path()).unwrap(),
+            LogState::Corrupt(LogCorrupt::Size(1 << 20))
+        );
     }
 
     #[test]

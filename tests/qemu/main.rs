@@ -16,6 +16,7 @@ mod nor;
 mod plan;
 mod reset;
 mod size;
+mod walks;
 mod wear;
 
 use harness::{boot, fingerprint, out_dir, partition, partuuid, scribble, Work};
