@@ -817,4 +817,45 @@ mod tests {
             CountState::Corrupt(CountCorrupt::Size(1 << 40))
         );
     }
+
+    #[test]
+    fn a_count_rewrites_one_slot_in_place_and_nothing_else() {
+        use std::os::unix::fs::MetadataExt;
+        let d = TempDir::new("bootcount-inplace");
+        let root = d.path();
+        let path = root.join(".boot/count");
+        count_boot(root, false).unwrap();
+        for n in 2..=5u64 {
+            let before = std::fs::read(&path).unwrap();
+            let ino = std::fs::metadata(&path).unwrap().ino();
+            let r = count_boot(root, false).unwrap();
+            assert_eq!(r.seq, n);
+            let after = std::fs::read(&path).unwrap();
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().ino(),
+                ino,
+                "written in place, not replaced"
+            );
+            let slot = if n % 2 == 0 {
+                0..SLOT_SIZE
+            } else {
+                SLOT1_AT as usize..FILE_SIZE as usize
+            };
+            for (i, (a, b)) in before.iter().zip(&after).enumerate() {
+                if !slot.contains(&i) {
+                    assert_eq!(a, b, "byte {i} outside the written slot changed");
+                }
+            }
+            assert_ne!(before[slot.clone()], after[slot], "the slot was written");
+        }
+        // Nothing to mark: the file is not even opened for writing.
+        let state = read(root).unwrap();
+        let m = next_mark(&state, 5).unwrap();
+        write(root, &state, &m).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let mtime = std::fs::metadata(&path).unwrap().mtime_nsec();
+        assert_eq!(next_mark(&read(root).unwrap(), 5), None);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::metadata(&path).unwrap().mtime_nsec(), mtime);
+    }
 }

@@ -146,6 +146,8 @@ const UNKNOWN_TIMEOUT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Feeder {
     dog: Option<Box<dyn WatchdogDevice>>,
     clock: Clock,
+    /// The driver's timeout (s), when it says.
+    timeout: Option<u32>,
     /// Half the timeout.
     interval: Duration,
     last: Duration,
@@ -162,6 +164,7 @@ impl Feeder {
         Feeder {
             dog: None,
             clock: monotonic,
+            timeout: None,
             interval: Duration::MAX,
             last: Duration::ZERO,
             longest: Duration::ZERO,
@@ -172,12 +175,14 @@ impl Feeder {
 
     /// Feeds `dog` at once, then every half timeout.
     pub fn new(mut dog: Box<dyn WatchdogDevice>, clock: Clock) -> Feeder {
-        let interval = dog.timeout().map_or(UNKNOWN_TIMEOUT_INTERVAL, |t| {
+        let timeout = dog.timeout();
+        let interval = timeout.map_or(UNKNOWN_TIMEOUT_INTERVAL, |t| {
             Duration::from_millis(u64::from(t.max(1)) * 500)
         });
         let mut f = Feeder {
             dog: Some(dog),
             clock,
+            timeout,
             interval,
             last: clock(),
             longest: Duration::ZERO,
@@ -263,7 +268,7 @@ impl Feeder {
         let state = read_state(root, &dev);
         Some(HandOver {
             dev,
-            interval: self.interval,
+            timeout: self.timeout,
             magic_close,
             state,
         })
@@ -274,7 +279,8 @@ impl Feeder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandOver {
     pub dev: String,
-    pub interval: Duration,
+    /// The timeout (s) the driver said it uses.
+    pub timeout: Option<u32>,
     pub magic_close: bool,
     /// sysfs `state` after the close: `Some(true)` active.
     pub state: Option<bool>,
@@ -297,12 +303,12 @@ impl fmt::Display for HandOver {
             None if self.magic_close => "closed without the magic character: armed, it must be fed",
             None => "closed without the magic character (its driver may stop it)",
         };
-        write!(
-            f,
-            "watchdog {} ({} s) {how}",
-            self.dev,
-            self.interval.as_secs() * 2
-        )
+        write!(f, "watchdog {} (", self.dev)?;
+        match self.timeout {
+            Some(t) => write!(f, "{t} s")?,
+            None => f.write_str("timeout unknown")?,
+        }
+        write!(f, ") {how}")
     }
 }
 
@@ -765,6 +771,15 @@ mod tests {
             .unwrap();
         assert!(!h.armed());
         assert!(h.to_string().contains("stopped when closed"));
+        // An odd timeout is shown as it is (found in QEMU: 5 s showed as 4).
+        let (dog, _) = FakeWatchdog::new(Some(5));
+        let h = Feeder::new(dog, fake::now)
+            .hand_over(&SysRoot::new(d.path()))
+            .unwrap();
+        assert!(
+            h.to_string().starts_with("watchdog /dev/watchdog0 (5 s) "),
+            "{h}"
+        );
     }
 
     #[test]
