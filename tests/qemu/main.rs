@@ -11,8 +11,10 @@
     clippy::indexing_slicing
 )] // a test stops at the first failure, by design
 
+mod debian;
 mod harness;
 mod nor;
+mod recovery;
 mod reset;
 mod size;
 mod wear;
