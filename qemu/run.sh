@@ -30,6 +30,8 @@
 #   --kernel/--initrd FILE  boot another kernel / initramfs (a board without
 #                   an initramfs, BOARD_INITRAMFS=0, boots none unless --initrd)
 #   --timeout SECS  kill QEMU after SECS (default 60, or 3600 with --shell)
+#   --stdin         QEMU reads our stdin (the serial console's input; a test
+#                   writes keys to it through a pipe) instead of /dev/null
 #   -- ARGS         passed to QEMU as they are (e.g. more -drive/-device pairs)
 #
 # Always runs QEMU under timeout(1) with -nographic -no-reboot; the exit status
@@ -40,7 +42,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
-BOARD=qemu-armv7 out='' shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo='' flash=''
+BOARD=qemu-armv7 out='' shell=0 append='' cmdline='' script='' kernel='' initrd='' tmo='' flash='' stdin=0
 disks=() extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
     --kernel) kernel=${2:?}; shift ;;
     --initrd) initrd=${2:?}; shift ;;
     --timeout) tmo=${2:?}; shift ;;
+    --stdin) stdin=1 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -137,7 +140,7 @@ args+=("${extra[@]}")
 # --foreground: QEMU stays in our process group, so ^C and the terminal work.
 # A non-interactive run does not read the terminal.
 rc=0
-if [ "$shell" = 1 ]; then
+if [ "$shell" = 1 ] || [ "$stdin" = 1 ]; then
   timeout --foreground -k 5 "$tmo" "$BOARD_QEMU" "${args[@]}" || rc=$?
 else
   timeout --foreground -k 5 "$tmo" "$BOARD_QEMU" "${args[@]}" </dev/null || rc=$?

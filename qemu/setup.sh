@@ -27,10 +27,17 @@ PKGS=(
   libelf-dev
   make
   bc
+  # a real distribution for the tests (qemu/debian-rootfs.sh): Debian armhf
+  # with systemd, built by mmdebstrap under qemu-user through binfmt_misc
+  mmdebstrap
+  qemu-user-static         # qemu-arm-static, registered with binfmt_misc
+  binfmt-support           # update-binfmts
+  arch-test                # mmdebstrap's check that armhf binaries run
 )
 CMDS=(qemu-system-arm qemu-arm arm-linux-gnueabihf-gcc arm-linux-gnueabihf-ar
       mksquashfs mkfs.ubifs cpio depmod mkfs.ext4 mkfs.f2fs sfdisk xz file gzip
-      dpkg-deb apt-get timeout bison flex make bc)
+      dpkg-deb apt-get timeout bison flex make bc mmdebstrap qemu-arm-static
+      update-binfmts arch-test)
 
 need_apt=0
 for c in "${CMDS[@]}"; do
@@ -56,6 +63,18 @@ if [ "$need_apt" = 1 ]; then
   pkgs=()
   for p in "${PKGS[@]}"; do pkgs+=("${p%%#*}"); done
   $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
+fi
+
+# binfmt_misc (qemu/debian-rootfs.sh runs armhf binaries in a chroot): a
+# container may not have it mounted; the qemu-arm entry must be enabled.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
+    echo "setup.sh: cannot mount binfmt_misc (qemu/debian-rootfs.sh will not work)" >&2
+fi
+if [ -e /proc/sys/fs/binfmt_misc/status ] &&
+   ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-arm 2>/dev/null; then
+  update-binfmts --enable qemu-arm 2>/dev/null ||
+    echo "setup.sh: cannot enable the qemu-arm binfmt_misc entry" >&2
 fi
 
 # Rust: stable toolchain plus std sources for -Zbuild-std.

@@ -24,6 +24,7 @@ pub mod pid1;
 pub mod plan;
 pub mod probe;
 pub mod reason;
+pub mod recovery;
 pub mod reset;
 pub mod state;
 pub mod status;
@@ -64,6 +65,8 @@ pub fn main() -> ! {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),
             Some("wear-monitor") => wear_monitor(rest.get(1..).unwrap_or(&[])),
+            #[cfg(feature = "test-hooks")]
+            Some("recovery-selftest") => recovery::selftest::main(rest.get(1..).unwrap_or(&[])),
             Some("--version") => {
                 println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
                 0

@@ -13,6 +13,7 @@ pub const EXIT_RAM: i32 = 2;
 pub const EXIT_READONLY: i32 = 3;
 
 const HELP: &str = "usage: overlay-status [--json] [--wear] [--state FILE]
+       overlay-status --mark-good
 
 Shows how the root filesystem was assembled at boot: the read-only lower
 layers, the writable upper (flash, or tmpfs and why), and the time each
@@ -22,20 +23,27 @@ pre-init stage took.
   --wear        the flash wear table: each source, its figures, level and
                 the projected life from the wear log (/overlay/.wear/log)
   --state FILE  read FILE instead of /run/overlay-init/state
+  --mark-good   this boot came up: the count of boots without mark-good
+                (overlay.boot_attempts=N) goes back to 0 (run by the init
+                once the system is up; writes nothing when boot counting is
+                off or the count is 0; exit 0 done, 1 failed)
 
 Exit status: 0 changes persist on flash, 2 changes are kept in RAM only and
-lost at reboot, 3 the root is read-only, 1 error.
+lost at reboot (tmpfs upper, or a failsafe boot), 3 the root is read-only,
+1 error.
 ";
 
 pub fn main(args: &[String]) -> i32 {
     let mut json = false;
     let mut wear = false;
+    let mut mark_good = false;
     let mut file = paths::STATE_FILE.to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
             "--wear" => wear = true,
+            "--mark-good" => mark_good = true,
             "--state" => match it.next() {
                 Some(f) => file = f.clone(),
                 None => return usage_error("--state needs a file"),
@@ -46,6 +54,9 @@ pub fn main(args: &[String]) -> i32 {
             }
             other => return usage_error(&format!("unknown argument {other}")),
         }
+    }
+    if mark_good {
+        return crate::recovery::mark::main(&file);
     }
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
@@ -63,20 +74,22 @@ pub fn main(args: &[String]) -> i32 {
             return EXIT_ERROR;
         }
     };
+    let recovery = crate::recovery::state::RecoveryState::for_status(&text);
     if json {
         let w = live_wear(&st);
         let mut out = render_json(&st);
-        // one more member: the wear view
+        // more members: the wear view, failsafe and boot count
         if out.ends_with("}\n") {
             out.truncate(out.len() - 2);
             out.push_str(&format!(
-                ",\"wear\":{}}}\n",
-                crate::wear::display::render_json(&w.view())
+                ",\"wear\":{}{}}}\n",
+                crate::wear::display::render_json(&w.view()),
+                recovery.json()
             ));
         }
         print!("{out}");
     } else {
-        print!("{}", render_text(&st));
+        print!("{}{}", recovery.text(), render_text(&st));
         if wear {
             println!();
             print!(
@@ -84,6 +97,9 @@ pub fn main(args: &[String]) -> i32 {
                 crate::wear::display::render_text(&live_wear(&st).view())
             );
         }
+    }
+    if recovery.failsafe() {
+        return EXIT_RAM;
     }
     exit_code(&st)
 }

@@ -11,9 +11,11 @@
     clippy::indexing_slicing
 )] // a test stops at the first failure, by design
 
+mod debian;
 mod harness;
 mod nor;
 mod plan;
+mod recovery;
 mod reset;
 mod size;
 mod walks;
