@@ -27,6 +27,7 @@ pub mod switch;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod upgrade;
 pub mod wear;
 
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
