@@ -35,6 +35,7 @@
 pub mod classify;
 pub mod identity;
 pub mod manifest;
+pub mod merge;
 pub mod record;
 pub(crate) mod scan;
 

@@ -210,6 +210,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Policy reset: the last factory reset completed before this upgrade.
     pub reset_after: u64,
+    /// Runs of this upgrade cut short so far (while pending).
+    pub attempts: u64,
     /// Entries removed, kept, in conflict (all of them, listed or not).
     pub counts: [u64; 3],
     pub lines: Vec<Line>,
@@ -288,6 +290,7 @@ impl Report {
             }
         }
         e.u(self.reset_after);
+        e.u(self.attempts);
         for c in self.counts {
             e.u(c);
         }
@@ -327,6 +330,7 @@ impl Report {
         }
         let [shown_at, notes] = lists;
         let reset_after = d.u()?;
+        let attempts = d.u()?;
         let counts = [d.u()?, d.u()?, d.u()?];
         let n = d.u()?;
         if n > MAX_LINES as u64 {
@@ -367,6 +371,7 @@ impl Report {
             shown_at,
             notes,
             reset_after,
+            attempts,
             counts,
             lines,
         })
@@ -506,6 +511,7 @@ mod tests {
             shown_at: vec!["/rom".into()],
             notes: vec!["a note".into()],
             reset_after: 3,
+            attempts: 1,
             ..Report::default()
         };
         r.add(Line {
