@@ -37,6 +37,7 @@ pub mod identity;
 pub mod manifest;
 pub mod merge;
 pub mod record;
+pub mod report;
 pub(crate) mod scan;
 
 
