@@ -36,6 +36,7 @@ Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
   overlay-reset [-y] ...      factory reset at the next boot (--help)
   overlay-wear-monitor ...    watch the flash write rate (--help)
   overlay-init status|reset|wear-monitor   the same
+  overlay-init manifest ROOTDIR [-o FILE]  an image's manifest (--help)
   overlay-init --version
 ";
 
@@ -60,6 +61,7 @@ pub fn main() -> ! {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),
             Some("wear-monitor") => wear_monitor(rest.get(1..).unwrap_or(&[])),
+            Some("manifest") => upgrade::manifest::main(rest.get(1..).unwrap_or(&[])),
             Some("--version") => {
                 println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
                 0

@@ -12,7 +12,7 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_RAM: i32 = 2;
 pub const EXIT_READONLY: i32 = 3;
 
-const HELP: &str = "usage: overlay-status [--json] [--wear] [--state FILE]
+const HELP: &str = "usage: overlay-status [--json] [--wear] [--upgrade] [--changes] [--state FILE]
 
 Shows how the root filesystem was assembled at boot: the read-only lower
 layers, the writable upper (flash, or tmpfs and why), and the time each
@@ -21,6 +21,10 @@ pre-init stage took.
   --json        machine-readable output (with the wear table)
   --wear        the flash wear table: each source, its figures, level and
                 the projected life from the wear log (/overlay/.wear/log)
+  --upgrade     the image's manifest and the last firmware upgrade: each
+                path of the upper removed, kept or in conflict
+  --changes     the changes in the upper against the lowers (added,
+                modified, deleted, opaque): what a factory reset erases
   --state FILE  read FILE instead of /run/overlay-init/state
 
 Exit status: 0 changes persist on flash, 2 changes are kept in RAM only and
@@ -30,12 +34,15 @@ lost at reboot, 3 the root is read-only, 1 error.
 pub fn main(args: &[String]) -> i32 {
     let mut json = false;
     let mut wear = false;
+    let (mut upgrade, mut changes) = (false, false);
     let mut file = paths::STATE_FILE.to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
             "--wear" => wear = true,
+            "--upgrade" => upgrade = true,
+            "--changes" => changes = true,
             "--state" => match it.next() {
                 Some(f) => file = f.clone(),
                 None => return usage_error("--state needs a file"),
@@ -70,8 +77,9 @@ pub fn main(args: &[String]) -> i32 {
         if out.ends_with("}\n") {
             out.truncate(out.len() - 2);
             out.push_str(&format!(
-                ",\"wear\":{}}}\n",
-                crate::wear::display::render_json(&w.view())
+                ",\"wear\":{},\"upgrade\":{}}}\n",
+                crate::wear::display::render_json(&w.view()),
+                crate::upgrade::report::status_json(&st)
             ));
         }
         print!("{out}");
@@ -83,6 +91,15 @@ pub fn main(args: &[String]) -> i32 {
                 "{}",
                 crate::wear::display::render_text(&live_wear(&st).view())
             );
+        }
+        if upgrade {
+            print!("\n{}", crate::upgrade::report::status_text(&st));
+        }
+        if changes {
+            match crate::upgrade::report::status_changes(&st) {
+                Ok(t) => print!("\n{t}"),
+                Err(e) => eprintln!("overlay-status: --changes: {e}"),
+            }
         }
     }
     exit_code(&st)

@@ -186,7 +186,7 @@ pub fn encode(entries: &mut [Entry]) -> Vec<u8> {
     e.u(entries.len() as u64);
     let mut prev: &[u8] = &[];
     for (i, x) in entries.iter().enumerate() {
-        let shared = if i as u64 % RESTART == 0 {
+        let shared = if (i as u64).is_multiple_of(RESTART) {
             0
         } else {
             prev.iter()

@@ -386,7 +386,7 @@ impl Walk<'_> {
         };
         let mut u = Upper {
             meta: &meta,
-            nlink: st.st_nlink as u64,
+            nlink: scan::nlink(st),
             opaque: x.opaque,
             redirect: x.redirect,
             metacopy: x.metacopy,
@@ -732,3 +732,6 @@ fn computed(root: BorrowedFd) -> Content {
     }
 }
 
+
+#[cfg(test)]
+mod tests;

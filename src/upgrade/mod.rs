@@ -43,7 +43,7 @@ pub(crate) mod scan;
 
 
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::path::PathBuf;
 
@@ -319,9 +319,7 @@ pub fn show_path(p: &[u8]) -> String {
         if (0x20..0x7f).contains(&c) && c != b'\\' {
             s.push(c as char);
         } else {
-            s.push_str("\\x");
-            s.push(char::from(b"0123456789abcdef"[usize::from(c >> 4)]));
-            s.push(char::from(b"0123456789abcdef"[usize::from(c & 15)]));
+            let _ = write!(s, "\\x{c:02x}");
         }
     }
     s

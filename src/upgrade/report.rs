@@ -236,7 +236,7 @@ pub fn changes(upper: &Path, lowers: &[&Path]) -> Result<String, Error> {
         let unread = meta.clone();
         let mut u = Upper {
             meta: &unread,
-            nlink: st.st_nlink as u64,
+            nlink: scan::nlink(st),
             opaque: x.opaque,
             redirect: x.redirect,
             metacopy: x.metacopy,
@@ -266,4 +266,31 @@ pub fn changes(upper: &Path, lowers: &[&Path]) -> Result<String, Error> {
     })?;
     let _ = writeln!(out, "{copies} unchanged copies of the lowers' files (not listed)");
     Ok(out)
+}
+
+/// Why the boot in `st` has no flash upper to follow an image with.
+fn not_flash(st: &crate::state::BootState) -> Option<&'static str> {
+    match st.upper {
+        crate::state::Upper::Flash { .. } => None,
+        crate::state::Upper::Tmpfs { .. } => Some("the upper is in RAM this boot"),
+        crate::state::Upper::None { .. } => Some("there is no upper"),
+    }
+}
+
+/// `overlay-status --upgrade` for the boot described by `st`.
+pub fn status_text(st: &crate::state::BootState) -> String {
+    render_text(Path::new(crate::paths::OVERLAY), not_flash(st))
+}
+
+/// The `"upgrade"` member of `overlay-status --json`.
+pub fn status_json(st: &crate::state::BootState) -> String {
+    render_json(Path::new(crate::paths::OVERLAY), not_flash(st))
+}
+
+/// `overlay-status --changes` for the boot described by `st`: its upper
+/// (`/overlay/upper`) against its lowers.
+pub fn status_changes(st: &crate::state::BootState) -> Result<String, Error> {
+    let upper = Path::new(crate::paths::OVERLAY).join("upper");
+    let lowers: Vec<&Path> = st.lowers.iter().map(|l| Path::new(&l.mountpoint)).collect();
+    changes(&upper, &lowers)
 }

@@ -35,6 +35,12 @@ pub fn walk_tree(root: BorrowedFd, visit: &mut Visit) -> Result<(), Error> {
     })
 }
 
+/// `st_nlink`, whose type differs between targets.
+#[allow(clippy::unnecessary_cast)]
+pub fn nlink(st: &rustix::fs::Stat) -> u64 {
+    st.st_nlink as u64
+}
+
 /// Opens `name` in `dir` for reading, never following a symlink, never
 /// blocking (a FIFO that replaced a file in the meantime is not waited on).
 pub fn open_file(dir: BorrowedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
