@@ -444,16 +444,10 @@ pub fn compute(root: BorrowedFd, opts: Option<Options>) -> Result<Manifest, Erro
     })
 }
 
-const HELP: &str = "usage: overlay-init manifest ROOTDIR [-o FILE] [--all-root]
-
-Writes the manifest of the image built from ROOTDIR (every path with its
-type, mode, owner, size, contents CRC32 and symlink target), for firmware
-builds: run it before mksquashfs. The device then knows exactly which files
-of the upper are unchanged copies of this image at the next upgrade.
-
-  -o FILE     write to FILE (- for stdout) instead of
-              ROOTDIR/etc/overlay-init.manifest
-  --all-root  record every owner as root (mksquashfs -all-root)
+const HELP: &str = "usage: overlay-init manifest ROOTDIR [-o FILE|-] [--all-root]
+Writes the manifest of the image built from ROOTDIR, by default to
+ROOTDIR/etc/overlay-init.manifest; run it before mksquashfs (--all-root
+as mksquashfs -all-root).
 ";
 
 /// `overlay-init manifest ROOTDIR [-o FILE] [--all-root]`, on the build host.
@@ -464,63 +458,43 @@ pub fn main(args: &[String]) -> i32 {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-o" => match it.next() {
-                Some(f) => out = Some(f.clone()),
-                None => return usage("-o needs a file"),
-            },
+            "-o" if out.is_none() => out = Some(it.next().cloned().unwrap_or_default()),
             "--all-root" => opts.all_root = true,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return 0;
-            }
-            a if a.starts_with('-') => return usage("unknown option"),
-            a if root.is_none() => root = Some(a.to_string()),
-            _ => return usage("one ROOTDIR only"),
+            a if root.is_none() && !a.starts_with('-') => root = Some(a.to_string()),
+            _ => root = Some(String::new()),
         }
     }
-    let Some(root) = root else {
-        return usage("no ROOTDIR");
-    };
-    let m = rustix::fs::open(
-        root.as_str(),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::Io {
-        step: Step::Open,
-        path: root.clone(),
-        err: e.into(),
-    })
-    .and_then(|fd| compute(rustix::fd::AsFd::as_fd(&fd), Some(opts)));
-    let m = match m {
-        Ok(m) => m,
+    let root = root.unwrap_or_default();
+    if root.is_empty() || out.as_deref() == Some("") {
+        eprint!("{HELP}");
+        return 2;
+    }
+    let out = out.unwrap_or_else(|| format!("{root}/{}", super::SHIPPED));
+    let r = super::merge::open_data(std::path::Path::new(&root))
+        .and_then(|fd| compute(rustix::fd::AsFd::as_fd(&fd), Some(opts)))
+        .and_then(|m| {
+            let bytes = m.shipped_file();
+            let w = if out == "-" {
+                std::io::Write::write_all(&mut std::io::stdout(), &bytes)
+            } else {
+                std::fs::write(&out, &bytes)
+            };
+            w.map(|()| (m.len(), bytes.len())).map_err(|err| Error::Io {
+                step: Step::Write,
+                path: out.clone(),
+                err,
+            })
+        });
+    match r {
+        Ok((n, b)) => {
+            eprintln!("overlay-init manifest: {n} entries, {b} bytes -> {out}");
+            0
+        }
         Err(e) => {
             eprintln!("overlay-init manifest: {e}");
-            return 1;
+            1
         }
-    };
-    let bytes = m.shipped_file();
-    let out = out.unwrap_or_else(|| format!("{root}/{}", super::SHIPPED));
-    let written = if out == "-" {
-        std::io::Write::write_all(&mut std::io::stdout(), &bytes)
-    } else {
-        std::fs::write(&out, &bytes)
-    };
-    if let Err(e) = written {
-        eprintln!("overlay-init manifest: cannot write {out}: {e}");
-        return 1;
     }
-    eprintln!(
-        "overlay-init manifest: {} entries, {} bytes -> {out}",
-        m.len(),
-        bytes.len()
-    );
-    0
-}
-
-fn usage(msg: &str) -> i32 {
-    eprint!("overlay-init manifest: {msg}\n\n{HELP}");
-    2
 }
 
 #[cfg(test)]

@@ -326,24 +326,23 @@ pub fn show_path(p: &[u8]) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since 1970, without a date crate
-/// (Howard Hinnant's days-to-civil).
+/// and in unsigned arithmetic (Howard Hinnant's days-to-civil, from
+/// 0000-03-01).
 pub fn show_time(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
+    let z = secs / 86_400 + 719_468;
+    let doe = z % 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let y = yoe + z / 146_097 * 400 + u64::from(m <= 2);
+    let t = secs % 86_400;
     format!(
         "{y}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        t / 3600,
+        t / 60 % 60,
+        t % 60
     )
 }
 

@@ -17,7 +17,7 @@ use super::manifest::Manifest;
 use super::{frame, show_path, unframe, Dec, Enc, Error, Policy, RecordError, Step};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
-use std::io::{Read, Write};
+use std::io::{Read as _, Write as _};
 
 pub const STATE: &str = "state";
 pub const PENDING: &str = "pending";
@@ -70,14 +70,14 @@ fn dec_lowers(d: &mut Dec) -> Result<Vec<Lower>, RecordError> {
     if n > MAX_LOWERS {
         return Err(RecordError::TooMany(n));
     }
-    (0..n)
-        .map(|_| {
-            Ok(Lower {
-                id: Identity::decode(d)?,
-                raw: dec_opt(d)?,
-            })
-        })
-        .collect()
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(Lower {
+            id: Identity::decode(d)?,
+            raw: dec_opt(d)?,
+        });
+    }
+    Ok(v)
 }
 
 /// `.upgrade/state`.
@@ -313,9 +313,10 @@ impl Report {
         if n > MAX_LOWERS {
             return Err(RecordError::TooMany(n));
         }
-        let new = (0..n)
-            .map(|_| Identity::decode(&mut d))
-            .collect::<Result<_, _>>()?;
+        let mut new = Vec::new();
+        for _ in 0..n {
+            new.push(Identity::decode(&mut d)?);
+        }
         let policy = Policy::from_code(d.u()?)?;
         let when = d.u()?;
         let mut lists = [Vec::new(), Vec::new()];
@@ -407,7 +408,8 @@ pub fn open_area(data: BorrowedFd, create: bool) -> Result<Option<OwnedFd>, Erro
     }
 }
 
-/// Reads a record file, bounded, never blocking on a FIFO put there.
+/// Reads a record file: a regular file within the bound (a FIFO or a
+/// device put there is refused without blocking).
 pub fn read(area: BorrowedFd, name: &str) -> Result<Option<Vec<u8>>, Error> {
     let fd = match rustix::fs::openat(
         area,
@@ -419,9 +421,14 @@ pub fn read(area: BorrowedFd, name: &str) -> Result<Option<Vec<u8>>, Error> {
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(err(Step::Read, name)(e.into())),
     };
+    let st = rustix::fs::fstat(&fd).map_err(|e| err(Step::Read, name)(e.into()))?;
+    if super::manifest::Kind::of_mode(st.st_mode) != super::manifest::Kind::File
+        || st.st_size as u64 > MAX_RECORD
+    {
+        return Ok(Some(Vec::new()));
+    }
     let mut v = Vec::new();
     std::fs::File::from(fd)
-        .take(MAX_RECORD + 1)
         .read_to_end(&mut v)
         .map_err(err(Step::Read, name))?;
     Ok(Some(v))

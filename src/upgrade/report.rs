@@ -17,7 +17,7 @@
 
 use super::classify::{classify, Class, News, Old, Upper, Why};
 use super::manifest::{Kind, Meta};
-use super::record::{self, Content, ManifestRecord, Report, State, PENDING, STATE, LAST};
+use super::record::{self, Content, ManifestRecord, Report, State, LAST, PENDING, STATE};
 use super::scan::{self, Lowers};
 use super::{show_path, show_time, Error};
 use crate::status::js;
@@ -28,138 +28,53 @@ use std::path::Path;
 /// `("recorded" | "pending" | "none", why)` for the data filesystem whose
 /// `.upgrade/` is `area`.
 pub fn manifest_status(area: Option<BorrowedFd>) -> (&'static str, String) {
-    let none = |why: String| ("none", why);
-    let Some(area) = area else {
-        return none("no upgrade records on the data filesystem yet".into());
+    let state = match area.map(|a| record::load(a, STATE, State::decode)) {
+        Some(Ok(Some(Ok(s)))) => s,
+        Some(Ok(Some(Err(e)))) => return ("none", format!("unusable state record: {e}")),
+        Some(Err(e)) => return ("none", e.to_string()),
+        _ => return ("none", "nothing recorded yet".into()),
     };
-    let state = match record::load(area, STATE, State::decode) {
-        Ok(Some(Ok(s))) => s,
-        Ok(None) => return none("no upgrade records on the data filesystem yet".into()),
-        Ok(Some(Err(e))) => return none(format!("the state record is unusable: {e}")),
-        Err(e) => return none(e.to_string()),
-    };
-    let many = state.lowers.len() > 1;
     for (n, lower) in state.lowers.iter().enumerate() {
-        let at = if many { format!("lower {n}: ") } else { String::new() };
         let name = record::manifest_name(n);
-        match record::load(area, &name, ManifestRecord::decode) {
-            Ok(None) => return ("pending", at),
-            Ok(Some(Err(e))) => return none(format!("{at}.upgrade/{name} is unusable: {e}")),
-            Err(e) => return none(format!("{at}{e}")),
-            Ok(Some(Ok(rec))) if rec.id != lower.id => return ("pending", at),
-            Ok(Some(Ok(rec))) => {
+        match area.map(|a| record::load(a, &name, ManifestRecord::decode)) {
+            Some(Ok(Some(Ok(rec)))) if rec.id == lower.id => {
                 if let Content::None(why) = rec.content {
-                    return none(format!("{at}{why}"));
+                    return ("none", format!("lower {n}: {why}"));
                 }
             }
+            Some(Ok(Some(Err(e)))) => return ("none", format!("unusable {name}: {e}")),
+            _ => return ("pending", String::new()),
         }
     }
     let why = if state.changed {
-        "the image was replaced under the same identity: the next boot upgrades".into()
+        "the image was replaced: the next boot upgrades"
     } else {
-        String::new()
+        ""
     };
-    ("recorded", why)
+    ("recorded", why.into())
 }
 
 /// The words after a line's path.
 pub fn words(r: &Report, l: &record::Line) -> String {
-    let mut w = l.why.words().to_string();
-    let _ = match l.news {
-        News::None => Ok(()),
-        News::Changed => write!(w, "; the new image changed it: {}", record::new_version_at(r, l)),
-        News::Removed => write!(w, "; the new image removed it"),
-        News::Added => write!(w, "; the new image adds it: {}", record::new_version_at(r, l)),
-        News::AddsInside(k) => write!(w, "; it hides {k} new entries of the new image"),
-        News::Shadows => write!(w, "; it shadows {}", record::new_version_at(r, l)),
+    let at = || record::new_version_at(r, l);
+    let news = match l.news {
+        News::None => String::new(),
+        News::Changed => format!("; the new image changed it: {}", at()),
+        News::Removed => "; the new image removed it".into(),
+        News::Added => format!("; the new image adds it: {}", at()),
+        News::AddsInside(k) => format!("; it hides {k} new entries of the new image"),
+        News::Shadows => format!("; it shadows {}", at()),
     };
-    w
+    format!("{}{news}", l.why.words())
 }
 
-fn counts(r: &Report) -> String {
-    format!(
-        "{} removed, {} kept, {} conflict{}",
-        r.counts[0],
-        r.counts[1],
-        r.counts[2],
-        if r.counts[2] == 1 { "" } else { "s" }
-    )
-}
-
-/// `overlay-status --upgrade` for the data filesystem at `data` (`/overlay`).
-/// `not_flash`: why there is no flash upper, when there is none.
-pub fn render_text(data: &Path, not_flash: Option<&str>) -> String {
-    let mut s = String::new();
-    if let Some(why) = not_flash {
-        let _ = writeln!(s, "manifest: none ({why})");
-        return s;
-    }
-    let area = super::merge::open_data(data)
-        .ok()
-        .and_then(|d| record::open_area(d.as_fd(), false).ok().flatten());
-    let area = area.as_ref().map(|a| a.as_fd());
-    let (word, why) = manifest_status(area);
-    let _ = if why.is_empty() {
-        writeln!(s, "manifest: {word}")
-    } else {
-        writeln!(s, "manifest: {word} ({why})")
-    };
-    let Some(area) = area else { return s };
-    if let Ok(Some(_)) = record::read(area, PENDING) {
-        let _ = writeln!(s, "upgrade: pending, finished at the next boot");
-    }
-    match record::load(area, LAST, Report::decode) {
-        Ok(None) => {
-            let _ = writeln!(s, "last upgrade: none");
-        }
-        Ok(Some(Err(e))) => {
-            let _ = writeln!(s, "last upgrade: the report is unusable: {e}");
-        }
-        Err(e) => {
-            let _ = writeln!(s, "last upgrade: {e}");
-        }
-        Ok(Some(Ok(r))) => {
-            let _ = writeln!(
-                s,
-                "last upgrade: {}, policy {}: {}",
-                show_time(r.when),
-                r.policy,
-                counts(&r)
-            );
-            for l in &r.old {
-                let _ = writeln!(s, "from: {}", l.id);
-            }
-            for id in &r.new {
-                let _ = writeln!(s, "to: {id}");
-            }
-            for n in &r.notes {
-                let _ = writeln!(s, "note: {n}");
-            }
-            for l in &r.lines {
-                let _ = writeln!(
-                    s,
-                    "  {:<8} {} ({})",
-                    l.class.word(),
-                    show_path(&l.path),
-                    words(&r, l)
-                );
-            }
-            let listed = r.lines.len() as u64;
-            let all: u64 = r.counts.iter().sum();
-            if all > listed {
-                let _ = writeln!(s, "  ... and {} more, not listed", all - listed);
-            }
-        }
-    }
-    s
-}
-
-/// The `"upgrade"` member of `overlay-status --json`.
-pub fn render_json(data: &Path, not_flash: Option<&str>) -> String {
+/// The upgrade view: the text of `--upgrade`, or the JSON member.
+fn render(data: &Path, not_flash: Option<&str>, json: bool) -> String {
+    let fd = super::merge::open_data(data).ok();
     let area = match not_flash {
         Some(_) => None,
-        None => super::merge::open_data(data)
-            .ok()
+        None => fd
+            .as_ref()
             .and_then(|d| record::open_area(d.as_fd(), false).ok().flatten()),
     };
     let area = area.as_ref().map(|a| a.as_fd());
@@ -167,39 +82,96 @@ pub fn render_json(data: &Path, not_flash: Option<&str>) -> String {
         Some(w) => ("none", w.to_string()),
         None => manifest_status(area),
     };
-    let why = if why.is_empty() { "null".into() } else { js(&why) };
     let pending = area.is_some_and(|a| matches!(record::read(a, PENDING), Ok(Some(_))));
-    let last = match area.map(|a| record::load(a, LAST, Report::decode)) {
-        Some(Ok(Some(Ok(r)))) => {
-            let ids = |v: Vec<String>| v.iter().map(|x| js(x)).collect::<Vec<_>>().join(",");
-            let paths: Vec<String> = r
-                .lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{{\"class\":\"{}\",\"path\":{},\"words\":{}}}",
-                        l.class.word(),
-                        js(&show_path(&l.path)),
-                        js(&words(&r, l))
-                    )
-                })
-                .collect();
-            format!(
-                "{{\"when\":{},\"policy\":\"{}\",\"from\":[{}],\"to\":[{}],\"notes\":[{}],\"removed\":{},\"kept\":{},\"conflicts\":{},\"paths\":[{}]}}",
-                r.when,
-                r.policy,
-                ids(r.old.iter().map(|l| l.id.to_string()).collect()),
-                ids(r.new.iter().map(|i| i.to_string()).collect()),
-                ids(r.notes.clone()),
-                r.counts[0],
-                r.counts[1],
-                r.counts[2],
-                paths.join(",")
-            )
+    let last = area.map(|a| record::load(a, LAST, Report::decode));
+    let mut s = String::new();
+    if json {
+        let why = if why.is_empty() { "null".into() } else { js(&why) };
+        let _ = write!(s, "{{\"manifest\":\"{word}\",\"why\":{why},\"pending\":{pending},\"last\":");
+    } else {
+        let why = if why.is_empty() { why } else { format!(" ({why})") };
+        let _ = writeln!(s, "manifest: {word}{why}");
+        if pending {
+            s.push_str("upgrade: pending, finished at the next boot\n");
         }
-        _ => "null".into(),
+    }
+    let r = match last {
+        Some(Ok(Some(Ok(r)))) => r,
+        other => {
+            let why = match other {
+                Some(Ok(Some(Err(e)))) => format!("unusable report: {e}"),
+                Some(Err(e)) => e.to_string(),
+                _ => "none".into(),
+            };
+            let _ = if json {
+                write!(s, "null}}")
+            } else {
+                writeln!(s, "last upgrade: {why}")
+            };
+            return s;
+        }
     };
-    format!("{{\"manifest\":\"{word}\",\"why\":{why},\"pending\":{pending},\"last\":{last}}}")
+    let [removed, kept, conflicts] = r.counts;
+    let when = show_time(r.when);
+    let from: Vec<String> = r.old.iter().map(|l| l.id.to_string()).collect();
+    let to: Vec<String> = r.new.iter().map(|i| i.to_string()).collect();
+    if json {
+        let list = |v: &[String]| v.iter().map(|x| js(x)).collect::<Vec<_>>().join(",");
+        let _ = write!(
+            s,
+            "{{\"when\":{},\"time\":\"{when}\",\"policy\":\"{}\",\"from\":[{}],\"to\":[{}],\"notes\":[{}],\"removed\":{removed},\"kept\":{kept},\"conflicts\":{conflicts},\"paths\":[",
+            r.when,
+            r.policy,
+            list(&from),
+            list(&to),
+            list(&r.notes),
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "last upgrade: {when}, policy {}: {removed} removed, {kept} kept, {conflicts} conflicts",
+            r.policy
+        );
+        for (k, v) in [("from", &from), ("to", &to), ("note", &r.notes)] {
+            for x in v {
+                let _ = writeln!(s, "{k}: {x}");
+            }
+        }
+    }
+    for (i, l) in r.lines.iter().enumerate() {
+        let (word, path, words) = (l.class.word(), show_path(&l.path), words(&r, l));
+        let _ = if json {
+            let sep = if i == 0 { "" } else { "," };
+            write!(
+                s,
+                "{sep}{{\"class\":\"{word}\",\"path\":{},\"words\":{}}}",
+                js(&path),
+                js(&words)
+            )
+        } else {
+            writeln!(s, "  {word:<8} {path} ({words})")
+        };
+    }
+    let more = (removed + kept + conflicts).saturating_sub(r.lines.len() as u64);
+    let _ = if json {
+        write!(s, "],\"not_listed\":{more}}}}}")
+    } else if more > 0 {
+        writeln!(s, "  ... and {more} more, not listed")
+    } else {
+        Ok(())
+    };
+    s
+}
+
+/// `overlay-status --upgrade` for the data filesystem at `data` (`/overlay`).
+/// `not_flash`: why there is no flash upper, when there is none.
+pub fn render_text(data: &Path, not_flash: Option<&str>) -> String {
+    render(data, not_flash, false)
+}
+
+/// The `"upgrade"` member of `overlay-status --json`.
+pub fn render_json(data: &Path, not_flash: Option<&str>) -> String {
+    render(data, not_flash, true)
 }
 
 /// `overlay-status --changes`: the user's changes now, the upper at
