@@ -195,7 +195,9 @@ pub fn classify(u: &Upper, inside: bool, old: Old, new: Option<&Meta>, new_adds:
     if m.is_whiteout() {
         return match (old, new) {
             (_, None) => verdict(Class::Removed, Why::Redundant, News::None, Action::Remove),
-            (Old::NoManifest, Some(_)) => verdict(Class::Kept, Why::Deleted, News::None, Action::None),
+            (Old::NoManifest, Some(_)) => {
+                verdict(Class::Kept, Why::Deleted, News::None, Action::None)
+            }
             (Old::Absent, Some(_)) => {
                 verdict(Class::Conflict, Why::Deleted, News::Added, Action::None)
             }
@@ -212,7 +214,12 @@ pub fn classify(u: &Upper, inside: bool, old: Old, new: Option<&Meta>, new_adds:
                 (Old::NoManifest, n) => {
                     verdict(Class::Kept, Why::Opaque, News::AddsInside(n), Action::None)
                 }
-                (_, n) => verdict(Class::Conflict, Why::Opaque, News::AddsInside(n), Action::None),
+                (_, n) => verdict(
+                    Class::Conflict,
+                    Why::Opaque,
+                    News::AddsInside(n),
+                    Action::None,
+                ),
             };
         }
         let container = Verdict {
@@ -264,7 +271,11 @@ pub fn classify(u: &Upper, inside: bool, old: Old, new: Option<&Meta>, new_adds:
             } else {
                 News::None
             };
-            let why = if same_as_new { Why::SameAsNew } else { Why::Unknown };
+            let why = if same_as_new {
+                Why::SameAsNew
+            } else {
+                Why::Unknown
+            };
             verdict(Class::Kept, why, news, Action::None)
         }
         Old::Absent if same_as_new => {
@@ -400,7 +411,10 @@ mod tests {
         fifo.kind = Kind::Fifo;
         fifo.size = 0;
         assert_eq!(got(&fifo, &fifo, &fifo).action, A::Remove);
-        assert_eq!(got(&chmod(fifo.clone(), 0o600), &fifo, &fifo).why, Why::ModeOwner);
+        assert_eq!(
+            got(&chmod(fifo.clone(), 0o600), &fifo, &fifo).why,
+            Why::ModeOwner
+        );
         // A file where the old image had a symlink: modified, not a copy.
         let f = file("l", b"busybox").meta;
         assert_eq!(got(&f, &l1, &l1).why, Why::Modified);
@@ -474,14 +488,20 @@ mod tests {
         );
         u.opaque = false;
         u.redirect = true;
-        assert_eq!(classify(&u, false, Old::Has(&d), Some(&d), 0).why, Why::Renamed);
+        assert_eq!(
+            classify(&u, false, Old::Has(&d), Some(&d), 0).why,
+            Why::Renamed
+        );
         // Everything inside belongs to the user, even a copy of an old file.
         let v1 = file("f", b"version 1").meta;
         assert_eq!(
             classify(&up(&v1), true, Old::Has(&v1), Some(&v1), 0),
             v(Some(Kept), Why::Inside, N::None, A::None)
         );
-        assert_eq!(classify(&up(&whiteout()), true, Old::Absent, None, 0).action, A::None);
+        assert_eq!(
+            classify(&up(&whiteout()), true, Old::Absent, None, 0).action,
+            A::None
+        );
     }
 
     #[test]
@@ -495,7 +515,10 @@ mod tests {
             classify(&u, false, Old::Has(&v1), Some(&v1), 0),
             v(Some(Kept), Why::HardLink, N::None, A::None)
         );
-        assert_eq!(classify(&u, false, Old::Has(&v1), Some(&v2), 0).class, Some(Conflict));
+        assert_eq!(
+            classify(&u, false, Old::Has(&v1), Some(&v2), 0).class,
+            Some(Conflict)
+        );
         assert_eq!(classify(&u, false, Old::Absent, None, 0).class, Some(Kept));
         // A metadata-only copy: its data is the lower's, never read.
         let mut meta_only = v1.clone();
@@ -503,7 +526,10 @@ mod tests {
         let mut u = up(&meta_only);
         u.metacopy = true;
         assert!(!needs_crc(&u, Old::Has(&v1), Some(&v1)));
-        assert_eq!(classify(&u, false, Old::Has(&v1), Some(&v2), 0).action, A::Remove);
+        assert_eq!(
+            classify(&u, false, Old::Has(&v1), Some(&v2), 0).action,
+            A::Remove
+        );
         let chmodded = chmod(meta_only.clone(), 0o600);
         let mut u = up(&chmodded);
         u.metacopy = true;
@@ -511,11 +537,17 @@ mod tests {
             classify(&u, false, Old::Has(&v1), Some(&v1), 0),
             v(Some(Kept), Why::ModeOwner, N::None, A::None)
         );
-        assert_eq!(classify(&u, false, Old::Has(&v1), Some(&v2), 0).class, Some(Conflict));
+        assert_eq!(
+            classify(&u, false, Old::Has(&v1), Some(&v2), 0).class,
+            Some(Conflict)
+        );
         // With a redirect its data comes from elsewhere: never a stale copy.
         let mut u = up(&meta_only);
         u.metacopy = true;
         u.redirect = true;
-        assert_eq!(classify(&u, false, Old::Has(&v1), Some(&v1), 0).class, Some(Kept));
+        assert_eq!(
+            classify(&u, false, Old::Has(&v1), Some(&v1), 0).class,
+            Some(Kept)
+        );
     }
 }

@@ -158,8 +158,17 @@ impl Identity {
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = if self.squashfs { "squashfs" } else { "image" };
-        let m = if self.shipped.is_some() { " +manifest" } else { "" };
-        write!(f, "{kind} {} KiB #{:08x}{m}", self.size.div_ceil(1024), self.digest())
+        let m = if self.shipped.is_some() {
+            " +manifest"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{kind} {} KiB #{:08x}{m}",
+            self.size.div_ceil(1024),
+            self.digest()
+        )
     }
 }
 
@@ -215,8 +224,12 @@ pub fn read(device: &Path, lower: Option<BorrowedFd>) -> Result<Identity, Error>
         Some(Ok(sq)) => {
             let tables = match shipped {
                 Some(_) => 0,
-                None => crc_range(&f, sq.inode_table_start, sq.bytes_used - sq.inode_table_start)
-                    .map_err(dev_err(device))?,
+                None => crc_range(
+                    &f,
+                    sq.inode_table_start,
+                    sq.bytes_used - sq.inode_table_start,
+                )
+                .map_err(dev_err(device))?,
             };
             Ok(Identity {
                 squashfs: true,
@@ -253,7 +266,7 @@ pub fn image_crc(device: &Path, id: &Identity) -> Result<u32, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testutil::TempDir;
     use rustix::fd::AsFd;
@@ -263,7 +276,7 @@ mod tests {
     /// A squashfs of `dir`, reproducible: fixed mkfs and file times, root
     /// owner. `raw`: data and fragments stored uncompressed, so that a
     /// changed byte cannot change any compressed size.
-    pub(crate) fn mksquashfs(dir: &Path, out: &Path, raw: bool) {
+    pub fn mksquashfs(dir: &Path, out: &Path, raw: bool) {
         let mut c = Command::new("mksquashfs");
         c.arg(dir).arg(out).args([
             "-noappend",
@@ -283,7 +296,10 @@ mod tests {
     }
 
     fn tree(d: &TempDir, name: &str, version: u8) -> PathBuf {
-        d.write(&format!("{name}/etc/config/system"), format!("option v{version}\n"));
+        d.write(
+            &format!("{name}/etc/config/system"),
+            format!("option v{version}\n"),
+        );
         d.write(&format!("{name}/etc/profile"), "PS1='# '\n");
         d.write(&format!("{name}/bin/tool"), vec![7u8; 200_000]);
         d.path().join(name)
@@ -309,14 +325,20 @@ mod tests {
                 inode_table_start: 1000
             }))
         );
-        assert!(matches!(parse_squashfs(&sb, 4000), Some(Err(_))), "image larger than its device");
+        assert!(
+            matches!(parse_squashfs(&sb, 4000), Some(Err(_))),
+            "image larger than its device"
+        );
         assert!(matches!(parse_squashfs(&sb[..50], 8192), Some(Err(_))));
         let mut v3 = sb;
         v3[28] = 3;
         assert!(matches!(parse_squashfs(&v3, 8192), Some(Err(_))));
         let mut tables_past_end = sb;
         tables_past_end[64..72].copy_from_slice(&5000u64.to_le_bytes());
-        assert!(matches!(parse_squashfs(&tables_past_end, 8192), Some(Err(_))));
+        assert!(matches!(
+            parse_squashfs(&tables_past_end, 8192),
+            Some(Err(_))
+        ));
         assert_eq!(parse_squashfs(&[0u8; 96], 8192), None);
         assert_eq!(parse_squashfs(b"hs", 8192), None);
     }

@@ -189,10 +189,7 @@ pub fn encode(entries: &mut [Entry]) -> Vec<u8> {
         let shared = if (i as u64).is_multiple_of(RESTART) {
             0
         } else {
-            prev.iter()
-                .zip(&x.path)
-                .take_while(|(a, b)| a == b)
-                .count()
+            prev.iter().zip(&x.path).take_while(|(a, b)| a == b).count()
         };
         e.u(shared as u64);
         e.b(x.path.get(shared..).unwrap_or_default());
@@ -640,7 +637,8 @@ pub(crate) mod tests {
     #[test]
     fn the_merged_view_takes_the_top_layer() {
         let top = Manifest::from_entries(vec![file("etc/a", b"top")]).unwrap();
-        let root = Manifest::from_entries(vec![file("etc/a", b"root"), file("etc/b", b"b")]).unwrap();
+        let root =
+            Manifest::from_entries(vec![file("etc/a", b"root"), file("etc/b", b"b")]).unwrap();
         let layers = [top, root];
         assert_eq!(
             lookup(&layers, b"etc/a").unwrap().crc,

@@ -108,7 +108,9 @@ pub fn decide(f: &Facts, current: &[Identity], policy: Policy) -> Decision {
             Vec::new(),
             Policy::Keep,
             false,
-            Some(format!("the {what} record is unusable ({e}): ignored, nothing removed")),
+            Some(format!(
+                "the {what} record is unusable ({e}): ignored, nothing removed"
+            )),
         ))
     };
     match &f.pending {
@@ -295,7 +297,11 @@ fn old_manifests(area: BorrowedFd, old: &[Lower]) -> Result<Vec<Manifest>, Strin
 
 /// `.reset/trash/upgrade-N`, a new directory for this run's removals.
 fn trash_dir(data: BorrowedFd) -> Result<OwnedFd, Error> {
-    let mk = |dir: BorrowedFd, name: &str| match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+    let mk = |dir: BorrowedFd, name: &str| match rustix::fs::mkdirat(
+        dir,
+        name,
+        Mode::from_raw_mode(0o700),
+    ) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
         Err(e) => Err(e),
     };
@@ -357,7 +363,13 @@ impl Walk<'_> {
             })
     }
 
-    fn visit(&mut self, path: &[u8], st: &rustix::fs::Stat, dir: BorrowedFd, hook: Hook) -> Result<(), Error> {
+    fn visit(
+        &mut self,
+        path: &[u8],
+        st: &rustix::fs::Stat,
+        dir: BorrowedFd,
+        hook: Hook,
+    ) -> Result<(), Error> {
         let name = name_of(path);
         let meta = Meta::of_stat(st);
         let x = scan::overlay_xattrs(dir, name, st);
@@ -411,7 +423,11 @@ impl Walk<'_> {
                 .count() as u32;
         }
         let v = classify(&u, inside, old, new.as_ref(), adds);
-        if meta.kind == Kind::Dir && (x.opaque || x.redirect) && !inside && self.mine.len() < MAX_DIRS {
+        if meta.kind == Kind::Dir
+            && (x.opaque || x.redirect)
+            && !inside
+            && self.mine.len() < MAX_DIRS
+        {
             self.mine.push(path.to_vec());
         }
         let mut class = v.class;
@@ -478,7 +494,10 @@ impl Walk<'_> {
                         Ok(()) => hook("dir"),
                         Err(e) => {
                             let p = show_path(&path);
-                            note(&mut self.report, format!("cannot update directory {p} ({e})"));
+                            note(
+                                &mut self.report,
+                                format!("cannot update directory {p} ({e})"),
+                            );
                         }
                     }
                 }
@@ -544,7 +563,10 @@ pub fn run(
     }
     let old = old_manifests(area.as_fd(), &up.old);
     if let Err(why) = &old {
-        note(&mut report, format!("no old manifest: {why}; every copy is kept"));
+        note(
+            &mut report,
+            format!("no old manifest: {why}; every copy is kept"),
+        );
     }
     let upper = open_dir_at(data, OsStr::new("upper"), b"upper")?;
     let trash = match up.policy {
@@ -681,13 +703,18 @@ pub fn background(
             id: lower.id.clone(),
             raw,
         };
-        if rec.as_ref().is_some_and(|r| r.id == current.id && (raw.is_none() || r.raw == raw)) {
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.id == current.id && (raw.is_none() || r.raw == raw))
+        {
             continue;
         }
         let Some(&root) = roots.get(n) else { continue };
         let content = if lower.id.shipped.is_some() {
             shipped(root).unwrap_or_else(|why| {
-                log.push(format!("lower {n}: the shipped manifest is unusable ({why}); computing one"));
+                log.push(format!(
+                    "lower {n}: the shipped manifest is unusable ({why}); computing one"
+                ));
                 computed(root)
             })
         } else {
@@ -695,9 +722,10 @@ pub fn background(
         };
         match &content {
             Content::None(why) => log.push(format!("lower {n}: no manifest: {why}")),
-            Content::Shipped(m) | Content::Computed(m) => {
-                log.push(format!("lower {n}: manifest recorded ({} entries)", m.len()))
-            }
+            Content::Shipped(m) | Content::Computed(m) => log.push(format!(
+                "lower {n}: manifest recorded ({} entries)",
+                m.len()
+            )),
         }
         let rec = ManifestRecord {
             id: current.id,
@@ -718,8 +746,11 @@ pub fn background(
 fn shipped(root: BorrowedFd) -> Result<Content, String> {
     let fd = identity::open_shipped(root).map_err(|e| e.to_string())?;
     let mut b = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::from(fd), 16 << 20), &mut b)
-        .map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::from(fd), 16 << 20),
+        &mut b,
+    )
+    .map_err(|e| e.to_string())?;
     Manifest::from_shipped(&b)
         .map(Content::Shipped)
         .map_err(|e| e.to_string())
@@ -731,7 +762,6 @@ fn computed(root: BorrowedFd) -> Content {
         Err(e) => Content::None(e.to_string()),
     }
 }
-
 
 #[cfg(test)]
 mod tests;

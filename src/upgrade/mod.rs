@@ -40,9 +40,6 @@ pub mod record;
 pub mod report;
 pub(crate) mod scan;
 
-
-
-
 use std::fmt::{self, Write as _};
 use std::io;
 use std::path::PathBuf;
@@ -117,7 +114,10 @@ pub enum RecordError {
     Magic,
     /// The length field disagrees with the file, or exceeds the bound.
     Length(u32),
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
     /// The payload ends in the middle of a field.
     Truncated,
     /// A field holds a value out of its range.
@@ -212,7 +212,11 @@ pub const FRAME: usize = 16;
 pub fn frame(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(FRAME + payload.len());
     v.extend_from_slice(magic);
-    v.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    v.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     v.extend_from_slice(payload);
     v
@@ -395,7 +399,10 @@ mod tests {
         }
         assert_eq!(Dec(&[0xff; 11]).u(), Err(RecordError::Field));
         assert_eq!(Dec(&[5, 1]).b(), Err(RecordError::Truncated));
-        assert_eq!(Dec(&[0x80, 0x80, 0x80, 0x80, 0x10]).u32(), Err(RecordError::Field));
+        assert_eq!(
+            Dec(&[0x80, 0x80, 0x80, 0x80, 0x10]).u32(),
+            Err(RecordError::Field)
+        );
         assert_eq!(Dec(&[1]).end(), Err(RecordError::Trailing));
     }
 

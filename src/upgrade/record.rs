@@ -53,7 +53,9 @@ fn enc_opt(e: &mut Enc, v: Option<u32>) {
 fn dec_opt(d: &mut Dec) -> Result<Option<u32>, RecordError> {
     match d.u()? {
         0 => Ok(None),
-        v => u32::try_from(v - 1).map(Some).map_err(|_| RecordError::Field),
+        v => u32::try_from(v - 1)
+            .map(Some)
+            .map_err(|_| RecordError::Field),
     }
 }
 
@@ -492,8 +494,8 @@ pub fn new_version_at(r: &Report, l: &Line) -> String {
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
-    use rustix::fd::AsFd;
     use crate::upgrade::manifest::tests::file;
+    use rustix::fd::AsFd;
 
     fn id(n: u32) -> Identity {
         Identity {
@@ -541,7 +543,16 @@ mod tests {
     #[test]
     fn records_round_trip_and_refuse_damage() {
         let st = State {
-            lowers: vec![Lower { id: id(1), raw: None }, Lower { id: id(2), raw: Some(0) }],
+            lowers: vec![
+                Lower {
+                    id: id(1),
+                    raw: None,
+                },
+                Lower {
+                    id: id(2),
+                    raw: Some(0),
+                },
+            ],
             changed: true,
         };
         let b = st.encode();
@@ -597,10 +608,30 @@ mod tests {
             raw: Some(5),
             content: Content::Shipped(m),
         };
-        assert!(rec.manifest_of(&Lower { id: id(1), raw: Some(5) }).is_some());
-        assert!(rec.manifest_of(&Lower { id: id(1), raw: None }).is_some());
-        assert!(rec.manifest_of(&Lower { id: id(1), raw: Some(6) }).is_none());
-        assert!(rec.manifest_of(&Lower { id: id(2), raw: Some(5) }).is_none());
+        assert!(rec
+            .manifest_of(&Lower {
+                id: id(1),
+                raw: Some(5)
+            })
+            .is_some());
+        assert!(rec
+            .manifest_of(&Lower {
+                id: id(1),
+                raw: None
+            })
+            .is_some());
+        assert!(rec
+            .manifest_of(&Lower {
+                id: id(1),
+                raw: Some(6)
+            })
+            .is_none());
+        assert!(rec
+            .manifest_of(&Lower {
+                id: id(2),
+                raw: Some(5)
+            })
+            .is_none());
     }
 
     #[test]
@@ -623,16 +654,23 @@ mod tests {
     #[test]
     fn files_are_written_atomically_and_read_bounded() {
         let d = TempDir::new("upgrade-rec");
-        let data = rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let data =
+            rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         assert!(open_area(data.as_fd(), false).unwrap().is_none());
         let area = open_area(data.as_fd(), true).unwrap().unwrap();
         assert_eq!(load(area.as_fd(), STATE, State::decode).unwrap(), None);
         let st = State {
-            lowers: vec![Lower { id: id(1), raw: None }],
+            lowers: vec![Lower {
+                id: id(1),
+                raw: None,
+            }],
             changed: false,
         };
         write(area.as_fd(), STATE, &st.encode()).unwrap();
-        assert_eq!(load(area.as_fd(), STATE, State::decode).unwrap(), Some(Ok(st)));
+        assert_eq!(
+            load(area.as_fd(), STATE, State::decode).unwrap(),
+            Some(Ok(st))
+        );
         assert!(!d.path().join(".upgrade/state.tmp").exists());
         std::fs::write(d.path().join(".upgrade/state"), b"garbage garbage garbage").unwrap();
         assert!(matches!(

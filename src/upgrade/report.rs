@@ -4,9 +4,10 @@
 //! `--upgrade`:
 //! ```text
 //! manifest: recorded
-//! last upgrade: 2026-11-30 12:00:00, policy merge: 2 removed, 1 kept, 1 conflict
-//! from: squashfs 5120 KiB, mkfs 2026-11-30 11:00:00, #1a2b3c4d
-//! to: squashfs 5120 KiB, mkfs 2026-11-30 11:00:00, manifest, #5e6f7a8b
+//! last upgrade: 2026-11-30 12:00:00, policy merge
+//! from: squashfs 5120 KiB #1a2b3c4d
+//! to: squashfs 5120 KiB #5e6f7a8b +manifest
+//! 2 removed, 1 kept, 1 conflicts
 //!   removed  /etc/profile (unchanged copy)
 //!   kept     /etc/config/network (modified)
 //!   conflict /etc/config/system (modified; the new image changed it: /rom/etc/config/system)
@@ -56,16 +57,36 @@ pub fn manifest_status(area: Option<BorrowedFd>) -> (&'static str, String) {
 
 /// The words after a line's path.
 pub fn words(r: &Report, l: &record::Line) -> String {
-    let at = || record::new_version_at(r, l);
-    let news = match l.news {
-        News::None => String::new(),
-        News::Changed => format!("; the new image changed it: {}", at()),
-        News::Removed => "; the new image removed it".into(),
-        News::Added => format!("; the new image adds it: {}", at()),
-        News::AddsInside(k) => format!("; it hides {k} new entries of the new image"),
-        News::Shadows => format!("; it shadows {}", at()),
+    let mut w = String::from(l.why.words());
+    let (say, at) = match l.news {
+        News::None => ("", false),
+        News::Changed => ("; the new image changed it: ", true),
+        News::Removed => ("; the new image removed it", false),
+        News::Added => ("; the new image adds it: ", true),
+        News::AddsInside(_) => ("; it hides ", false),
+        News::Shadows => ("; it shadows ", true),
     };
-    format!("{}{news}", l.why.words())
+    w.push_str(say);
+    if at {
+        w.push_str(&record::new_version_at(r, l));
+    }
+    if let News::AddsInside(k) = l.news {
+        num(&mut w, k.into());
+        w.push_str(" new entries of the new image");
+    }
+    w
+}
+
+/// Text built by pieces: one small call each, where every `write!` would
+/// cost its own formatting code in the binary.
+fn num(s: &mut String, n: u64) {
+    let _ = write!(s, "{n}");
+}
+
+fn push_all(s: &mut String, parts: &[&str]) {
+    for p in parts {
+        s.push_str(p);
+    }
 }
 
 /// The upgrade view: the text of `--upgrade`, or the JSON member.
@@ -85,12 +106,32 @@ fn render(data: &Path, not_flash: Option<&str>, json: bool) -> String {
     let pending = area.is_some_and(|a| matches!(record::read(a, PENDING), Ok(Some(_))));
     let last = area.map(|a| record::load(a, LAST, Report::decode));
     let mut s = String::new();
+    let q = |x: &str| if json { js(x) } else { x.to_string() };
     if json {
-        let why = if why.is_empty() { "null".into() } else { js(&why) };
-        let _ = write!(s, "{{\"manifest\":\"{word}\",\"why\":{why},\"pending\":{pending},\"last\":");
+        let why = if why.is_empty() {
+            "null".into()
+        } else {
+            js(&why)
+        };
+        let p = if pending { "true" } else { "false" };
+        push_all(
+            &mut s,
+            &[
+                "{\"manifest\":\"",
+                word,
+                "\",\"why\":",
+                &why,
+                ",\"pending\":",
+                p,
+                ",\"last\":",
+            ],
+        );
     } else {
-        let why = if why.is_empty() { why } else { format!(" ({why})") };
-        let _ = writeln!(s, "manifest: {word}{why}");
+        push_all(&mut s, &["manifest: ", word]);
+        if !why.is_empty() {
+            push_all(&mut s, &[" (", &why, ")"]);
+        }
+        s.push('\n');
         if pending {
             s.push_str("upgrade: pending, finished at the next boot\n");
         }
@@ -103,63 +144,111 @@ fn render(data: &Path, not_flash: Option<&str>, json: bool) -> String {
                 Some(Err(e)) => e.to_string(),
                 _ => "none".into(),
             };
-            let _ = if json {
-                write!(s, "null}}")
+            if json {
+                s.push_str("null}");
             } else {
-                writeln!(s, "last upgrade: {why}")
-            };
+                push_all(&mut s, &["last upgrade: ", &why, "\n"]);
+            }
             return s;
         }
     };
-    let [removed, kept, conflicts] = r.counts;
     let when = show_time(r.when);
+    let (open, close, eol) = if json { ("[", "]", "") } else { ("", "", "\n") };
+    if json {
+        s.push_str("{\"when\":");
+        num(&mut s, r.when);
+        push_all(
+            &mut s,
+            &[
+                ",\"time\":\"",
+                &when,
+                "\",\"policy\":\"",
+                r.policy.name(),
+                "\"",
+            ],
+        );
+    } else {
+        push_all(
+            &mut s,
+            &["last upgrade: ", &when, ", policy ", r.policy.name(), "\n"],
+        );
+    }
     let from: Vec<String> = r.old.iter().map(|l| l.id.to_string()).collect();
     let to: Vec<String> = r.new.iter().map(|i| i.to_string()).collect();
-    if json {
-        let list = |v: &[String]| v.iter().map(|x| js(x)).collect::<Vec<_>>().join(",");
-        let _ = write!(
-            s,
-            "{{\"when\":{},\"time\":\"{when}\",\"policy\":\"{}\",\"from\":[{}],\"to\":[{}],\"notes\":[{}],\"removed\":{removed},\"kept\":{kept},\"conflicts\":{conflicts},\"paths\":[",
-            r.when,
-            r.policy,
-            list(&from),
-            list(&to),
-            list(&r.notes),
-        );
-    } else {
-        let _ = writeln!(
-            s,
-            "last upgrade: {when}, policy {}: {removed} removed, {kept} kept, {conflicts} conflicts",
-            r.policy
-        );
-        for (k, v) in [("from", &from), ("to", &to), ("note", &r.notes)] {
-            for x in v {
-                let _ = writeln!(s, "{k}: {x}");
+    for (k, v) in [("from", &from), ("to", &to), ("notes", &r.notes)] {
+        if json {
+            push_all(&mut s, &[",\"", k, "\":", open]);
+        }
+        for (i, x) in v.iter().enumerate() {
+            if json && i > 0 {
+                s.push(',');
             }
+            if !json {
+                push_all(&mut s, &[k.trim_end_matches('s'), ": "]);
+            }
+            push_all(&mut s, &[&q(x), eol]);
+        }
+        s.push_str(close);
+    }
+    for (k, n) in ["removed", "kept", "conflicts"].iter().zip(r.counts) {
+        if json {
+            push_all(&mut s, &[",\"", k, "\":"]);
+            num(&mut s, n);
+        } else {
+            s.push_str(if *k == "removed" { "" } else { ", " });
+            num(&mut s, n);
+            push_all(&mut s, &[" ", k]);
         }
     }
+    push_all(&mut s, &[if json { ",\"paths\":[" } else { "\n" }]);
     for (i, l) in r.lines.iter().enumerate() {
         let (word, path, words) = (l.class.word(), show_path(&l.path), words(&r, l));
-        let _ = if json {
-            let sep = if i == 0 { "" } else { "," };
-            write!(
-                s,
-                "{sep}{{\"class\":\"{word}\",\"path\":{},\"words\":{}}}",
-                js(&path),
-                js(&words)
-            )
+        if json {
+            if i > 0 {
+                s.push(',');
+            }
+            push_all(
+                &mut s,
+                &[
+                    "{\"class\":\"",
+                    word,
+                    "\",\"path\":",
+                    &js(&path),
+                    ",\"words\":",
+                    &js(&words),
+                    "}",
+                ],
+            );
         } else {
-            writeln!(s, "  {word:<8} {path} ({words})")
-        };
+            push_all(
+                &mut s,
+                &[
+                    "  ",
+                    word,
+                    &"        "[word.len().min(8)..],
+                    " ",
+                    &path,
+                    " (",
+                    &words,
+                    ")\n",
+                ],
+            );
+        }
     }
-    let more = (removed + kept + conflicts).saturating_sub(r.lines.len() as u64);
-    let _ = if json {
-        write!(s, "],\"not_listed\":{more}}}}}")
+    let more = r
+        .counts
+        .iter()
+        .sum::<u64>()
+        .saturating_sub(r.lines.len() as u64);
+    if json {
+        s.push_str("],\"not_listed\":");
+        num(&mut s, more);
+        s.push_str("}}");
     } else if more > 0 {
-        writeln!(s, "  ... and {more} more, not listed")
-    } else {
-        Ok(())
-    };
+        s.push_str("  ... and ");
+        num(&mut s, more);
+        s.push_str(" more, not listed\n");
+    }
     s
 }
 
@@ -189,7 +278,9 @@ pub fn changes(upper: &Path, lowers: &[&Path]) -> Result<String, Error> {
     let mut out = String::new();
     let mut copies = 0u64;
     scan::walk_tree(up.as_fd(), &mut |path, st, dir| {
-        let inside = mine.iter().any(|d| path.starts_with(d) && path.get(d.len()) == Some(&b'/'));
+        let inside = mine
+            .iter()
+            .any(|d| path.starts_with(d) && path.get(d.len()) == Some(&b'/'));
         let x = scan::overlay_xattrs(dir, scan::name_of(path), st);
         let mut meta = Meta::of_stat(st);
         let size = meta.size;
@@ -236,7 +327,10 @@ pub fn changes(upper: &Path, lowers: &[&Path]) -> Result<String, Error> {
         let _ = writeln!(out, "  {word:<8} {}", show_path(path));
         Ok(())
     })?;
-    let _ = writeln!(out, "{copies} unchanged copies of the lowers' files (not listed)");
+    let _ = writeln!(
+        out,
+        "{copies} unchanged copies of the lowers' files (not listed)"
+    );
     Ok(out)
 }
 

@@ -167,7 +167,13 @@ impl<'a> Lowers<'a> {
                 }
                 match cur {
                     Some(f) => Some(f),
-                    None => rustix::fs::openat(*root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok(),
+                    None => rustix::fs::openat(
+                        *root,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .ok(),
                 }
             })
             .collect();
@@ -209,7 +215,12 @@ impl<'a> Lowers<'a> {
         self.enter(parent);
         for fd in self.fds.iter().flatten() {
             let sub = if dir.is_empty() {
-                rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                rustix::fs::openat(
+                    fd,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
             } else {
                 rustix::fs::openat(
                     fd,
@@ -236,7 +247,10 @@ impl<'a> Lowers<'a> {
 /// `(directory, name)` of a relative path (`b""` for a top-level name).
 pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&c| c == b'/') {
-        Some(i) => (path.get(..i).unwrap_or_default(), path.get(i + 1..).unwrap_or_default()),
+        Some(i) => (
+            path.get(..i).unwrap_or_default(),
+            path.get(i + 1..).unwrap_or_default(),
+        ),
         None => (&[], path),
     }
 }

@@ -14,7 +14,10 @@ fn id(n: u32) -> Identity {
 }
 
 fn lower(n: u32) -> Lower {
-    Lower { id: id(n), raw: None }
+    Lower {
+        id: id(n),
+        raw: None,
+    }
 }
 
 fn facts() -> Facts {
@@ -49,7 +52,10 @@ fn a_normal_boot_decides_nothing() {
 #[test]
 fn a_new_image_is_an_upgrade_of_the_configured_policy() {
     for p in [Policy::Merge, Policy::Keep] {
-        assert_eq!(decide(&facts(), &[id(2)], p), upgrade(vec![lower(1)], p, false));
+        assert_eq!(
+            decide(&facts(), &[id(2)], p),
+            upgrade(vec![lower(1)], p, false)
+        );
     }
     let Decision::Reset { up, request } = decide(&facts(), &[id(2)], Policy::Reset) else {
         panic!()
@@ -64,7 +70,10 @@ fn a_new_image_is_an_upgrade_of_the_configured_policy() {
         Decision::Reset { request: false, .. }
     ));
     // More lowers than before, or the image check's verdict: an upgrade too.
-    assert!(matches!(decide(&facts(), &[id(1), id(3)], Policy::Merge), Decision::Upgrade(_)));
+    assert!(matches!(
+        decide(&facts(), &[id(1), id(3)], Policy::Merge),
+        Decision::Upgrade(_)
+    ));
     let mut f = facts();
     if let Ok(Some(s)) = &mut f.state {
         s.changed = true;
@@ -146,7 +155,10 @@ fn no_record_and_bad_records_never_remove_or_reset() {
     let Decision::Upgrade(up) = decide(&f, &[id(2)], Policy::Merge) else {
         panic!()
     };
-    assert_eq!((up.policy, up.old.len(), up.resume), (Policy::Keep, 0, false));
+    assert_eq!(
+        (up.policy, up.old.len(), up.resume),
+        (Policy::Keep, 0, false)
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -180,7 +192,8 @@ impl Bed {
             d.write(&format!("{l}/etc/init.d/a"), "a\n");
             d.write(&format!("{l}/etc/init.d/b"), "b\n");
             d.write(&format!("{l}/usr/bin/tool"), vec![v as u8; 5000]);
-            std::os::unix::fs::symlink("tool", d.path().join(format!("{l}/usr/bin/alias"))).unwrap();
+            std::os::unix::fs::symlink("tool", d.path().join(format!("{l}/usr/bin/alias")))
+                .unwrap();
             if let Some(x) = extra {
                 d.write(&format!("{l}/{x}"), "new in v2\n");
             }
@@ -217,7 +230,11 @@ impl Bed {
             .unwrap();
         assert!(st.success(), "mount -t overlay needs root");
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.p("mnt"))));
-        assert!(Command::new("umount").arg(self.p("mnt")).status().unwrap().success());
+        assert!(Command::new("umount")
+            .arg(self.p("mnt"))
+            .status()
+            .unwrap()
+            .success());
         if let Err(e) = r {
             std::panic::resume_unwind(e);
         }
@@ -238,7 +255,10 @@ impl Bed {
             false,
         )
         .unwrap();
-        assert!(log.iter().any(|l| l.contains("manifest recorded")), "{log:?}");
+        assert!(
+            log.iter().any(|l| l.contains("manifest recorded")),
+            "{log:?}"
+        );
     }
 
     /// A boot with image `v`: decide, and run what is decided.
@@ -329,9 +349,15 @@ fn tree(p: &Path) -> Vec<String> {
 #[test]
 fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
     let b = Bed::new("upg-v1v2");
-    assert!(b.boot(1, Policy::Merge, &mut |_| {}).is_none(), "first boot: record");
+    assert!(
+        b.boot(1, Policy::Merge, &mut |_| {}).is_none(),
+        "first boot: record"
+    );
     b.background(1);
-    assert!(b.boot(1, Policy::Merge, &mut |_| {}).is_none(), "normal boot: nothing");
+    assert!(
+        b.boot(1, Policy::Merge, &mut |_| {}).is_none(),
+        "normal boot: nothing"
+    );
     b.user_changes();
     let r = b.boot(2, Policy::Merge, &mut |_| {}).expect("upgrade boot");
     use Class::*;
@@ -339,10 +365,25 @@ fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
         lines(&r),
         vec![
             (Kept, "/etc/banner".into(), Why::Deleted, News::None),
-            (Kept, "/etc/config/network".into(), Why::Modified, News::None),
-            (Conflict, "/etc/config/system".into(), Why::Modified, News::Changed),
+            (
+                Kept,
+                "/etc/config/network".into(),
+                Why::Modified,
+                News::None
+            ),
+            (
+                Conflict,
+                "/etc/config/system".into(),
+                Why::Modified,
+                News::Changed
+            ),
             (Removed, "/etc/hosts".into(), Why::Unchanged, News::None),
-            (Conflict, "/etc/init.d".into(), Why::Opaque, News::AddsInside(1)),
+            (
+                Conflict,
+                "/etc/init.d".into(),
+                Why::Opaque,
+                News::AddsInside(1)
+            ),
             (Kept, "/etc/init.d/a".into(), Why::Inside, News::None),
             (Kept, "/etc/init.d/mine".into(), Why::Inside, News::None),
             (Removed, "/etc/profile".into(), Why::Unchanged, News::None),
@@ -359,13 +400,19 @@ fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
         assert_eq!(read(&m.join("root/notes")).unwrap(), "mine\n");
         assert!(!m.join("etc/banner").exists(), "still deleted");
         assert_eq!(read(&m.join("etc/init.d/mine")).unwrap(), "my service\n");
-        assert!(!m.join("etc/init.d/c").exists(), "hidden by the opaque directory");
+        assert!(
+            !m.join("etc/init.d/c").exists(),
+            "hidden by the opaque directory"
+        );
     });
     // Recorded: the next boot of v2 does nothing; the report is there.
     assert!(b.boot(2, Policy::Merge, &mut |_| {}).is_none());
     let text = crate::upgrade::report::render_text(&b.data(), None);
     assert!(text.starts_with("manifest: pending\n"), "{text}");
-    assert!(text.contains("\n  removed  /etc/profile (unchanged copy)\n"), "{text}");
+    assert!(
+        text.contains("\n  removed  /etc/profile (unchanged copy)\n"),
+        "{text}"
+    );
     assert!(text.contains(
         "\n  conflict /etc/config/system (modified; the new image changed it: /rom/etc/config/system)\n"
     ), "{text}");
@@ -374,8 +421,16 @@ fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
     let text = crate::upgrade::report::render_text(&b.data(), None);
     assert!(text.starts_with("manifest: recorded\n"), "{text}");
     let json = crate::upgrade::report::render_json(&b.data(), None);
-    assert!(json.starts_with(r#"{"manifest":"recorded","why":null,"pending":false,"last":{"when":1700000000,"#), "{json}");
-    assert!(json.contains(r#"{"class":"removed","path":"/etc/profile","words":"unchanged copy"}"#), "{json}");
+    assert!(
+        json.starts_with(
+            r#"{"manifest":"recorded","why":null,"pending":false,"last":{"when":1700000000,"#
+        ),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#"{"class":"removed","path":"/etc/profile","words":"unchanged copy"}"#),
+        "{json}"
+    );
 }
 
 #[test]
@@ -415,10 +470,18 @@ fn without_an_old_manifest_everything_is_kept_and_shadows_are_said() {
     let before = tree(&b.p("data/upper"));
     let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
     assert_eq!(r.counts[0], 0, "nothing removed");
-    assert!(r.notes.iter().any(|n| n.starts_with("no old manifest")), "{:?}", r.notes);
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("no old manifest")),
+        "{:?}",
+        r.notes
+    );
     let profile = r.lines.iter().find(|l| l.path == b"etc/profile").unwrap();
     assert_eq!((profile.class, profile.news), (Class::Kept, News::Shadows));
-    let network = r.lines.iter().find(|l| l.path == b"etc/config/network").unwrap();
+    let network = r
+        .lines
+        .iter()
+        .find(|l| l.path == b"etc/config/network")
+        .unwrap();
     assert_eq!((network.class, network.news), (Class::Kept, News::None));
     assert_eq!(tree(&b.p("data/upper")), before);
 }
@@ -437,10 +500,17 @@ fn a_corrupt_manifest_is_reported_and_nothing_is_removed() {
     let before = tree(&b.p("data/upper"));
     let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
     assert_eq!(r.counts[0], 0);
-    assert!(r.notes.iter().any(|n| n.contains("unusable")), "{:?}", r.notes);
+    assert!(
+        r.notes.iter().any(|n| n.contains("unusable")),
+        "{:?}",
+        r.notes
+    );
     assert_eq!(tree(&b.p("data/upper")), before);
     let text = crate::upgrade::report::render_text(&b.data(), None);
-    assert!(text.starts_with("manifest: none (unusable manifest.0"), "{text}");
+    assert!(
+        text.starts_with("manifest: none (unusable manifest.0"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -464,12 +534,19 @@ fn a_shipped_manifest_is_used() {
     )
     .unwrap();
     assert_eq!(log, ["lower 0: manifest recorded (9 entries)"]);
-    let area = record::open_area(open_data(&b.data()).unwrap().as_fd(), false).unwrap().unwrap();
-    let rec = record::load(area.as_fd(), "manifest.0", ManifestRecord::decode).unwrap().unwrap().unwrap();
+    let area = record::open_area(open_data(&b.data()).unwrap().as_fd(), false)
+        .unwrap()
+        .unwrap();
+    let rec = record::load(area.as_fd(), "manifest.0", ManifestRecord::decode)
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(rec.content, Content::Shipped(m));
     b.user_changes();
     let f = read_facts(&b.data()).unwrap();
-    let Decision::Upgrade(up) = decide(&f, &[id(2)], Policy::Merge) else { panic!() };
+    let Decision::Upgrade(up) = decide(&f, &[id(2)], Policy::Merge) else {
+        panic!()
+    };
     assert_eq!(up.old[0].id.shipped, v1);
     let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
     assert_eq!(r.counts, [2, 6, 2]);
@@ -486,7 +563,10 @@ fn keep_policy_removes_nothing_and_reports_the_same() {
     assert_eq!(r.policy, Policy::Keep);
     assert_eq!(r.counts, [2, 6, 2], "classified as with merge");
     assert_eq!(tree(&b.p("data/upper")), before, "nothing moved");
-    assert!(b.boot(2, Policy::Keep, &mut |_| {}).is_none(), "once per image");
+    assert!(
+        b.boot(2, Policy::Keep, &mut |_| {}).is_none(),
+        "once per image"
+    );
 }
 
 #[test]
@@ -504,13 +584,23 @@ fn reset_policy_is_a_factory_reset_with_the_keep_list() {
     begin_reset(&b.data(), &up, 1_700_000_000, f.reset_done).unwrap();
     // A cut here: the next boot asks for the request again.
     let f = read_facts(&b.data()).unwrap();
-    assert!(matches!(decide(&f, &[id(2)], Policy::Merge), Decision::Reset { request: true, .. }));
+    assert!(matches!(
+        decide(&f, &[id(2)], Policy::Merge),
+        Decision::Reset { request: true, .. }
+    ));
     let area = ResetArea::open(&b.data(), true).unwrap();
-    let req = area.write_request(vec!["/etc/config/network".into()]).unwrap();
+    let req = area
+        .write_request(vec!["/etc/config/network".into()])
+        .unwrap();
     // A cut here: the request is pending; no second one.
     let f = read_facts(&b.data()).unwrap();
-    assert!(matches!(decide(&f, &[id(2)], Policy::Merge), Decision::Reset { request: false, .. }));
-    let Pending::Request(req2) = area.pending().unwrap() else { panic!() };
+    assert!(matches!(
+        decide(&f, &[id(2)], Policy::Merge),
+        Decision::Reset { request: false, .. }
+    ));
+    let Pending::Request(req2) = area.pending().unwrap() else {
+        panic!()
+    };
     assert_eq!(req, req2);
     area.carry_out(&req, &mut |_| {}).unwrap();
     // A cut here: the reset is done, only the finish remains.
@@ -520,8 +610,14 @@ fn reset_policy_is_a_factory_reset_with_the_keep_list() {
     };
     let r = finish_reset(&b.data(), &up, "factory reset #1".into(), &mut |_| {}).unwrap();
     assert_eq!(r.policy, Policy::Reset);
-    assert_eq!(tree(&b.p("data/upper")), ["etc/", "etc/config/", "etc/config/network my network\n"]);
-    assert_eq!(decide(&read_facts(&b.data()).unwrap(), &[id(2)], Policy::Reset), Decision::None);
+    assert_eq!(
+        tree(&b.p("data/upper")),
+        ["etc/", "etc/config/", "etc/config/network my network\n"]
+    );
+    assert_eq!(
+        decide(&read_facts(&b.data()).unwrap(), &[id(2)], Policy::Reset),
+        Decision::None
+    );
 }
 
 /// A power cut after every single change of the merge: each run stops at
@@ -561,13 +657,20 @@ fn a_cut_at_any_change_is_resumed_to_the_same_end_state() {
             })
         }));
         for (p, c) in mine {
-            assert_eq!(read(&b.p(&format!("data/upper/{p}"))).as_deref(), Some(c), "cut {k}: {p}");
+            assert_eq!(
+                read(&b.p(&format!("data/upper/{p}"))).as_deref(),
+                Some(c),
+                "cut {k}: {p}"
+            );
         }
         // The next boot finishes, whatever the cut left.
         let again = b.boot(2, Policy::Merge, &mut |_| {});
         assert_eq!(tree(&b.p("data/upper")), reference, "cut at change {k}");
         assert!(!b.p("data/.upgrade/pending").exists());
-        assert!(b.boot(2, Policy::Merge, &mut |_| {}).is_none(), "cut {k}: done once");
+        assert!(
+            b.boot(2, Policy::Merge, &mut |_| {}).is_none(),
+            "cut {k}: done once"
+        );
         if cut.is_ok() {
             assert!(again.is_none());
             assert!(k > 5, "the merge should have several changes");
@@ -580,8 +683,13 @@ fn a_cut_at_any_change_is_resumed_to_the_same_end_state() {
 }
 
 fn read_report(b: &Bed) -> Report {
-    let area = record::open_area(open_data(&b.data()).unwrap().as_fd(), false).unwrap().unwrap();
-    record::load(area.as_fd(), LAST, Report::decode).unwrap().unwrap().unwrap()
+    let area = record::open_area(open_data(&b.data()).unwrap().as_fd(), false)
+        .unwrap()
+        .unwrap();
+    record::load(area.as_fd(), LAST, Report::decode)
+        .unwrap()
+        .unwrap()
+        .unwrap()
 }
 
 /// Empty directories that mirrored the old image go; the new image's mode
@@ -599,9 +707,19 @@ fn directories_follow_the_new_image() {
     });
     std::fs::set_permissions(b.p("v2/etc/config"), std::fs::Permissions::from_mode(0o700)).unwrap();
     b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
-    assert!(!b.p("data/upper/usr").exists(), "emptied containers are removed");
-    let mode = std::fs::metadata(b.p("data/upper/etc/config")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o7777, 0o700, "a container that stays takes the new mode");
+    assert!(
+        !b.p("data/upper/usr").exists(),
+        "emptied containers are removed"
+    );
+    let mode = std::fs::metadata(b.p("data/upper/etc/config"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o7777,
+        0o700,
+        "a container that stays takes the new mode"
+    );
     assert!(b.p("data/upper/etc/config/mine").exists());
 }
 
@@ -619,8 +737,14 @@ fn timing_of_the_merge() {
         b.background(1);
         // Half unchanged copies, half user files.
         for i in 0..n / 2 {
-            b.d.write(&format!("data/upper/srv/d{}/f{i}", i % 50), format!("file {i}"));
-            b.d.write(&format!("data/upper/home/d{}/u{i}", i % 50), format!("mine {i}"));
+            b.d.write(
+                &format!("data/upper/srv/d{}/f{i}", i % 50),
+                format!("file {i}"),
+            );
+            b.d.write(
+                &format!("data/upper/home/d{}/u{i}", i % 50),
+                format!("mine {i}"),
+            );
         }
         let t = Instant::now();
         let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
@@ -631,4 +755,83 @@ fn timing_of_the_merge() {
             r.counts[1]
         );
     }
+}
+
+/// No shipped manifest, and v2 differs from v1 in one byte with identical
+/// squashfs metadata: the boot-time identity is the same; the background
+/// image check sees the replacement and the next boot upgrades, against
+/// v1's manifest.
+#[test]
+fn the_background_image_check_catches_what_the_identity_cannot() {
+    let b = Bed::new("upg-rawcheck");
+    // One byte apart: "profile v1" / "profile v2" (system differs too: make it equal).
+    b.d.write("v2/etc/config/system", "system v1\n");
+    b.d.write("v2/usr/bin/tool", vec![1u8; 5000]);
+    std::fs::remove_file(b.p("v2/etc/init.d/c")).unwrap();
+    let img = |v: u32| {
+        let p = b.p(&format!("v{v}.sqfs"));
+        crate::upgrade::identity::tests::mksquashfs(&b.p(&format!("v{v}")), &p, true);
+        p
+    };
+    let (i1, i2) = (img(1), img(2));
+    let (a, c) = (
+        identity::read(&i1, None).unwrap(),
+        identity::read(&i2, None).unwrap(),
+    );
+    assert_eq!(a, c, "the identity cannot tell these two apart");
+    let data = || open_data(&b.data()).unwrap();
+    record(&b.data(), std::slice::from_ref(&a)).unwrap();
+    let bg = |v: u32, dev: &Path| {
+        background(
+            data().as_fd(),
+            &[b.root(v).as_fd()],
+            &[dev],
+            std::slice::from_ref(&a),
+            true,
+        )
+        .unwrap()
+    };
+    assert_eq!(bg(1, &i1), ["lower 0: manifest recorded (14 entries)"]);
+    assert!(bg(1, &i1).is_empty(), "same image: nothing written");
+    b.with_overlay(1, |m| {
+        std::fs::write(m.join("etc/profile"), "profile v1\n").unwrap()
+    });
+    // Reflashed with v2: this boot is a normal one...
+    let f = read_facts(&b.data()).unwrap();
+    assert_eq!(
+        decide(&f, std::slice::from_ref(&a), Policy::Merge),
+        Decision::None
+    );
+    // ... whose background check finds the replacement.
+    let log = bg(2, &i2);
+    assert!(log[0].contains("the image was replaced"), "{log:?}");
+    let f = read_facts(&b.data()).unwrap();
+    let Decision::Upgrade(up) = decide(&f, std::slice::from_ref(&a), Policy::Merge) else {
+        panic!()
+    };
+    let roots = [b.root(2)];
+    let roots = [roots[0].as_fd()];
+    let shown = ["/rom".to_string()];
+    let lw = Lowerdirs {
+        roots: &roots,
+        shown_at: &shown,
+    };
+    let Outcome::Done(r) = run(&b.data(), &lw, &up, 1, None, &mut |_| {}).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        lines(&r),
+        [(
+            Class::Removed,
+            "/etc/profile".into(),
+            Why::Unchanged,
+            News::None
+        )]
+    );
+    // Then v2's own manifest and image CRC are recorded.
+    assert_eq!(bg(2, &i2), ["lower 0: manifest recorded (14 entries)"]);
+    assert_eq!(
+        decide(&read_facts(&b.data()).unwrap(), &[a], Policy::Merge),
+        Decision::None
+    );
 }
