@@ -332,16 +332,19 @@ pub fn show_path(p: &[u8]) -> String {
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since 1970, without a date crate
 /// and in unsigned arithmetic (Howard Hinnant's days-to-civil, from
 /// 0000-03-01).
+#[inline(never)]
 pub fn show_time(secs: u64) -> String {
-    let z = secs / 86_400 + 719_468;
+    // Days and the time of day fit 32 bits until the year 11 million:
+    // 32-bit arithmetic is much smaller code on 32-bit ARM.
+    let z = u32::try_from(secs / 86_400).unwrap_or(u32::MAX - 719_468) + 719_468;
+    let t = (secs % 86_400) as u32;
     let doe = z % 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + z / 146_097 * 400 + u64::from(m <= 2);
-    let t = secs % 86_400;
+    let y = yoe + z / 146_097 * 400 + u32::from(m <= 2);
     format!(
         "{y}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         t / 3600,

@@ -99,6 +99,7 @@ impl State {
         frame(STATE_MAGIC, &e.0)
     }
 
+    #[inline(never)]
     pub fn decode(b: &[u8]) -> Result<State, RecordError> {
         let mut d = Dec(unframe(STATE_MAGIC, b)?);
         let s = State {
@@ -157,6 +158,7 @@ impl ManifestRecord {
         frame(MANIFEST_MAGIC, &e.0)
     }
 
+    #[inline(never)]
     pub fn decode(b: &[u8]) -> Result<ManifestRecord, RecordError> {
         let mut d = Dec(unframe(MANIFEST_MAGIC, b)?);
         let id = Identity::decode(&mut d)?;
@@ -308,6 +310,7 @@ impl Report {
         frame(REPORT_MAGIC, &e.0)
     }
 
+    #[inline(never)]
     pub fn decode(b: &[u8]) -> Result<Report, RecordError> {
         let mut d = Dec(unframe(REPORT_MAGIC, b)?);
         let old = dec_lowers(&mut d)?;

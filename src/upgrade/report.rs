@@ -28,6 +28,7 @@ use std::path::Path;
 
 /// `("recorded" | "pending" | "none", why)` for the data filesystem whose
 /// `.upgrade/` is `area`.
+#[inline(never)]
 pub fn manifest_status(area: Option<BorrowedFd>) -> (&'static str, String) {
     let state = match area.map(|a| record::load(a, STATE, State::decode)) {
         Some(Ok(Some(Ok(s)))) => s,
@@ -56,6 +57,7 @@ pub fn manifest_status(area: Option<BorrowedFd>) -> (&'static str, String) {
 }
 
 /// The words after a line's path.
+#[inline(never)]
 pub fn words(r: &Report, l: &record::Line) -> String {
     let mut w = String::from(l.why.words());
     let (say, at) = match l.news {
@@ -90,6 +92,7 @@ fn push_all(s: &mut String, parts: &[&str]) {
 }
 
 /// The upgrade view: the text of `--upgrade`, or the JSON member.
+#[inline(never)]
 fn render(data: &Path, not_flash: Option<&str>, json: bool) -> String {
     let fd = super::merge::open_data(data).ok();
     let area = match not_flash {
