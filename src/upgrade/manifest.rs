@@ -15,7 +15,8 @@
 //! entry count, then the entries sorted by path bytes, each one:
 //! the length of the prefix it shares with the previous path, the rest of
 //! its path, `kind << 12 | mode`, uid, gid, then by kind: file: size and
-//! CRC32; symlink: target; device: rdev. Numbers are varints. About 20
+//! CRC32 (4 bytes, little-endian: a manifest's length does not depend on
+//! the CRCs); symlink: target; device: rdev. Numbers are varints. About 20
 //! bytes an entry plus its path's new suffix. Paths are relative (`etc/x`),
 //! of normal components; the decoder refuses anything unsorted, repeated,
 //! or beyond [`MAX_ENTRIES`] and [`MAX_PATH`], never trusting half a file.
@@ -200,7 +201,8 @@ pub fn encode(entries: &mut [Entry]) -> Vec<u8> {
         match m.kind {
             Kind::File => {
                 e.u(m.size);
-                e.u(m.crc.unwrap_or(0).into());
+                // Fixed width: a manifest's length does not depend on CRCs.
+                e.0.extend_from_slice(&m.crc.unwrap_or(0).to_le_bytes());
             }
             Kind::Symlink => e.b(&m.target),
             Kind::Char | Kind::Block => e.u(m.size),
@@ -233,7 +235,7 @@ fn next_entry(d: &mut Dec, path: &mut Vec<u8>) -> Result<Meta, RecordError> {
     match kind {
         Kind::File => {
             m.size = d.u()?;
-            m.crc = Some(d.u32()?);
+            m.crc = Some(d.fixed32()?);
         }
         Kind::Symlink => {
             let t = d.b()?;

@@ -35,7 +35,6 @@ use super::{show_path, Error, Policy, RecordError, Step};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,9 +44,6 @@ pub type Hook<'a> = &'a mut dyn FnMut(&str);
 
 /// Runs of one upgrade before it is closed with what was done.
 pub const MAX_ATTEMPTS: u64 = 3;
-/// Opaque or renamed directories, and containers, remembered by one run;
-/// beyond, everything below an unknown directory counts as the user's.
-const MAX_DIRS: usize = 10_000;
 /// Notes kept in a report.
 const MAX_NOTES: usize = 20;
 
@@ -328,52 +324,40 @@ fn trash_dir(data: BorrowedFd) -> Result<OwnedFd, Error> {
     })
 }
 
-/// Opens the directory holding `path` in the upper, component by
-/// component, never following a symlink.
-fn parent_of(upper: BorrowedFd, path: &[u8]) -> Result<OwnedFd, Error> {
-    let (dir, _) = scan::split(path);
-    let mut cur = open_dir_at(upper, OsStr::new("."), b"")?;
-    for c in dir.split(|&c| c == b'/').filter(|c| !c.is_empty()) {
-        cur = open_dir_at(cur.as_fd(), OsStr::from_bytes(c), path)?;
-    }
-    Ok(cur)
+/// A directory the walk is in.
+struct Frame {
+    /// It, or a directory above it, is opaque or renamed: what is below
+    /// belongs to the user.
+    mine: bool,
+    /// It mirrors the old image's directory (merge only): removed when left
+    /// empty, else given these (the new image's) mode and owner.
+    container: Option<Option<Meta>>,
 }
 
-/// What one walk of the upper keeps between entries.
-struct Walk<'a> {
+/// One walk of the upper: the visitor of crate::walk.
+struct Walk<'a, 'h> {
     old: Result<Vec<Manifest>, String>,
     lowers: Lowers<'a>,
-    /// Opaque and renamed directories: what is below belongs to the user.
-    mine: Vec<Vec<u8>>,
-    /// Directories mirroring the old image's, with the new image's
-    /// mode and owner: finished once the walk is over.
-    containers: Vec<(Vec<u8>, Option<Meta>)>,
+    frames: Vec<Frame>,
     trash: Option<OwnedFd>,
     removed: u64,
     report: Report,
+    hook: Hook<'h>,
 }
 
-impl Walk<'_> {
-    /// Whether an ancestor of `path` is opaque or renamed (or was beyond
-    /// what could be remembered: then everything is).
-    fn inside(&self, path: &[u8]) -> bool {
-        self.mine.len() >= MAX_DIRS
-            || self.mine.iter().any(|d| {
-                path.len() > d.len() && path.starts_with(d) && path.get(d.len()) == Some(&b'/')
-            })
-    }
-
+impl Walk<'_, '_> {
+    /// Classifies one entry, records its line, and removes it when the
+    /// verdict and the policy say so. Returns the directory's frame.
     fn visit(
         &mut self,
         path: &[u8],
         st: &rustix::fs::Stat,
         dir: BorrowedFd,
-        hook: Hook,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Frame>, Error> {
         let name = name_of(path);
         let meta = Meta::of_stat(st);
         let x = scan::overlay_xattrs(dir, name, st);
-        let inside = self.inside(path);
+        let inside = self.frames.last().is_some_and(|f| f.mine);
         let old_meta = match &self.old {
             Ok(ms) => lookup(ms, path),
             Err(_) => None,
@@ -423,21 +407,15 @@ impl Walk<'_> {
                 .count() as u32;
         }
         let v = classify(&u, inside, old, new.as_ref(), adds);
-        if meta.kind == Kind::Dir
-            && (x.opaque || x.redirect)
-            && !inside
-            && self.mine.len() < MAX_DIRS
-        {
-            self.mine.push(path.to_vec());
-        }
         let mut class = v.class;
+        let mut container = None;
         match (v.action, &self.trash) {
             (Action::Remove, Some(trash)) => {
                 let to = self.removed.to_string();
                 match rustix::fs::renameat(dir, name, trash, to.as_str()) {
                     Ok(()) => {
                         self.removed += 1;
-                        hook("remove");
+                        (self.hook)("remove");
                     }
                     Err(e) => {
                         class = Some(Class::Kept);
@@ -446,9 +424,8 @@ impl Walk<'_> {
                     }
                 }
             }
-            (Action::Container, Some(_)) if self.containers.len() < MAX_DIRS => {
-                let n = new.filter(|n| n.kind == Kind::Dir && !n.same_mode_owner(meta));
-                self.containers.push((path.to_vec(), n));
+            (Action::Container, Some(_)) => {
+                container = Some(new.filter(|n| n.kind == Kind::Dir && !n.same_mode_owner(meta)));
             }
             _ => {}
         }
@@ -461,48 +438,83 @@ impl Walk<'_> {
                 path: path.to_vec(),
             });
         }
-        Ok(())
+        Ok((meta.kind == Kind::Dir).then_some(Frame {
+            mine: inside || x.opaque || x.redirect,
+            container,
+        }))
     }
+}
 
-    /// The containers, deepest first: removed if empty, else given the new
-    /// image's mode and owner.
-    fn finish_dirs(&mut self, upper: BorrowedFd, hook: Hook) {
-        self.containers.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        for (path, new) in std::mem::take(&mut self.containers) {
-            let Ok(parent) = parent_of(upper, &path) else {
-                continue;
-            };
-            let name = name_of(&path);
-            match rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR) {
-                Ok(()) => hook("dir"),
-                Err(_) => {
-                    let Some(n) = new else { continue };
-                    let Ok(d) = open_dir_at(parent.as_fd(), name, &path) else {
-                        continue;
-                    };
-                    // SAFETY: the ids come from lstat(2) of the lower: real ids,
-                    // never the -1 that from_raw's contract excludes.
-                    let (uid, gid) = unsafe {
-                        (
-                            rustix::fs::Uid::from_raw(n.uid),
-                            rustix::fs::Gid::from_raw(n.gid),
-                        )
-                    };
-                    let set = rustix::fs::fchown(&d, Some(uid), Some(gid))
-                        .and_then(|()| rustix::fs::fchmod(&d, Mode::from_raw_mode(n.mode)));
-                    match set {
-                        Ok(()) => hook("dir"),
-                        Err(e) => {
-                            let p = show_path(&path);
-                            note(
-                                &mut self.report,
-                                format!("cannot update directory {p} ({e})"),
-                            );
-                        }
-                    }
-                }
+impl crate::walk::Visitor for Walk<'_, '_> {
+    fn enter(&mut self, e: &crate::walk::Entry<'_>) -> crate::walk::Step {
+        let st = match e.stat() {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return crate::walk::Step::Next,
+            Err(err) => {
+                let p = show_path(e.path);
+                note(&mut self.report, format!("cannot read {p} ({err}): kept"));
+                return crate::walk::Step::Next;
+            }
+        };
+        match self.visit(e.path, &st, e.dir) {
+            Ok(Some(frame)) => {
+                self.frames.push(frame);
+                crate::walk::Step::Into
+            }
+            Ok(None) => crate::walk::Step::Next,
+            // What cannot be read cannot be shown to be a copy: it stays.
+            Err(err) => {
+                note(&mut self.report, format!("{err}: kept"));
+                crate::walk::Step::Next
             }
         }
+    }
+
+    /// A directory mirroring the old image's: removed if the walk left it
+    /// empty, else given the new image's mode and owner.
+    fn leave(&mut self, e: &crate::walk::Entry<'_>, _clean: bool) -> crate::walk::After {
+        let Some(Frame {
+            container: Some(new),
+            ..
+        }) = self.frames.pop()
+        else {
+            return crate::walk::After::Done;
+        };
+        if rustix::fs::unlinkat(e.dir, e.name, AtFlags::REMOVEDIR).is_ok() {
+            (self.hook)("dir");
+            return crate::walk::After::Done;
+        }
+        let Some(n) = new else {
+            return crate::walk::After::Done;
+        };
+        // SAFETY: the ids come from lstat(2) of the lower: real ids, never
+        // the -1 that from_raw's contract excludes.
+        let (uid, gid) = unsafe {
+            (
+                rustix::fs::Uid::from_raw(n.uid),
+                rustix::fs::Gid::from_raw(n.gid),
+            )
+        };
+        let set = crate::walk::open_dir_at(e.dir, e.name).and_then(|d| {
+            rustix::fs::fchown(&d, Some(uid), Some(gid))?;
+            rustix::fs::fchmod(&d, Mode::from_raw_mode(n.mode))
+        });
+        match set {
+            Ok(()) => (self.hook)("dir"),
+            Err(err) => {
+                let p = show_path(e.path);
+                note(
+                    &mut self.report,
+                    format!("cannot update directory {p} ({err})"),
+                );
+            }
+        }
+        crate::walk::After::Done
+    }
+
+    fn problem(&mut self, path: &[u8], p: crate::walk::Problem) {
+        let path = show_path(path);
+        note(&mut self.report, format!("not walked: {path}: {p}; kept"));
     }
 }
 
@@ -576,31 +588,26 @@ pub fn run(
     let mut w = Walk {
         old,
         lowers: Lowers::new(lowers.roots),
-        mine: Vec::new(),
-        containers: Vec::new(),
+        frames: Vec::new(),
         trash,
         removed: 0,
         report,
+        hook,
     };
-    let mut stopped = false;
-    let walked = scan::walk_tree(upper.as_fd(), &mut |path, st, dir| {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            stopped = true;
-            return Err(Error::Limit {
-                what: "time",
-                max: 0,
-            });
-        }
-        w.visit(path, st, dir, hook)
-    });
-    if stopped {
-        return Ok(Outcome::Stopped(w.report));
+    let end = crate::walk::walk(upper.as_fd(), &crate::walk::Limits::new(deadline), &mut w)
+        .map_err(|e| Error::Io {
+            step: Step::Walk,
+            path: "upper".into(),
+            err: e.into(),
+        })?
+        .end;
+    let (report, hook) = (w.report, w.hook);
+    // Lost (the upper moved under the walk) or done: what was not seen
+    // stays, and the upgrade is closed with what was done.
+    if end == crate::walk::End::Deadline {
+        return Ok(Outcome::Stopped(report));
     }
-    walked?;
-    if w.trash.is_some() {
-        w.finish_dirs(upper.as_fd(), hook);
-    }
-    finish(area.as_fd(), w.report, hook).map(Outcome::Done)
+    finish(area.as_fd(), report, hook).map(Outcome::Done)
 }
 
 /// The end of every upgrade: the report, the new identities, then

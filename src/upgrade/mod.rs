@@ -293,6 +293,16 @@ impl<'a> Dec<'a> {
         u32::try_from(self.u()?).map_err(|_| RecordError::Field)
     }
 
+    /// Four bytes, little-endian.
+    pub fn fixed32(&mut self) -> Result<u32, RecordError> {
+        let (h, t) = self
+            .0
+            .split_first_chunk::<4>()
+            .ok_or(RecordError::Truncated)?;
+        self.0 = t;
+        Ok(u32::from_le_bytes(*h))
+    }
+
     pub fn b(&mut self) -> Result<&'a [u8], RecordError> {
         let n = usize::try_from(self.u()?).map_err(|_| RecordError::Truncated)?;
         if n > self.0.len() {

@@ -26,13 +26,49 @@ pub fn name_of(path: &[u8]) -> &OsStr {
     OsStr::from_bytes(path.rsplit(|&c| c == b'/').next().unwrap_or(path))
 }
 
-/// Every entry below `root` (not `root` itself), parents before children.
+/// Every entry below `root` (not `root` itself), parents before children,
+/// through the bounded walker (crate::walk). `Err` when an entry cannot be
+/// read, or when part of the tree could not be walked (a mount point, too
+/// deep, ...): a manifest or a listing of a part is not one of the whole.
 pub fn walk_tree(root: BorrowedFd, visit: &mut Visit) -> Result<(), Error> {
-    let _ = (root, visit);
-    Err(Error::Limit {
-        what: "walks: the walker of src/walk.rs is not merged yet",
-        max: 0,
-    })
+    struct V<'a, 'b> {
+        visit: &'a mut Visit<'b>,
+        err: Option<Error>,
+    }
+    impl crate::walk::Visitor for V<'_, '_> {
+        fn enter(&mut self, e: &crate::walk::Entry<'_>) -> crate::walk::Step {
+            let r = match e.stat() {
+                Ok(st) => (self.visit)(e.path, &st, e.dir),
+                Err(rustix::io::Errno::NOENT) => return crate::walk::Step::Next,
+                Err(err) => Err(io(Step::Read, e.path)(err)),
+            };
+            match r {
+                Ok(()) => crate::walk::Step::Into,
+                Err(err) => {
+                    self.err = Some(err);
+                    crate::walk::Step::Stop
+                }
+            }
+        }
+
+        fn problem(&mut self, path: &[u8], p: crate::walk::Problem) {
+            if self.err.is_none() {
+                self.err = Some(Error::Io {
+                    step: Step::Walk,
+                    path: show_path(path),
+                    err: std::io::Error::other(p.to_string()),
+                });
+            }
+        }
+    }
+    let mut v = V { visit, err: None };
+    let out = crate::walk::walk(root, &crate::walk::Limits::default(), &mut v)
+        .map_err(io(Step::Walk, b""))?;
+    match v.err {
+        Some(e) => Err(e),
+        None if out.end == crate::walk::End::Done => Ok(()),
+        None => Err(io(Step::Walk, b"")(rustix::io::Errno::INTR)),
+    }
 }
 
 /// `st_nlink`, whose type differs between targets.

@@ -388,7 +388,8 @@ fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
             (Kept, "/etc/init.d/mine".into(), Why::Inside, News::None),
             (Removed, "/etc/profile".into(), Why::Unchanged, News::None),
             (Kept, "/root".into(), Why::Added, News::None),
-            (Kept, "/root/notes".into(), Why::Inside, News::None),
+            // /root was not in the lower: a plain directory, not opaque.
+            (Kept, "/root/notes".into(), Why::Added, News::None),
         ]
     );
     assert_eq!(r.counts, [2, 6, 2]);
@@ -482,7 +483,10 @@ fn without_an_old_manifest_everything_is_kept_and_shadows_are_said() {
         .iter()
         .find(|l| l.path == b"etc/config/network")
         .unwrap();
-    assert_eq!((network.class, network.news), (Class::Kept, News::None));
+    // The user's edit hides the new image's (here unchanged) version.
+    assert_eq!((network.class, network.news), (Class::Kept, News::Shadows));
+    let notes = r.lines.iter().find(|l| l.path == b"root/notes").unwrap();
+    assert_eq!((notes.class, notes.news), (Class::Kept, News::None));
     assert_eq!(tree(&b.p("data/upper")), before);
 }
 
@@ -533,7 +537,7 @@ fn a_shipped_manifest_is_used() {
         false,
     )
     .unwrap();
-    assert_eq!(log, ["lower 0: manifest recorded (9 entries)"]);
+    assert_eq!(log, ["lower 0: manifest recorded (14 entries)"]);
     let area = record::open_area(open_data(&b.data()).unwrap().as_fd(), false)
         .unwrap()
         .unwrap();
