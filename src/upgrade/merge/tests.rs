@@ -839,3 +839,124 @@ fn the_background_image_check_catches_what_the_identity_cannot() {
         Decision::None
     );
 }
+
+/// A deadline stops the merge with `pending` left; the upper is usable
+/// (only unchanged copies went) and the next boot finishes.
+#[test]
+fn a_deadline_stops_and_the_next_boot_finishes() {
+    let b = Bed::new("upg-deadline");
+    b.boot(1, Policy::Merge, &mut |_| {});
+    b.background(1);
+    b.user_changes();
+    let f = read_facts(&b.data()).unwrap();
+    let Decision::Upgrade(up) = decide(&f, &[id(2)], Policy::Merge) else {
+        panic!()
+    };
+    let root = b.root(2);
+    let roots = [root.as_fd()];
+    let shown = ["/rom".to_string()];
+    let lw = Lowerdirs {
+        roots: &roots,
+        shown_at: &shown,
+    };
+    let out = run(&b.data(), &lw, &up, 5, Some(Instant::now()), &mut |_| {}).unwrap();
+    assert!(matches!(out, Outcome::Stopped(_)));
+    assert!(b.p("data/.upgrade/pending").exists());
+    assert_eq!(
+        read(&b.p("data/upper/etc/config/network")).unwrap(),
+        "my network\n"
+    );
+    let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
+    assert_eq!(r.when, 5, "the upgrade keeps its first time");
+    assert_eq!(r.counts, [2, 6, 2]);
+    assert!(b.boot(2, Policy::Merge, &mut |_| {}).is_none());
+}
+
+/// Whatever the upper holds: FIFOs, device nodes, sockets, symlinks out of
+/// it, non-UTF-8 names, an immutable unchanged copy: nothing blocks,
+/// nothing is followed, what cannot be removed is kept and said.
+#[test]
+fn a_hostile_upper() {
+    use std::os::unix::ffi::OsStrExt;
+    let b = Bed::new("upg-hostile");
+    b.boot(1, Policy::Merge, &mut |_| {});
+    b.background(1);
+    b.d.write("outside/precious", "must stay");
+    let up = b.p("data/upper");
+    std::fs::create_dir_all(up.join("etc")).unwrap();
+    std::fs::write(up.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap(); // unchanged copy
+    std::fs::write(up.join("etc/profile"), "profile v1\n").unwrap(); // unchanged copy, made immutable
+    let mk = |p: &Path, t: rustix::fs::FileType, dev: u64| {
+        rustix::fs::mknodat(rustix::fs::CWD, p, t, Mode::from_raw_mode(0o644), dev).unwrap()
+    };
+    mk(&up.join("etc/fifo"), rustix::fs::FileType::Fifo, 0);
+    mk(
+        &up.join("etc/null"),
+        rustix::fs::FileType::CharacterDevice,
+        0x103,
+    );
+    std::os::unix::fs::symlink(b.p("outside"), up.join("etc/config")).unwrap(); // where the lower has a dir
+    std::fs::write(up.join(std::ffi::OsStr::from_bytes(b"etc/\xff\nname")), "x").unwrap();
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(up.join("etc/profile"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "chattr +i (the test filesystem must support it)"
+    );
+    let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
+    let _ = Command::new("chattr")
+        .arg("-i")
+        .arg(up.join("etc/profile"))
+        .status();
+    let l = lines(&r);
+    let class = |p: &str| l.iter().find(|x| x.1 == p).map(|x| x.0);
+    assert_eq!(class("/etc/hosts"), Some(Class::Removed));
+    assert_eq!(class("/etc/profile"), Some(Class::Kept), "immutable: kept");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("cannot remove /etc/profile")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(class("/etc/fifo"), Some(Class::Kept));
+    assert_eq!(class("/etc/null"), Some(Class::Kept));
+    // A symlink where the old image had a directory: the user's change
+    // (the new image left that directory alone); never followed.
+    assert_eq!(class("/etc/config"), Some(Class::Kept));
+    assert_eq!(class("/etc/\\xff\\x0aname"), Some(Class::Kept));
+    assert_eq!(read(&b.p("outside/precious")).unwrap(), "must stay");
+    let text = crate::upgrade::report::render_text(&b.data(), None);
+    assert!(
+        text.contains("\n  kept     /etc/\\xff\\x0aname (added)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn changes_lists_what_a_reset_would_erase() {
+    let b = Bed::new("upg-changes");
+    b.user_changes();
+    let v1 = b.p("v1");
+    let t = crate::upgrade::report::changes(&b.p("data/upper"), &[v1.as_path()]).unwrap();
+    let mut got: Vec<&str> = t.lines().collect();
+    let last = got.pop().unwrap();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "  added    /etc/init.d/a",
+            "  added    /etc/init.d/mine",
+            "  added    /root",
+            "  added    /root/notes",
+            "  deleted  /etc/banner",
+            "  modified /etc/config/network",
+            "  modified /etc/config/system",
+            "  opaque   /etc/init.d",
+        ]
+    );
+    assert_eq!(last, "2 unchanged copies of the lowers' files (not listed)");
+}
