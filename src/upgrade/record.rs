@@ -384,12 +384,18 @@ impl Report {
     }
 }
 
+/// One out-of-line constructor for every record error (each call site is
+/// then a call, not a formatting).
+#[inline(never)]
+fn rec_err(step: Step, name: &str, err: std::io::Error) -> Error {
+    let mut path = String::from(super::DIR);
+    path.push('/');
+    path.push_str(name);
+    Error::Io { step, path, err }
+}
+
 fn err(step: Step, name: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |err| Error::Io {
-        step,
-        path: format!("{}/{name}", super::DIR),
-        err,
-    }
+    move |err| rec_err(step, name, err)
 }
 
 /// `.upgrade/` of the data filesystem whose root is `data`, created if

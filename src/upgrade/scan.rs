@@ -13,12 +13,17 @@ use std::os::unix::ffi::OsStrExt;
 /// lstat, and the directory that holds it.
 pub type Visit<'a> = dyn FnMut(&[u8], &rustix::fs::Stat, BorrowedFd) -> Result<(), Error> + 'a;
 
-fn io(step: Step, path: &[u8]) -> impl Fn(rustix::io::Errno) -> Error + '_ {
-    move |e| Error::Io {
+#[inline(never)]
+pub fn io_err(step: Step, path: &[u8], err: std::io::Error) -> Error {
+    Error::Io {
         step,
         path: show_path(path),
-        err: e.into(),
+        err,
     }
+}
+
+fn io(step: Step, path: &[u8]) -> impl Fn(rustix::io::Errno) -> Error + '_ {
+    move |e| io_err(step, path, e.into())
 }
 
 /// The last component of a relative path.
@@ -98,11 +103,7 @@ pub fn read_content(dir: BorrowedFd, path: &[u8], meta: &mut Meta) -> Result<(),
     match meta.kind {
         Kind::File => {
             let fd = open_file(dir, name).map_err(io(Step::Read, path))?;
-            meta.crc = Some(crc_of(fd).map_err(|err| Error::Io {
-                step: Step::Read,
-                path: show_path(path),
-                err,
-            })?);
+            meta.crc = Some(crc_of(fd).map_err(|err| io_err(Step::Read, path, err))?);
         }
         Kind::Symlink => {
             let t = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(io(Step::Read, path))?;
