@@ -28,6 +28,7 @@ pub mod sys;
 #[cfg(test)]
 mod testutil;
 pub mod upgrade;
+pub mod walk;
 pub mod wear;
 
 const USAGE: &str = "overlay-init: pre-init for a squashfs + flash overlay root.
