@@ -750,13 +750,23 @@ fn timing_of_the_merge() {
                 format!("mine {i}"),
             );
         }
+        // With UPGRADE_STAT_DEV=loopN and TMPDIR on that device: the
+        // sectors the upgrade wrote (after a sync), from /sys/block/N/stat.
+        let written = || {
+            let dev = std::env::var("UPGRADE_STAT_DEV").ok()?;
+            rustix::fs::sync();
+            let s = std::fs::read_to_string(format!("/sys/block/{dev}/stat")).ok()?;
+            s.split_whitespace().nth(6)?.parse::<u64>().ok()
+        };
+        let before = written();
         let t = Instant::now();
         let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
+        let el = t.elapsed();
+        let kib = written().zip(before).map(|(a, b)| (a - b) / 2);
+        let last = std::fs::metadata(b.p("data/.upgrade/last")).unwrap().len();
         eprintln!(
-            "{n} upper entries: {:?} ({} removed, {} kept)",
-            t.elapsed(),
-            r.counts[0],
-            r.counts[1]
+            "{n} upper entries: {el:?} ({} removed, {} kept); report {last} B; device writes {kib:?} KiB",
+            r.counts[0], r.counts[1]
         );
     }
 }
