@@ -255,13 +255,13 @@ pub fn read(device: &Path, lower: Option<BorrowedFd>) -> Result<Identity, Error>
     }
 }
 
-/// The CRC32 of the whole image (`id.size` bytes of `device`): the
-/// background check of an image without a shipped manifest. The pages it
-/// read are dropped from the cache afterwards.
-pub fn image_crc(device: &Path, id: &Identity) -> Result<u32, Error> {
-    let f = File::open(device).map_err(dev_err(device))?;
-    let crc = crc_range(&f, 0, id.size).map_err(dev_err(device))?;
-    let _ = rustix::fs::fadvise(&f, 0, id.size, rustix::fs::Advice::DontNeed);
+/// The CRC32 of the whole image (`id.size` bytes of the lower's device,
+/// opened by the caller: the background job runs while the boot moves
+/// /dev away): the background check of an image without a shipped
+/// manifest. The pages it read are dropped from the cache afterwards.
+pub fn image_crc(device: &File, id: &Identity) -> Result<u32, Error> {
+    let crc = crc_range(device, 0, id.size).map_err(dev_err(Path::new("the lower's device")))?;
+    let _ = rustix::fs::fadvise(device, 0, id.size, rustix::fs::Advice::DontNeed);
     Ok(crc)
 }
 
@@ -397,7 +397,8 @@ pub(crate) mod tests {
         let (a, b) = (read(&i1, None).unwrap(), read(&i2, None).unwrap());
         assert_eq!(a, b, "metadata alone cannot see this change");
         assert!(a.squashfs && a.tables != 0 && a.shipped.is_none());
-        assert_ne!(image_crc(&i1, &a).unwrap(), image_crc(&i2, &b).unwrap());
+        let crc = |p: &Path, id| image_crc(&File::open(p).unwrap(), id).unwrap();
+        assert_ne!(crc(&i1, &a), crc(&i2, &b));
 
         // Now each image ships its manifest.
         for (dir, img) in [(&v1, &i1), (&v2, &i2)] {

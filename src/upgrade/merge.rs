@@ -662,11 +662,14 @@ pub fn finish_reset(data: &Path, up: &Upgrade, what: String, hook: Hook) -> Resu
 /// and compared after: a mismatch means the image was replaced under an
 /// unchanged identity, and makes the next boot an upgrade boot. Nothing
 /// while an upgrade is pending (its old manifests are still needed).
-/// Returns what to log.
+/// Everything is passed opened (the job is forked before the switch, which
+/// moves /dev and the lowers away): `data` the data filesystem's root,
+/// `roots` the lowers' roots, `devices` their devices (read only with
+/// `check_image`). Returns what to log.
 pub fn background(
     data: BorrowedFd,
     roots: &[BorrowedFd],
-    devices: &[&Path],
+    devices: &[&std::fs::File],
     ids: &[Identity],
     check_image: bool,
 ) -> Result<Vec<String>, Error> {

@@ -796,10 +796,11 @@ fn the_background_image_check_catches_what_the_identity_cannot() {
     let data = || open_data(&b.data()).unwrap();
     record(&b.data(), std::slice::from_ref(&a)).unwrap();
     let bg = |v: u32, dev: &Path| {
+        let dev = std::fs::File::open(dev).unwrap();
         background(
             data().as_fd(),
             &[b.root(v).as_fd()],
-            &[dev],
+            &[&dev],
             std::slice::from_ref(&a),
             true,
         )
