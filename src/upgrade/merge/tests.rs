@@ -304,6 +304,9 @@ impl Bed {
             // An unchanged copy of a file inside the user's directory:
             // it belongs to the user, never removed.
             std::fs::write(m.join("etc/init.d/a"), "a\n").unwrap();
+            // An unchanged copy two directories down: once it goes, its
+            // directories (copies too) are left empty and go as well.
+            std::fs::write(m.join("usr/bin/tool"), vec![1u8; 5000]).unwrap();
         });
     }
 }
@@ -390,9 +393,11 @@ fn v1_to_v2_each_class_comes_out_as_the_issue_says() {
             (Kept, "/root".into(), Why::Added, News::None),
             // /root was not in the lower: a plain directory, not opaque.
             (Kept, "/root/notes".into(), Why::Added, News::None),
+            (Removed, "/usr/bin/tool".into(), Why::Unchanged, News::None),
         ]
     );
-    assert_eq!(r.counts, [2, 6, 2]);
+    assert_eq!(r.counts, [3, 6, 2]);
+    assert!(!b.p("data/upper/usr").exists(), "emptied directories go");
     // What the system sees now: the new versions where nothing was changed.
     b.with_overlay(2, |m| {
         assert_eq!(read(&m.join("etc/profile")).unwrap(), "profile v2\n");
@@ -553,7 +558,7 @@ fn a_shipped_manifest_is_used() {
     };
     assert_eq!(up.old[0].id.shipped, v1);
     let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
-    assert_eq!(r.counts, [2, 6, 2]);
+    assert_eq!(r.counts, [3, 6, 2]);
 }
 
 #[test]
@@ -565,7 +570,7 @@ fn keep_policy_removes_nothing_and_reports_the_same() {
     let before = tree(&b.p("data/upper"));
     let r = b.boot(2, Policy::Keep, &mut |_| {}).unwrap();
     assert_eq!(r.policy, Policy::Keep);
-    assert_eq!(r.counts, [2, 6, 2], "classified as with merge");
+    assert_eq!(r.counts, [3, 6, 2], "classified as with merge");
     assert_eq!(tree(&b.p("data/upper")), before, "nothing moved");
     assert!(
         b.boot(2, Policy::Keep, &mut |_| {}).is_none(),
@@ -638,7 +643,14 @@ fn a_cut_at_any_change_is_resumed_to_the_same_end_state() {
     };
     let reference = {
         let b = setup("upg-cut-ref");
-        b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
+        let mut steps = Vec::new();
+        b.boot(2, Policy::Merge, &mut |s| steps.push(s.to_string()))
+            .unwrap();
+        assert_eq!(
+            steps,
+            ["pending", "remove", "remove", "remove", "dir", "dir", "last", "state", "done"],
+            "every kind of change is cut at least once"
+        );
         tree(&b.p("data/upper"))
     };
     let mine = [
@@ -879,7 +891,7 @@ fn a_deadline_stops_and_the_next_boot_finishes() {
     );
     let r = b.boot(2, Policy::Merge, &mut |_| {}).unwrap();
     assert_eq!(r.when, 5, "the upgrade keeps its first time");
-    assert_eq!(r.counts, [2, 6, 2]);
+    assert_eq!(r.counts, [3, 6, 2]);
     assert!(b.boot(2, Policy::Merge, &mut |_| {}).is_none());
 }
 
@@ -969,5 +981,5 @@ fn changes_lists_what_a_reset_would_erase() {
             "  opaque   /etc/init.d",
         ]
     );
-    assert_eq!(last, "2 unchanged copies of the lowers' files (not listed)");
+    assert_eq!(last, "3 unchanged copies of the lowers' files (not listed)");
 }
