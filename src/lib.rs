@@ -32,6 +32,7 @@ pub mod switch;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod upgrade;
 pub mod walk;
 pub mod wear;
 
@@ -41,6 +42,7 @@ Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
   overlay-reset [-y] ...      factory reset at the next boot (--help)
   overlay-wear-monitor ...    watch the flash write rate (--help)
   overlay-init status|reset|wear-monitor   the same
+  overlay-init manifest ROOTDIR [-o FILE]  an image's manifest (--help)
   overlay-init --version
 ";
 
@@ -67,6 +69,7 @@ pub fn main() -> ! {
             Some("wear-monitor") => wear_monitor(rest.get(1..).unwrap_or(&[])),
             #[cfg(feature = "test-hooks")]
             Some("recovery-selftest") => recovery::selftest::main(rest.get(1..).unwrap_or(&[])),
+            Some("manifest") => upgrade::manifest::main(rest.get(1..).unwrap_or(&[])),
             Some("--version") => {
                 println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
                 0

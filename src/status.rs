@@ -12,7 +12,7 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_RAM: i32 = 2;
 pub const EXIT_READONLY: i32 = 3;
 
-const HELP: &str = "usage: overlay-status [--json] [--wear] [--state FILE]
+const HELP: &str = "usage: overlay-status [--json] [--wear] [--upgrade] [--changes] [--state FILE]
        overlay-status --mark-good
 
 Shows how the root filesystem was assembled at boot: the read-only lower
@@ -22,6 +22,10 @@ pre-init stage took.
   --json        machine-readable output (with the wear table)
   --wear        the flash wear table: each source, its figures, level and
                 the projected life from the wear log (/overlay/.wear/log)
+  --upgrade     the image's manifest and the last firmware upgrade: each
+                path of the upper removed, kept or in conflict
+  --changes     the changes in the upper against the lowers (added,
+                modified, deleted, opaque): what a factory reset erases
   --state FILE  read FILE instead of /run/overlay-init/state
   --mark-good   this boot came up: the count of boots without mark-good
                 (overlay.boot_attempts=N) goes back to 0 (run by the init
@@ -37,6 +41,7 @@ pub fn main(args: &[String]) -> i32 {
     let mut json = false;
     let mut wear = false;
     let mut mark_good = false;
+    let (mut upgrade, mut changes) = (false, false);
     let mut file = paths::STATE_FILE.to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -44,6 +49,8 @@ pub fn main(args: &[String]) -> i32 {
             "--json" => json = true,
             "--wear" => wear = true,
             "--mark-good" => mark_good = true,
+            "--upgrade" => upgrade = true,
+            "--changes" => changes = true,
             "--state" => match it.next() {
                 Some(f) => file = f.clone(),
                 None => return usage_error("--state needs a file"),
@@ -82,8 +89,9 @@ pub fn main(args: &[String]) -> i32 {
         if out.ends_with("}\n") {
             out.truncate(out.len() - 2);
             out.push_str(&format!(
-                ",\"wear\":{}{}}}\n",
+                ",\"wear\":{},\"upgrade\":{}{}}}\n",
                 crate::wear::display::render_json(&w.view()),
+                crate::upgrade::report::status_json(&st),
                 recovery.json()
             ));
         }
@@ -96,6 +104,15 @@ pub fn main(args: &[String]) -> i32 {
                 "{}",
                 crate::wear::display::render_text(&live_wear(&st).view())
             );
+        }
+        if upgrade {
+            print!("\n{}", crate::upgrade::report::status_text(&st));
+        }
+        if changes {
+            match crate::upgrade::report::status_changes(&st) {
+                Ok(t) => print!("\n{t}"),
+                Err(e) => eprintln!("overlay-status: --changes: {e}"),
+            }
         }
     }
     if recovery.failsafe() {
