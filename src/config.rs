@@ -103,6 +103,20 @@ pub struct Config {
     /// `overlay.wear=` and `overlay.wear_policy=`: flash wear thresholds,
     /// rated endurance, intervals and what to do when the flash is worn out.
     pub wear: WearConfig,
+    /// `overlay.failsafe*=`, `overlay.boot_attempts=`, `overlay.watchdog=`.
+    pub recovery: crate::recovery::RecoveryConfig,
+    /// `overlay.upgrade=merge|keep|reset`: what the first boot of a new
+    /// image does to the upper.
+    pub upgrade: crate::upgrade::Policy,
+    /// `overlay.test_hang=1` (feature test-hooks): the pre-init hangs at
+    /// the upper stage without feeding the watchdog.
+    #[cfg(feature = "test-hooks")]
+    pub test_hang: bool,
+    /// `overlay.test_slow=SECONDS` (feature test-hooks): every long
+    /// operation (format, erase, reset, merge) is stretched by this much,
+    /// feeding the watchdog as a real one does.
+    #[cfg(feature = "test-hooks")]
+    pub test_slow: Option<Duration>,
 }
 
 pub const DEFAULT_DATA_NAME: &str = "rootfs_data";
@@ -135,6 +149,12 @@ impl Default for Config {
             reset: false,
             #[cfg(feature = "test-hooks")]
             test_crash: None,
+            recovery: Default::default(),
+            upgrade: Default::default(),
+            #[cfg(feature = "test-hooks")]
+            test_hang: false,
+            #[cfg(feature = "test-hooks")]
+            test_slow: None,
             wear: WearConfig::default(),
         }
     }
@@ -228,6 +248,8 @@ impl Config {
             "panic" => format!("a {} s delay", self.fatal_delay.as_secs()),
             "overlay.wear" => self.wear.to_string(),
             "overlay.wear_policy" => self.wear.policy.to_string(),
+            "overlay.upgrade" => self.upgrade.name().into(),
+            k if crate::recovery::RecoveryConfig::owns(k) => self.recovery.current(k),
             _ => "the default".into(),
         }
     }
@@ -283,8 +305,22 @@ impl Config {
             "overlay.test_crash" => {
                 let s = word(v)?;
                 let (step, n) = s.split_once(':').unwrap_or((s, "1"));
-                const STEPS: [&str; 7] = [
-                    "keep", "trash", "fresh", "restore", "done", "clear", "delete",
+                // The reset's steps (reset/wipe.rs), the upgrade merge's
+                // (upgrade/merge.rs, prefixed), the boot counter's.
+                const STEPS: [&str; 13] = [
+                    "keep",
+                    "trash",
+                    "fresh",
+                    "restore",
+                    "done",
+                    "clear",
+                    "delete",
+                    "upgrade-pending",
+                    "upgrade-remove",
+                    "upgrade-dir",
+                    "upgrade-last",
+                    "upgrade-state",
+                    "upgrade-done",
                 ];
                 if !STEPS.contains(&step) {
                     return Err(format!("unknown step (one of {})", STEPS.join(", ")));
@@ -308,6 +344,16 @@ impl Config {
                     0 => DEFAULT_FATAL_DELAY,
                     n => Duration::from_secs(n.unsigned_abs()),
                 };
+            }
+            #[cfg(feature = "test-hooks")]
+            "overlay.test_hang" => self.test_hang = flag(v)?,
+            #[cfg(feature = "test-hooks")]
+            "overlay.test_slow" => self.test_slow = Some(secs(v)?),
+            "overlay.upgrade" => {
+                self.upgrade = crate::upgrade::Policy::parse(word(v)?)?;
+            }
+            k if crate::recovery::RecoveryConfig::owns(k) => {
+                self.recovery.apply(k, v).map_err(|e| e.to_string())?
             }
             "overlay.wear" => self.wear.apply_list(v)?,
             "overlay.wear_policy" => self.wear.apply_policy(v)?,

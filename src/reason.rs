@@ -61,15 +61,28 @@ impl fmt::Display for NotFound {
 #[derive(Debug)]
 pub enum Reason {
     /// The data location did not appear within `waited`.
-    NotFound { what: NotFound, waited: Duration },
+    NotFound {
+        what: NotFound,
+        waited: Duration,
+    },
     /// The data device (`overlay.data=`) is also a read-only layer.
-    DataIsLower { device: String },
+    DataIsLower {
+        device: String,
+    },
     /// Reading the device to identify it failed.
-    Read { device: String, err: io::Error },
+    Read {
+        device: String,
+        err: io::Error,
+    },
     /// Not ext4, f2fs, blank or marked: may be someone's data.
-    Unrecognised { device: String },
+    Unrecognised {
+        device: String,
+    },
     /// A squashfs/erofs image where the data should be.
-    ReadOnlyImage { device: String, fstype: &'static str },
+    ReadOnlyImage {
+        device: String,
+        fstype: &'static str,
+    },
     /// `overlay.fstype=` asks for another filesystem than the one found.
     FsTypeMismatch {
         device: String,
@@ -77,12 +90,25 @@ pub enum Reason {
         wanted: &'static str,
     },
     /// Blank flash and no mkfs in the lower root.
-    NoMkfs { device: String, mkfs: String },
-    MkfsFailed { mkfs: String, device: String, code: i32 },
-    MkfsSpawn { mkfs: String, err: io::Error },
+    NoMkfs {
+        device: String,
+        mkfs: String,
+    },
+    MkfsFailed {
+        mkfs: String,
+        device: String,
+        code: i32,
+    },
+    MkfsSpawn {
+        mkfs: String,
+        err: io::Error,
+    },
     /// The lower's fsck could not repair the filesystem (`why` from the
     /// fsck verdict).
-    FsckRefused { device: String, why: String },
+    FsckRefused {
+        device: String,
+        why: String,
+    },
     Mount {
         source: String,
         fstype: &'static str,
@@ -95,26 +121,60 @@ pub enum Reason {
         on: String,
     },
     /// `upper/` or `work/` exists and is not a directory: left as it is.
-    Layout { path: String, is: &'static str },
+    Layout {
+        path: String,
+        is: &'static str,
+    },
     /// A factory reset could not be carried out (it resumes next boot).
     Reset(String),
     // Raw flash (UBI, MTD), decided from what sysfs and the device say.
-    UbiReadOnly { ubi: u32, then: String },
-    StaticVolume { at: String },
-    HalfUpdated { at: String },
-    CorruptedVolume { at: String },
-    SmallVolume { at: String, lebs: u64, min: u64 },
-    ForeignVolume { at: String },
-    NoRoomForVolume { name: String, ubi: u32, avail: u64, min: u64 },
-    MtdReadOnly { what: String },
-    GluebiHoldsUbi { what: String },
-    MtdUnknown { name: String },
+    UbiReadOnly {
+        ubi: u32,
+        then: String,
+    },
+    StaticVolume {
+        at: String,
+    },
+    HalfUpdated {
+        at: String,
+    },
+    CorruptedVolume {
+        at: String,
+    },
+    SmallVolume {
+        at: String,
+        lebs: u64,
+        min: u64,
+    },
+    ForeignVolume {
+        at: String,
+    },
+    NoRoomForVolume {
+        name: String,
+        ubi: u32,
+        avail: u64,
+        min: u64,
+    },
+    MtdReadOnly {
+        what: String,
+    },
+    GluebiHoldsUbi {
+        what: String,
+    },
+    MtdUnknown {
+        name: String,
+    },
     /// An MTD/UBI operation failed.
     Flash(FlashError),
     /// After UBI_IOCATT the device is not in sysfs.
-    AttachedNotInSysfs { mtd: u32, num: u32 },
+    AttachedNotInSysfs {
+        mtd: u32,
+        num: u32,
+    },
     /// After attaching, the partition still looks unattached.
-    StillUnattached { mtd: u32 },
+    StillUnattached {
+        mtd: u32,
+    },
     /// The erase of a marked partition ran past its boot budget.
     EraseUnfinished {
         what: String,
@@ -124,9 +184,13 @@ pub enum Reason {
     },
     /// The flash is worn out and the policy is tmpfs: `summary` is the
     /// decision's line.
-    WornTmpfs { summary: &'static str },
+    WornTmpfs {
+        summary: &'static str,
+    },
     /// The flash is worn out and protected (read-only under a RAM upper).
-    WornProtect { summary: &'static str },
+    WornProtect {
+        summary: &'static str,
+    },
     /// Protecting failed: the data could not be mounted read-only.
     ProtectMount {
         summary: &'static str,
@@ -138,9 +202,17 @@ pub enum Reason {
     /// The kernel mounted the overlay read-only.
     OverlayReadOnly,
     /// The upper shadows the init with something that cannot run.
-    InitBroken { init: String, why: String },
+    InitBroken {
+        init: String,
+        why: String,
+    },
     /// A tmpfs could not be mounted (`what`: "upper", "at /run/...").
-    Tmpfs { what: String, err: io::Error },
+    Tmpfs {
+        what: String,
+        err: io::Error,
+    },
+    /// A failsafe boot (issue 13): the firmware as shipped, why.
+    Failsafe(crate::recovery::failsafe::FailsafeReason),
     /// One failure, then another on the next rung of the ladder.
     Then(Box<Reason>, Box<Reason>),
 }
@@ -289,6 +361,7 @@ impl fmt::Display for Reason {
                 "the upper layer breaks the init: {init} {why}; booting the lower layers with a RAM upper"
             ),
             Reason::Tmpfs { what, err } => write!(f, "cannot mount a tmpfs {what}: {err}"),
+            Reason::Failsafe(why) => write!(f, "failsafe boot: {why}"),
             Reason::Then(a, b) => write!(f, "{a}; {b}"),
         }
     }

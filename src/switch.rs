@@ -205,7 +205,11 @@ mod tests {
             Err("is not a regular file".into())
         );
         // A FIFO in place of the init: refused at once, never waited on.
-        nix::unistd::mkfifo(&d.path().join("sbin/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+        nix::unistd::mkfifo(
+            &d.path().join("sbin/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
         assert_eq!(
             check_runnable(d.path(), "/sbin/fifo"),
             Err("is not a regular file".into())

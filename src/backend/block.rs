@@ -27,9 +27,8 @@ impl Backend for Block {
     /// `overlay.data=SPEC`: that device.
     fn locate(&self, wanted: &Wanted, inv: &Inventory) -> Option<Result<Location, NotFound>> {
         match wanted {
-            Wanted::Named(n) => {
-                devices::find(&inv.blocks, &DeviceSpec::PartLabel(n.clone())).map(|d| Ok(Location::Block(d)))
-            }
+            Wanted::Named(n) => devices::find(&inv.blocks, &DeviceSpec::PartLabel(n.clone()))
+                .map(|d| Ok(Location::Block(d))),
             Wanted::Device(spec) => Some(
                 devices::find(&inv.blocks, spec)
                     .map(Location::Block)
@@ -47,12 +46,11 @@ impl Backend for Block {
                 device: loc.describe(),
             });
         };
-        let (kind, head) = probe::read_kind(&root.join(&dev.node), dev.size).map_err(|err| {
-            Reason::Read {
+        let (kind, head) =
+            probe::read_kind(&root.join(&dev.node), dev.size).map_err(|err| Reason::Read {
                 device: dev.node.display().to_string(),
                 err,
-            }
-        })?;
+            })?;
         log::debug!("{}: {kind:?}", dev.node.display());
         Ok(Content::Block { kind, head })
     }
@@ -260,8 +258,14 @@ mod tests {
 
     #[test]
     fn only_blank_or_marked_flash_is_formatted() {
-        assert_eq!(action(decide(FsChoice::Auto, FsKind::Blank, "/dev/x")), (Action::FormatMount, Some("ext4")));
-        assert_eq!(action(decide(FsChoice::F2fs, FsKind::Blank, "/dev/x")), (Action::FormatMount, Some("f2fs")));
+        assert_eq!(
+            action(decide(FsChoice::Auto, FsKind::Blank, "/dev/x")),
+            (Action::FormatMount, Some("ext4"))
+        );
+        assert_eq!(
+            action(decide(FsChoice::F2fs, FsKind::Blank, "/dev/x")),
+            (Action::FormatMount, Some("f2fs"))
+        );
         assert_eq!(
             action(decide(FsChoice::Auto, FsKind::FormatMarker, "/dev/x")),
             (Action::FormatMount, Some("ext4"))
@@ -274,16 +278,27 @@ mod tests {
     #[test]
     fn detected_filesystems_are_mounted_mismatches_left_alone() {
         // f2fs is always checked, but this lower has no fsck.f2fs: mounted unchecked.
-        assert_eq!(action(decide(FsChoice::Auto, FsKind::F2fs, "d")), (Action::Mount, Some("f2fs")));
-        // No superblock fields in an empty head: due for a check.
-        assert_eq!(action(decide(FsChoice::Ext4, FsKind::Ext4, "d")), (Action::CheckMount, Some("ext4")));
         assert_eq!(
-            decide(FsChoice::F2fs, FsKind::Ext4, "/dev/vda2").unwrap_err().to_string(),
+            action(decide(FsChoice::Auto, FsKind::F2fs, "d")),
+            (Action::Mount, Some("f2fs"))
+        );
+        // No superblock fields in an empty head: due for a check.
+        assert_eq!(
+            action(decide(FsChoice::Ext4, FsKind::Ext4, "d")),
+            (Action::CheckMount, Some("ext4"))
+        );
+        assert_eq!(
+            decide(FsChoice::F2fs, FsKind::Ext4, "/dev/vda2")
+                .unwrap_err()
+                .to_string(),
             "/dev/vda2 holds ext4, but overlay.fstype=f2fs; left untouched"
         );
         assert!(matches!(
             decide(FsChoice::Auto, FsKind::Squashfs, "/dev/vda1"),
-            Err(Reason::ReadOnlyImage { fstype: "squashfs", .. })
+            Err(Reason::ReadOnlyImage {
+                fstype: "squashfs",
+                ..
+            })
         ));
     }
 
@@ -292,8 +307,12 @@ mod tests {
         assert_eq!(fsck_verdict("ext4", 0), FsckVerdict::Clean);
         assert_eq!(fsck_verdict("ext4", 1), FsckVerdict::Repaired);
         assert_eq!(fsck_verdict("ext4", 2), FsckVerdict::Repaired);
-        assert!(matches!(fsck_verdict("ext4", 4), FsckVerdict::Refuse(r) if r.contains("uncorrected")));
-        assert!(matches!(fsck_verdict("ext4", 8), FsckVerdict::Refuse(r) if r.contains("operational")));
+        assert!(
+            matches!(fsck_verdict("ext4", 4), FsckVerdict::Refuse(r) if r.contains("uncorrected"))
+        );
+        assert!(
+            matches!(fsck_verdict("ext4", 8), FsckVerdict::Refuse(r) if r.contains("operational"))
+        );
         assert!(matches!(fsck_verdict("ext4", 137), FsckVerdict::Refuse(_)));
         assert!(matches!(fsck_verdict("f2fs", 1), FsckVerdict::Refuse(_)));
     }
@@ -302,7 +321,14 @@ mod tests {
     fn commands() {
         assert_eq!(
             mkfs_argv("ext4", "/sbin/mkfs.ext4", "/dev/vda2"),
-            ["/sbin/mkfs.ext4", "-q", "-F", "-L", "rootfs_data", "/dev/vda2"]
+            [
+                "/sbin/mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                "rootfs_data",
+                "/dev/vda2"
+            ]
         );
         assert_eq!(
             fsck_argv("f2fs", "/sbin/fsck.f2fs", "/dev/x"),

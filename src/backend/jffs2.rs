@@ -52,9 +52,7 @@ impl Backend for Mtd {
     fn probe(&self, io: &dyn FlashIo, root: &SysRoot, loc: &Location) -> Result<Content, Reason> {
         match loc {
             Location::Mtd { mtd, .. } => Ok(Content::Raw(jffs2::read_kind(io, root, mtd)?)),
-            _ => Err(Reason::ForeignVolume {
-                at: loc.describe(),
-            }),
+            _ => Err(Reason::ForeignVolume { at: loc.describe() }),
         }
     }
 
@@ -66,9 +64,7 @@ impl Backend for Mtd {
     ) -> Result<Prepared, Reason> {
         match (loc, content) {
             (Location::Mtd { mtd, .. }, Content::Raw(kind)) => prepare_mtd(mtd, *kind, env),
-            _ => Err(Reason::ForeignVolume {
-                at: loc.describe(),
-            }),
+            _ => Err(Reason::ForeignVolume { at: loc.describe() }),
         }
     }
 }
@@ -161,8 +157,14 @@ mod tests {
     #[test]
     fn raw_partition_decisions() {
         let n = nor(MtdKind::Nor, false);
-        assert_eq!(prepare_mtd(&n, RawKind::Jffs2, &env()).unwrap(), jffs2_mount());
-        assert_eq!(prepare_mtd(&n, RawKind::Blank, &env()).unwrap(), jffs2_mount());
+        assert_eq!(
+            prepare_mtd(&n, RawKind::Jffs2, &env()).unwrap(),
+            jffs2_mount()
+        );
+        assert_eq!(
+            prepare_mtd(&n, RawKind::Blank, &env()).unwrap(),
+            jffs2_mount()
+        );
         assert_eq!(
             prepare_mtd(&nor(MtdKind::Nand, false), RawKind::Jffs2, &env()).unwrap(),
             jffs2_mount()
@@ -207,10 +209,19 @@ mod tests {
 
     #[test]
     fn nothing_but_marked_flash_is_ever_erased() {
-        for kind in [RawKind::Jffs2, RawKind::Blank, RawKind::Ubi, RawKind::Unknown] {
+        for kind in [
+            RawKind::Jffs2,
+            RawKind::Blank,
+            RawKind::Ubi,
+            RawKind::Unknown,
+        ] {
             for k in [MtdKind::Nor, MtdKind::Nand, MtdKind::Ubi, MtdKind::Unknown] {
-                if let Ok(Prepared::Ready { steps, .. }) = prepare_mtd(&nor(k, false), kind, &env()) {
-                    assert!(!steps.iter().any(|s| matches!(s, Step::Erase { .. })), "{kind:?} {k:?}");
+                if let Ok(Prepared::Ready { steps, .. }) = prepare_mtd(&nor(k, false), kind, &env())
+                {
+                    assert!(
+                        !steps.iter().any(|s| matches!(s, Step::Erase { .. })),
+                        "{kind:?} {k:?}"
+                    );
                 }
             }
         }
@@ -228,7 +239,10 @@ mod tests {
     fn where_the_partition_is() {
         let mtds = vec![mtd(0, "fw"), mtd(1, "rootfs_data")];
         assert_eq!(
-            Mtd.locate(&Wanted::Named("rootfs_data".into()), &inv(mtds.clone(), vec![])),
+            Mtd.locate(
+                &Wanted::Named("rootfs_data".into()),
+                &inv(mtds.clone(), vec![])
+            ),
             Some(Ok(Location::Mtd {
                 mtd: mtds[1].clone(),
                 volume: "rootfs_data".into()

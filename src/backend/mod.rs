@@ -28,9 +28,9 @@ pub mod ubi;
 
 use crate::config::{Config, DataSource, FsChoice, DEFAULT_DATA_NAME};
 use crate::devices::{self, BlockDev, DeviceSpec};
+use crate::flash::jffs2::RawKind;
 use crate::flash::mtd::{self, MtdInfo};
 use crate::flash::ubi::{self as fubi, UbiDevice, UbiVolume, VolumeContent};
-use crate::flash::jffs2::RawKind;
 use crate::flash::FlashSpec;
 use crate::paths::SysRoot;
 use crate::plan::{Action, BackendId, Step};
@@ -104,7 +104,10 @@ impl Wanted {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     /// An existing volume on an attached UBI device.
-    UbiVolume { device: UbiDevice, volume: UbiVolume },
+    UbiVolume {
+        device: UbiDevice,
+        volume: UbiVolume,
+    },
     /// An attached UBI device without the volume `volume`: to create it.
     UbiDevice { device: UbiDevice, volume: String },
     /// An MTD partition not attached to UBI; `volume` is the UBI volume to
@@ -164,7 +167,10 @@ pub enum Content {
     Raw(RawKind),
     /// A block device: the kind, and its first bytes (the ext4 superblock's
     /// fields are read from them).
-    Block { kind: FsKind, head: Vec<u8> },
+    Block {
+        kind: FsKind,
+        head: Vec<u8>,
+    },
     Ram,
 }
 
@@ -220,12 +226,7 @@ pub trait Backend: Sync {
     /// kind (or not here); `Some(Err)`: it is, and missing (what there is).
     fn locate(&self, wanted: &Wanted, inv: &Inventory) -> Option<Result<Location, NotFound>>;
     /// What the location holds, read from the device below `root`.
-    fn probe(
-        &self,
-        io: &dyn FlashIo,
-        root: &SysRoot,
-        loc: &Location,
-    ) -> Result<Content, Reason>;
+    fn probe(&self, io: &dyn FlashIo, root: &SysRoot, loc: &Location) -> Result<Content, Reason>;
     /// What making it mountable would write, and how to mount it: pure.
     fn prepare(
         &self,

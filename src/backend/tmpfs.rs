@@ -20,7 +20,12 @@ impl Backend for Tmpfs {
         (*wanted == Wanted::Ram).then_some(Ok(Location::Ram))
     }
 
-    fn probe(&self, _io: &dyn FlashIo, _root: &SysRoot, _loc: &Location) -> Result<Content, Reason> {
+    fn probe(
+        &self,
+        _io: &dyn FlashIo,
+        _root: &SysRoot,
+        _loc: &Location,
+    ) -> Result<Content, Reason> {
         Ok(Content::Ram)
     }
 

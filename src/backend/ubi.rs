@@ -55,9 +55,7 @@ impl Backend for Ubi {
             })
         };
         match wanted {
-            Wanted::Named(name) => found(name)
-                .or_else(|| through_mtd(name, name, inv))
-                .map(Ok),
+            Wanted::Named(name) => found(name).or_else(|| through_mtd(name, name, inv)).map(Ok),
             Wanted::Flash(FlashSpec::Mtd(name)) => {
                 through_mtd(name, DEFAULT_DATA_NAME, inv).map(Ok)
             }
@@ -113,9 +111,7 @@ impl Backend for Ubi {
                 prepare_volume(device, volume, *c)
             }
             (Location::UbiDevice { device, volume }, _) => prepare_device(device, volume),
-            _ => Err(Reason::ForeignVolume {
-                at: loc.describe(),
-            }),
+            _ => Err(Reason::ForeignVolume { at: loc.describe() }),
         }
     }
 }
@@ -170,7 +166,9 @@ pub fn prepare_volume(
         Some(c @ (VolumeContent::Empty | VolumeContent::Unfinished)) => {
             let why = match c {
                 VolumeContent::Empty => format!("{at} holds no UBIFS superblock"),
-                _ => format!("{at} holds a UBIFS superblock but no master node (a format cut short)"),
+                _ => {
+                    format!("{at} holds a UBIFS superblock but no master node (a format cut short)")
+                }
             };
             Ok(Prepared::Ready {
                 action: Action::FormatMount,
@@ -220,7 +218,13 @@ pub(crate) mod tests {
     use super::*;
     use crate::flash::mtd::{MtdInfo, MtdKind};
 
-    pub fn dev(num: u32, mtd_num: u32, avail: u64, read_only: bool, vols: &[(&str, u32)]) -> UbiDevice {
+    pub fn dev(
+        num: u32,
+        mtd_num: u32,
+        avail: u64,
+        read_only: bool,
+        vols: &[(&str, u32)],
+    ) -> UbiDevice {
         UbiDevice {
             num,
             mtd_num,
@@ -292,7 +296,10 @@ pub(crate) mod tests {
             "unreadable: UBIFS decides"
         );
         for (content, why) in [
-            (VolumeContent::Empty, "ubi0:rootfs_data holds no UBIFS superblock"),
+            (
+                VolumeContent::Empty,
+                "ubi0:rootfs_data holds no UBIFS superblock",
+            ),
             (
                 VolumeContent::Unfinished,
                 "ubi0:rootfs_data holds a UBIFS superblock but no master node (a format cut short)",
@@ -375,7 +382,9 @@ pub(crate) mod tests {
     fn at(l: Option<Result<Location, NotFound>>) -> Option<(u32, String)> {
         match l? {
             Ok(Location::UbiVolume { device, volume }) => Some((device.num, volume.name)),
-            Ok(Location::UbiDevice { device, volume }) => Some((device.num, format!("new {volume}"))),
+            Ok(Location::UbiDevice { device, volume }) => {
+                Some((device.num, format!("new {volume}")))
+            }
             _ => None,
         }
     }
@@ -391,15 +400,30 @@ pub(crate) mod tests {
                 dev(1, 3, 100, false, &[("rootfs_data", 0)]),
             ],
         );
-        assert_eq!(at(Ubi.locate(&named("rootfs_data"), &i)), Some((0, "rootfs_data".into())));
+        assert_eq!(
+            at(Ubi.locate(&named("rootfs_data"), &i)),
+            Some((0, "rootfs_data".into()))
+        );
         // An attached MTD of that name is reached through its UBI device.
-        let i = inv(vec![mtd(1, "rootfs_data")], vec![dev(0, 1, 100, false, &[("other", 0)])]);
-        assert_eq!(at(Ubi.locate(&named("rootfs_data"), &i)), Some((0, "new rootfs_data".into())));
+        let i = inv(
+            vec![mtd(1, "rootfs_data")],
+            vec![dev(0, 1, 100, false, &[("other", 0)])],
+        );
+        assert_eq!(
+            at(Ubi.locate(&named("rootfs_data"), &i)),
+            Some((0, "new rootfs_data".into()))
+        );
         // Not attached: not UBI's (the MTD backend's).
-        let i = inv(vec![mtd(1, "rootfs_data")], vec![dev(0, 5, 100, false, &[("other", 0)])]);
+        let i = inv(
+            vec![mtd(1, "rootfs_data")],
+            vec![dev(0, 5, 100, false, &[("other", 0)])],
+        );
         assert_eq!(at(Ubi.locate(&named("rootfs_data"), &i)), None);
         // mtd:NAME attached: the overlay volume on its device.
-        let i = inv(vec![mtd(0, "fw"), mtd(1, "data")], vec![dev(4, 1, 100, false, &[("rootfs_data", 2)])]);
+        let i = inv(
+            vec![mtd(0, "fw"), mtd(1, "data")],
+            vec![dev(4, 1, 100, false, &[("rootfs_data", 2)])],
+        );
         assert_eq!(
             at(Ubi.locate(&Wanted::Flash(FlashSpec::Mtd("data".into())), &i)),
             Some((4, "rootfs_data".into()))
@@ -416,11 +440,20 @@ pub(crate) mod tests {
         };
         let i = inv(
             vec![],
-            vec![dev(0, 2, 100, false, &[("a", 0)]), dev(1, 3, 100, false, &[("b", 0)])],
+            vec![
+                dev(0, 2, 100, false, &[("a", 0)]),
+                dev(1, 3, 100, false, &[("b", 0)]),
+            ],
         );
         assert_eq!(at(Ubi.locate(&spec(None, "b"), &i)), Some((1, "b".into())));
-        assert_eq!(at(Ubi.locate(&spec(Some(1), "b"), &i)), Some((1, "b".into())));
-        assert_eq!(at(Ubi.locate(&spec(Some(0), "b"), &i)), Some((0, "new b".into())));
+        assert_eq!(
+            at(Ubi.locate(&spec(Some(1), "b"), &i)),
+            Some((1, "b".into()))
+        );
+        assert_eq!(
+            at(Ubi.locate(&spec(Some(0), "b"), &i)),
+            Some((0, "new b".into()))
+        );
         let missing = |w: &Wanted, i: &Inventory| match Ubi.locate(w, i) {
             Some(Err(e)) => e.to_string(),
             other => panic!("{other:?}"),
@@ -434,7 +467,11 @@ pub(crate) mod tests {
             "no UBI volume named c, and several UBI devices to create it on (ubi0, ubi1): name one as ubi:ubiN:c"
         );
         let one = inv(vec![], vec![dev(0, 2, 100, false, &[("a", 0)])]);
-        assert_eq!(at(Ubi.locate(&spec(None, "c"), &one)), Some((0, "new c".into())));
-        assert!(missing(&spec(None, "c"), &inv(vec![], vec![])).starts_with("no UBI device is attached"));
+        assert_eq!(
+            at(Ubi.locate(&spec(None, "c"), &one)),
+            Some((0, "new c".into()))
+        );
+        assert!(missing(&spec(None, "c"), &inv(vec![], vec![]))
+            .starts_with("no UBI device is attached"));
     }
 }

@@ -75,7 +75,10 @@ impl<'a> Boot<'a> {
                 (Some(mtd), _) => Err(Reason::StillUnattached { mtd }),
                 (None, Some(s @ Step::Attach { mtd })) => {
                     attached = Some(*mtd);
-                    self.run_step(&plan.upper, s, &mut cut)
+                    let mut rung = std::mem::replace(&mut plan.upper, decide::none(None));
+                    let r = self.run_step(&mut rung, s, &mut cut);
+                    plan.upper = rung;
+                    r
                 }
                 (None, _) => Ok(()),
             };
@@ -106,7 +109,7 @@ impl<'a> Boot<'a> {
         let mut rung = upper;
         loop {
             self.announce(&rung);
-            match self.run_rung(&rung, cut) {
+            match self.run_rung(&mut rung, cut) {
                 Ok(()) => break,
                 Err(err) => {
                     self.undo();
@@ -232,9 +235,9 @@ impl<'a> Boot<'a> {
         );
     }
 
-    fn run_rung(&mut self, rung: &UpperPlan, cut: &mut PowerCut) -> Result<(), Reason> {
-        for step in &rung.steps {
-            self.run_step(rung, step, cut)?;
+    fn run_rung(&mut self, rung: &mut UpperPlan, cut: &mut PowerCut) -> Result<(), Reason> {
+        for step in rung.steps.clone() {
+            self.run_step(rung, &step, cut)?;
         }
         Ok(())
     }
@@ -246,13 +249,54 @@ impl<'a> Boot<'a> {
     }
 
     /// One step. Logged first, as the command it amounts to.
-    fn run_step(&mut self, rung: &UpperPlan, step: &Step, cut: &mut PowerCut) -> Result<(), Reason> {
+    fn run_step(
+        &mut self,
+        rung: &mut UpperPlan,
+        step: &Step,
+        cut: &mut PowerCut,
+    ) -> Result<(), Reason> {
         match step {
-            Step::LoadFs { .. } | Step::ReadRecords { .. } | Step::Mkfs { .. } | Step::Fsck { .. } => {
+            Step::LoadFs { .. }
+            | Step::ReadRecords { .. }
+            | Step::Mkfs { .. }
+            | Step::Fsck { .. } => {
                 log::debug!("{step}")
             }
             _ => log::info!("{step}"),
         }
+        self.run_step_inner(rung, step, cut)?;
+        if step.writes() == crate::plan::Write::Data {
+            // A long operation: stretched in the test build (the watchdog
+            // tests), and the longest interval between two feeds logged.
+            #[cfg(feature = "test-hooks")]
+            if let Some(d) = self.cfg.test_slow {
+                log::warn!(
+                    "test hook: stretching `{step}` by {} ms",
+                    crate::state::WholeMillis(d)
+                );
+                crate::recovery::watchdog::with_feeder(|f| {
+                    crate::recovery::watchdog::test_slow(f, d)
+                });
+            }
+            let gap = crate::recovery::watchdog::with_feeder(|f| {
+                f.active().then(|| f.take_longest_gap())
+            });
+            if let Some(g) = gap {
+                log::info!(
+                    "watchdog: longest interval between feeds during `{step}`: {} ms",
+                    crate::state::WholeMillis(g)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn run_step_inner(
+        &mut self,
+        rung: &mut UpperPlan,
+        step: &Step,
+        cut: &mut PowerCut,
+    ) -> Result<(), Reason> {
         match step {
             Step::LoadFs { fstype } => self.ensure_fs(fstype),
             Step::Attach { mtd } => {
@@ -263,7 +307,11 @@ impl<'a> Boot<'a> {
                     return Err(Reason::AttachedNotInSysfs { mtd: *mtd, num });
                 }
             }
-            Step::CreateVolume { ubi: n, name, bytes } => {
+            Step::CreateVolume {
+                ubi: n,
+                name,
+                bytes,
+            } => {
                 log::info!(
                     "creating UBI volume {name} on ubi{n} ({} KiB)",
                     bytes / 1024
@@ -359,7 +407,21 @@ impl<'a> Boot<'a> {
                 } else {
                     self.read_records(&fs)
                 };
-                for s in decide::data(&self.cfg, rung, records)? {
+                let steps = match decide::data(&self.cfg, rung, records)? {
+                    decide::DataPlan::Steps(steps) => steps,
+                    decide::DataPlan::Failsafe { reason, steps } => {
+                        // The boot counter says failsafe: this rung becomes
+                        // one (the data stays read-only, for rescue).
+                        rung.action = Action::Failsafe;
+                        rung.reason = Some(Reason::Failsafe(reason));
+                        rung.upper_base = Some(self.mode.places().ram);
+                        if let Some(fs) = rung.data.as_mut() {
+                            fs.read_write = false;
+                        }
+                        steps
+                    }
+                };
+                for s in steps {
                     self.run_step(rung, &s, cut)?;
                 }
             }
@@ -384,8 +446,7 @@ impl<'a> Boot<'a> {
                 let data = self.data_dir(rung);
                 let rom = self.root.path(self.mode.rom());
                 let mut warnings = Vec::new();
-                let done =
-                    reset_boot::carry_out(self.sys, &data, &rom, r, cut, &mut warnings);
+                let done = reset_boot::carry_out(self.sys, &data, &rom, r, cut, &mut warnings);
                 self.state.warnings.extend(warnings);
                 if let Some(line) = done.map_err(Reason::Reset)? {
                     self.state.reset = Some(line);
@@ -402,13 +463,11 @@ impl<'a> Boot<'a> {
                 // (work/ is used for atomic copy-up and whiteouts).
                 for d in ["upper", "work"] {
                     let p = base.at_boot.join(d);
-                    self.sys
-                        .mkdir(&p, 0o755)
-                        .map_err(|err| Reason::UpperDirs {
-                            path: p.display().to_string(),
-                            err,
-                            on: Self::device(rung),
-                        })?;
+                    self.sys.mkdir(&p, 0o755).map_err(|err| Reason::UpperDirs {
+                        path: p.display().to_string(),
+                        err,
+                        on: Self::device(rung),
+                    })?;
                 }
             }
             Step::WearLog => {
@@ -420,6 +479,38 @@ impl<'a> Boot<'a> {
                     }
                 }
             }
+            Step::RescueMount {
+                source,
+                fstype,
+                place,
+                data,
+            } => {
+                let _ = self.sys.mkdir(&place.at_boot, 0o755);
+                let flags = MountFlags {
+                    readonly: true,
+                    noatime: true,
+                    ..MountFlags::NONE
+                };
+                match self.sys.mount(source, &place.at_boot, fstype, flags, data) {
+                    Ok(()) => self.mounted.push(place.at_boot.clone()),
+                    Err(e) => {
+                        self.warn(format!(
+                            "failsafe: {source} ({fstype}) does not mount read-only ({e}): your data is not available at /overlay"
+                        ));
+                        rung.data = None;
+                    }
+                }
+            }
+            Step::CountBoot { restart } => {
+                let data = self.data_dir(rung);
+                match crate::recovery::bootcount::count_boot(&data, *restart) {
+                    Ok(rec) => self.recovery.boot_count = Some(rec.attempts),
+                    Err(e) => self.warn(format!("boot counter: {e}; this boot is not counted")),
+                }
+                self.recovery.boot_attempts = self.cfg.recovery.boot_attempts;
+            }
+            Step::Upgrade(u) => self.upgrade_step(rung, u, cut),
+            Step::UpgradeBackground => self.upgrade_background(rung),
             Step::MountRam { place, size } => {
                 let _ = self.sys.mkdir(&place.at_boot, 0o755);
                 let data = format!("mode=0755,size={size}");
@@ -440,11 +531,11 @@ impl<'a> Boot<'a> {
     }
 
     /// The data filesystem of a rung, as a path of this process.
-    fn data_dir(&self, rung: &UpperPlan) -> PathBuf {
-        let at = rung
-            .data
-            .as_ref()
-            .map_or_else(|| PathBuf::from(paths::OVERLAY), |fs| fs.place.at_boot.clone());
+    pub(super) fn data_dir(&self, rung: &UpperPlan) -> PathBuf {
+        let at = rung.data.as_ref().map_or_else(
+            || PathBuf::from(paths::OVERLAY),
+            |fs| fs.place.at_boot.clone(),
+        );
         self.root.join(&at)
     }
 
@@ -456,6 +547,7 @@ impl<'a> Boot<'a> {
         log::info!("{name}: format marker found: erasing {}", dev.display());
         let mut steps = mtd::ProgressSteps::default();
         let outcome = mtd::erase(self.sys, &dev, None, Some(budget), &mut |d, t| {
+            crate::recovery::watchdog::feed();
             if let Some(p) = steps.next(d, t) {
                 log::info!("erasing {name}: {p}%");
             }

@@ -6,12 +6,12 @@
 
 use super::{Boot, POLL};
 use crate::backend::{self, block, Content, Inventory, Location, Tools, Wanted};
+use crate::flash::jffs2::RawKind;
 use crate::plan::decide::{DataFacts, Facts, PendingReset, Records};
 use crate::plan::DataFs;
 use crate::reason::Reason;
 use crate::reset::wipe::{Pending, ResetArea};
 use crate::wear::boot::{self as wboot, Extra};
-use crate::flash::jffs2::RawKind;
 use std::os::unix::fs::FileTypeExt;
 
 impl Boot<'_> {
@@ -26,18 +26,23 @@ impl Boot<'_> {
                 data: DataFacts::Disabled,
                 wear: None,
                 lower_devices,
+                failsafe: self.failsafe.clone(),
             };
         };
         let mut missing = None;
-        let found = crate::sys::wait_until(self.sys, self.cfg.data_wait, POLL, || {
-            match backend::locate(&wanted, &Inventory::read(&self.root)) {
-                Ok(loc) => Some(loc),
-                Err(e) => {
-                    missing = Some(e);
-                    None
-                }
-            }
-        });
+        let found =
+            crate::sys::wait_until(
+                self.sys,
+                self.cfg.data_wait,
+                POLL,
+                || match backend::locate(&wanted, &Inventory::read(&self.root)) {
+                    Ok(loc) => Some(loc),
+                    Err(e) => {
+                        missing = Some(e);
+                        None
+                    }
+                },
+            );
         let Some(loc) = found else {
             let what = missing.unwrap_or_else(|| crate::reason::NotFound::Partition(String::new()));
             return Facts {
@@ -48,18 +53,27 @@ impl Boot<'_> {
                 }),
                 wear: None,
                 lower_devices,
+                failsafe: self.failsafe.clone(),
             };
         };
-        if matches!(loc.backend(), crate::plan::BackendId::Ubi | crate::plan::BackendId::Mtd) {
+        if matches!(
+            loc.backend(),
+            crate::plan::BackendId::Ubi | crate::plan::BackendId::Mtd
+        ) {
             log::info!("data on raw flash: {}", loc.describe());
         }
         let content = backend::backend_of(&loc).probe(self.sys, &self.root, &loc);
-        let wear = self.assess_wear(&loc, content.as_ref().ok());
+        // A failsafe boot writes nothing, so there is no wear to weigh.
+        let wear = match self.failsafe {
+            Some(_) => None,
+            None => self.assess_wear(&loc, content.as_ref().ok()),
+        };
         Facts {
             places,
             data: DataFacts::Found { loc, content },
             wear,
             lower_devices,
+            failsafe: self.failsafe.clone(),
         }
     }
 
@@ -82,9 +96,10 @@ impl Boot<'_> {
             unattached_ubi: match (loc, content) {
                 // UBI's erase counters are still on a partition marked for
                 // formatting since (jffs2mark on a UBI flash): how worn it is.
-                (Location::Mtd { mtd, .. }, Some(Content::Raw(RawKind::Ubi | RawKind::FormatMarker))) => {
-                    Some(mtd.index)
-                }
+                (
+                    Location::Mtd { mtd, .. },
+                    Some(Content::Raw(RawKind::Ubi | RawKind::FormatMarker)),
+                ) => Some(mtd.index),
                 _ => None,
             },
         };
@@ -157,9 +172,8 @@ impl Boot<'_> {
                         Ok(Pending::Stale(seq)) => PendingReset::Stale(seq),
                         Ok(Pending::Corrupt(_)) => PendingReset::Corrupt,
                         Err(e) => {
-                            records.layout = Some(Reason::Reset(format!(
-                                "cannot read the reset request: {e}"
-                            )));
+                            records.layout =
+                                Some(Reason::Reset(format!("cannot read the reset request: {e}")));
                             PendingReset::None
                         }
                     };
@@ -170,6 +184,18 @@ impl Boot<'_> {
                 }
             }
         }
+        if self.cfg.recovery.boot_attempts > 0 {
+            records.count = Some(match crate::recovery::bootcount::read(&data) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Unreadable (an I/O error, not a bad record): the boot
+                    // is not counted, and says so.
+                    self.warn(format!("boot counter: {e}"));
+                    crate::recovery::bootcount::CountState::Missing
+                }
+            });
+        }
+        records.upgrade = Some(self.upgrade_facts(&data));
         if let Some(w) = &self.wear {
             if w.assessment.decision.writes_flash() {
                 let mut warnings = Vec::new();
@@ -183,5 +209,66 @@ impl Boot<'_> {
             }
         }
         records
+    }
+}
+
+impl Boot<'_> {
+    /// The lowers' roots and devices, top first, as this process reaches
+    /// them now: for the upgrade handling.
+    pub(super) fn lower_roots(&self) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+        self.state
+            .lowers
+            .iter()
+            .map(|l| {
+                let mut dev = std::path::PathBuf::from(&l.device);
+                // Pivot mode: the kernel's root shows as /dev/root, which
+                // devtmpfs does not have: root= names it.
+                if l.mountpoint == "/" || !self.root.join(&dev).exists() {
+                    if let Some(d) = self.cfg.root.as_ref().and_then(|spec| {
+                        crate::devices::find(&crate::devices::read_block_devices(&self.root), spec)
+                    }) {
+                        dev = d.node;
+                    }
+                }
+                (self.root.path(&l.mountpoint), self.root.join(&dev))
+            })
+            .collect()
+    }
+
+    /// What the upgrade handling decides from: its records on the data
+    /// filesystem at `data`, and the identity of each lower (cheap: the
+    /// superblock and the metadata tables, or a shipped manifest's header).
+    fn upgrade_facts(
+        &mut self,
+        data: &std::path::Path,
+    ) -> Result<
+        (
+            crate::upgrade::merge::Facts,
+            Vec<crate::upgrade::identity::Identity>,
+        ),
+        String,
+    > {
+        use crate::upgrade::{identity, merge};
+        let facts = merge::read_facts(data).map_err(|e| e.to_string())?;
+        let mut ids = Vec::new();
+        for (root, dev) in self.lower_roots() {
+            let fd = rustix::fs::open(
+                &root,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok();
+            let id =
+                identity::read(&dev, fd.as_ref().map(std::os::fd::AsFd::as_fd)).map_err(|e| {
+                    format!(
+                        "firmware upgrade: the image's identity: {e}; nothing decided at this boot"
+                    )
+                })?;
+            ids.push(id);
+        }
+        self.upgrade_ids = ids.clone();
+        Ok((facts, ids))
     }
 }

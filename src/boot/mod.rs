@@ -19,6 +19,7 @@ mod exec;
 mod facts;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use crate::config::Config;
 use crate::devices::{self, BlockDev, DeviceSpec};
@@ -121,6 +122,12 @@ pub struct Boot<'a> {
     wear: Option<BootWear>,
     /// The wear log as read while the data was read-only.
     wear_log: Option<crate::wear::log::LogState>,
+    /// A failsafe boot asked for before any device was used.
+    pub failsafe: Option<crate::recovery::failsafe::FailsafeReason>,
+    /// The recovery lines of the state (failsafe, boot count, watchdog).
+    pub recovery: crate::recovery::state::RecoveryState,
+    /// The identity of each lower, as read for the upgrade handling.
+    upgrade_ids: Vec<crate::upgrade::identity::Identity>,
 }
 
 /// One of the kernel filesystems mounted first.
@@ -193,6 +200,9 @@ impl<'a> Boot<'a> {
             mounted: Vec::new(),
             wear: None,
             wear_log: None,
+            failsafe: None,
+            recovery: Default::default(),
+            upgrade_ids: Vec::new(),
         }
     }
 

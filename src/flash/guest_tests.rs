@@ -11,7 +11,9 @@
 use super::jffs2::{self, RawKind, FORMAT_MARKER};
 use super::mtd::{self, EraseOutcome, MtdInfo, MtdKind};
 use super::ubi::{self, VolumeContent};
-use crate::backend::{self, Content, Inventory, Location, MountSpec, PrepareEnv, Prepared, Tools, Wanted};
+use crate::backend::{
+    self, Content, Inventory, Location, MountSpec, PrepareEnv, Prepared, Tools, Wanted,
+};
 use crate::paths::SysRoot;
 use crate::plan::{Action, Step};
 use crate::sys::linux::LinuxSys;
@@ -81,10 +83,20 @@ fn run_steps(sys: &LinuxSys, p: &Prepared) {
     for s in steps {
         match s {
             Step::Erase { mtd: n, .. } => {
-                mtd::erase(sys, Path::new(&format!("/dev/mtd{n}")), None, None, &mut |_, _| {})
-                    .unwrap();
+                mtd::erase(
+                    sys,
+                    Path::new(&format!("/dev/mtd{n}")),
+                    None,
+                    None,
+                    &mut |_, _| {},
+                )
+                .unwrap();
             }
-            Step::CreateVolume { ubi: n, name, bytes } => {
+            Step::CreateVolume {
+                ubi: n,
+                name,
+                bytes,
+            } => {
                 ubi::make_volume(sys, *n, name, *bytes).unwrap();
             }
             Step::ClearVolume { vol, lebs, .. } => ubi::clear_volume(sys, vol, *lebs).unwrap(),
@@ -225,7 +237,10 @@ fn raw_flash_on_a_real_kernel() {
     );
     assert!(matches!(k, RawKind::Jffs2 | RawKind::Blank), "{k:?}");
     let (_, p) = prepared(&sys, &root, Some(location(&m)));
-    assert!(matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()), "{p:?}");
+    assert!(
+        matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()),
+        "{p:?}"
+    );
 
     step("erase; the table finds UBI headers: attach (UBI_IOCATT)");
     mtd::erase(&sys, &dev, None, None, &mut |_, _| {}).unwrap();
@@ -286,14 +301,20 @@ fn raw_flash_on_a_real_kernel() {
         VolumeContent::Empty
     );
     let (_, p) = prepared(&sys, &root, None);
-    assert!(matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::ClearVolume { .. }])), "empty: cleared for UBIFS: {p:?}");
+    assert!(
+        matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::ClearVolume { .. }])),
+        "empty: cleared for UBIFS: {p:?}"
+    );
     mount_and_write(&sys, &mount_of(&p).source, "ubifs");
     assert_eq!(
         ubi::read_volume_content(&root, &v).unwrap(),
         VolumeContent::Ubifs
     );
     let (_, p) = prepared(&sys, &root, None);
-    assert!(matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()), "{p:?}");
+    assert!(
+        matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()),
+        "{p:?}"
+    );
     let _ = Content::NoVolume;
     step("all steps passed");
 }

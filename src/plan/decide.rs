@@ -14,10 +14,14 @@
 //! The fallback ladder is fstools' `start`: flash overlay → tmpfs overlay
 //! → the lower alone, read-only.
 
-use super::{Action, BackendId, DataFs, Place, Plan, ResetStep, Step, UpperPlan};
+use super::{Action, BackendId, DataFs, Place, Plan, ResetStep, Step, UpgradeStep, UpperPlan};
 use crate::backend::{self, Content, Location, PrepareEnv, Prepared};
 use crate::config::{Config, TmpfsSize};
 use crate::reason::Reason;
+use crate::recovery::bootcount::CountState;
+use crate::recovery::failsafe::{self, FailsafeReason};
+use crate::upgrade::identity::Identity;
+use crate::upgrade::merge;
 use crate::wear::policy::{Decision, UpperAction};
 use std::time::Duration;
 
@@ -56,6 +60,9 @@ pub struct Facts {
     pub wear: Option<Decision>,
     /// Devices already in use as read-only layers (root=, overlay.lower=).
     pub lower_devices: Vec<String>,
+    /// A failsafe boot asked for before any device was used (command line,
+    /// button, console key).
+    pub failsafe: Option<FailsafeReason>,
 }
 
 /// The factory-reset facts read from the data filesystem.
@@ -82,6 +89,24 @@ pub struct Records {
     pub layout: Option<Reason>,
     /// The wear log's interval allows this boot's record.
     pub wear_log_due: bool,
+    /// The boot counter (read when boot counting is on).
+    pub count: Option<CountState>,
+    /// The upgrade facts and the identity of each lower, top first; `Err`
+    /// when an identity cannot be read (nothing is decided this boot).
+    pub upgrade: Option<Result<(merge::Facts, Vec<Identity>), String>>,
+}
+
+/// What the records make of the rest of the boot.
+#[derive(Debug)]
+pub enum DataPlan {
+    /// The steps, the first of which writes (the remount).
+    Steps(Vec<Step>),
+    /// The boot counter says failsafe: the data stays read-only, the lowers
+    /// boot under a RAM upper, nothing is written.
+    Failsafe {
+        reason: FailsafeReason,
+        steps: Vec<Step>,
+    },
 }
 
 /// How long a boot may spend deleting a reset's trash; the rest is deleted
@@ -142,8 +167,13 @@ pub fn upper(cfg: &Config, facts: Facts, env: &PrepareEnv) -> Plan {
         data,
         wear,
         lower_devices,
+        failsafe,
     } = facts;
     let ram = |reason| tmpfs(&places, cfg.tmpfs_size, reason);
+    if let Some(why) = failsafe {
+        let plan = failsafe_plan(cfg, &places, data, env, why);
+        return with_fallbacks(cfg, &places, plan);
+    }
     let plan = match data {
         DataFacts::Disabled => none(None),
         DataFacts::Missing(r) => ram(Some(r)),
@@ -163,6 +193,76 @@ pub fn upper(cfg: &Config, facts: Facts, env: &PrepareEnv) -> Plan {
         }
     };
     with_fallbacks(cfg, &places, plan)
+}
+
+/// The steps of a failsafe boot's RAM upper: the lowers under a tmpfs in
+/// /run (the data's place holds the data, read-only, for rescue).
+fn failsafe_ram(cfg: &Config, places: &Places) -> Vec<Step> {
+    vec![
+        Step::MountRam {
+            place: places.ram.clone(),
+            size: cfg.tmpfs_size,
+        },
+        Step::UpperDirs {
+            base: places.ram.clone(),
+            on_flash: false,
+        },
+    ]
+}
+
+/// A failsafe boot: the firmware as shipped. Nothing prepared, checked or
+/// written; the data, when there is one that holds a filesystem, mounted
+/// read-only at /overlay for rescue (and not at all when it does not mount).
+fn failsafe_plan(
+    cfg: &Config,
+    places: &Places,
+    data: DataFacts,
+    env: &PrepareEnv,
+    why: FailsafeReason,
+) -> UpperPlan {
+    let mut steps = Vec::new();
+    let mut fs = None;
+    if let DataFacts::Found {
+        loc,
+        content: Ok(content),
+    } = data
+    {
+        if let Ok(backend::Prepared::Ready {
+            mount,
+            fresh: false,
+            ..
+        }) = backend::backend_of(&loc).prepare(&loc, &content, env)
+        {
+            if loc != Location::Ram {
+                steps.push(Step::LoadFs {
+                    fstype: mount.fstype,
+                });
+                steps.push(Step::RescueMount {
+                    source: mount.source.clone(),
+                    fstype: mount.fstype,
+                    place: places.data.clone(),
+                    data: failsafe::readonly_mount_data(mount.fstype),
+                });
+                fs = Some(DataFs {
+                    device: mount.source,
+                    fstype: mount.fstype,
+                    place: places.data.clone(),
+                    read_write: false,
+                    sysfs_name: loc.sysfs_name(),
+                });
+            }
+        }
+    }
+    steps.extend(failsafe_ram(cfg, places));
+    UpperPlan {
+        backend: fs.as_ref().map_or(BackendId::Tmpfs, |_| BackendId::None),
+        action: Action::Failsafe,
+        reason: Some(Reason::Failsafe(why)),
+        steps,
+        upper_base: Some(places.ram.clone()),
+        top_lower: None,
+        data: fs,
+    }
 }
 
 /// The facts beside the location.
@@ -290,13 +390,15 @@ fn flash_upper(
 }
 
 /// The steps after the data filesystem is mounted, from its records: the
-/// remount read-write (unless it was made at this boot), the factory reset,
-/// the trash, `upper/` and `work/`, the wear record. `Err` is the reason not
-/// to use it (it is still unwritten).
-pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Step>, Reason> {
+/// boot counter (a failsafe boot when it says so: nothing written), the
+/// remount read-write (unless the filesystem was made at this boot), the
+/// boot's count, the factory reset, the firmware upgrade, the trash,
+/// `upper/` and `work/`, the wear record, the upgrade's background job.
+/// `Err` is the reason not to use it (it is still unwritten).
+pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPlan, Reason> {
     // Protected (read-only) or no data filesystem: nothing to write.
     let Some(fs) = upper.data.as_ref().filter(|fs| fs.read_write) else {
-        return Ok(Vec::new());
+        return Ok(DataPlan::Steps(Vec::new()));
     };
     let fresh = upper
         .steps
@@ -304,12 +406,6 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
         .any(|s| matches!(s, Step::ReadRecords { fresh: true, .. }));
     if let Some(r) = records.layout {
         return Err(r);
-    }
-    let mut steps = Vec::new();
-    if !fresh {
-        steps.push(Step::RemountRw {
-            place: fs.place.clone(),
-        });
     }
     // A filesystem made at this boot has nothing to reset.
     let reset = match &records.reset {
@@ -323,13 +419,68 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
         PendingReset::Corrupt => Some(ResetStep::Corrupt),
         PendingReset::None => None,
     };
-    let wipes = matches!(
+    let mut wipes = matches!(
         reset,
         Some(ResetStep::Request { .. } | ResetStep::FromCommandLine)
     );
+    // The boot counter, before anything is written: a reset removes what
+    // may be broken and starts the count again.
+    let limit = cfg.recovery.boot_attempts;
+    if let (false, Some(count)) = (fresh, &records.count) {
+        if let Some(reason) = failsafe::from_count(limit, count, wipes) {
+            return Ok(DataPlan::Failsafe {
+                reason,
+                steps: vec![
+                    Step::MountRam {
+                        place: ram(),
+                        size: cfg.tmpfs_size,
+                    },
+                    Step::UpperDirs {
+                        base: ram(),
+                        on_flash: false,
+                    },
+                ],
+            });
+        }
+    }
+    let mut steps = Vec::new();
+    if !fresh {
+        steps.push(Step::RemountRw {
+            place: fs.place.clone(),
+        });
+    }
+    // The firmware upgrade, decided from the records and the images.
+    let mut upgrade = Vec::new();
+    // A reset at this boot first, then the upgrade (which then finds little
+    // to classify): merge::decide knows a pending request.
+    if let Some(Ok((facts, ids))) = &records.upgrade {
+        {
+            match merge::decide(facts, ids, cfg.upgrade) {
+                merge::Decision::None => {}
+                merge::Decision::Record => upgrade.push(Step::Upgrade(UpgradeStep::Record)),
+                merge::Decision::Upgrade(up) => upgrade.push(Step::Upgrade(UpgradeStep::Merge(up))),
+                merge::Decision::Reset { up, request } => {
+                    if !up.resume {
+                        upgrade.push(Step::Upgrade(UpgradeStep::BeginReset(up.clone())));
+                    }
+                    if request && reset.is_none() {
+                        upgrade.push(Step::Reset(ResetStep::ForUpgrade));
+                        wipes = true;
+                    }
+                    upgrade.push(Step::Upgrade(UpgradeStep::FinishReset(up)));
+                }
+            }
+        }
+    }
+    if limit > 0 {
+        steps.push(Step::CountBoot {
+            restart: fresh || wipes,
+        });
+    }
     if let Some(r) = reset {
         steps.push(Step::Reset(r));
     }
+    steps.extend(upgrade);
     if (records.trash && !fresh) || wipes {
         steps.push(Step::DeleteTrash {
             budget: TRASH_BUDGET,
@@ -342,5 +493,14 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<Vec<Ste
     if records.wear_log_due {
         steps.push(Step::WearLog);
     }
-    Ok(steps)
+    if matches!(records.upgrade, Some(Ok(_))) {
+        steps.push(Step::UpgradeBackground);
+    }
+    Ok(DataPlan::Steps(steps))
+}
+
+/// Where a protected or failsafe boot keeps its RAM upper, in every mode
+/// (in /run, which moves into the new root whole).
+fn ram() -> Place {
+    Place::new(crate::paths::PROTECT_RAM, crate::paths::PROTECT_RAM)
 }

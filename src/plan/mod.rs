@@ -86,6 +86,9 @@ pub enum Action {
     Protect,
     /// A tmpfs upper; the flash is not used.
     Tmpfs,
+    /// A failsafe boot: the lowers under a RAM upper, the data read-only at
+    /// /overlay for rescue (where it mounts), nothing written.
+    Failsafe,
     /// No upper: the lower root alone, read-only.
     None,
 }
@@ -100,6 +103,7 @@ impl Action {
             Action::Attach => "attach",
             Action::Protect => "protect",
             Action::Tmpfs => "tmpfs",
+            Action::Failsafe => "failsafe",
             Action::None => "none",
         }
     }
@@ -132,10 +136,18 @@ pub enum Step {
     CreateVolume { ubi: u32, name: String, bytes: u64 },
     /// Unmap every LEB of a volume holding no finished UBIFS, for UBIFS to
     /// format it at the mount.
-    ClearVolume { vol: PathBuf, lebs: u64, why: String },
+    ClearVolume {
+        vol: PathBuf,
+        lebs: u64,
+        why: String,
+    },
     /// `flash_erase /dev/mtdN 0 0`, the marker block last; past `budget` the
     /// rest is left to a background process and the boot runs on RAM.
-    Erase { mtd: u32, name: String, budget: Duration },
+    Erase {
+        mtd: u32,
+        name: String,
+        budget: Duration,
+    },
     /// The lower root's mkfs on the data device.
     Mkfs {
         fstype: &'static str,
@@ -174,6 +186,36 @@ pub enum Step {
     WearLog,
     /// `mount -t tmpfs -o size=SIZE tmpfs PLACE`.
     MountRam { place: Place, size: TmpfsSize },
+    /// `mount -o ro` of the data for rescue (failsafe): when it does not
+    /// mount, the boot goes on without it.
+    RescueMount {
+        source: String,
+        fstype: &'static str,
+        place: Place,
+        data: &'static str,
+    },
+    /// Count this boot in `.boot/count` (boot counting on); `restart`: the
+    /// count starts again (a filesystem made at this boot, or a reset).
+    CountBoot { restart: bool },
+    /// The firmware-upgrade handling of this boot (upgrade/merge.rs).
+    Upgrade(UpgradeStep),
+    /// Fork the background job of the upgrade handling: the manifest of
+    /// a new image, the check of an image without one.
+    UpgradeBackground,
+}
+
+/// The firmware-upgrade steps, from `upgrade::merge::decide`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeStep {
+    /// The first boot: record the lowers' identities.
+    Record,
+    /// Classify the upper against the old and new images; remove the
+    /// unchanged copies (policy merge) or report only (keep).
+    Merge(crate::upgrade::merge::Upgrade),
+    /// Policy reset, first step: the pending record.
+    BeginReset(crate::upgrade::merge::Upgrade),
+    /// Policy reset, last step, after the factory reset.
+    FinishReset(crate::upgrade::merge::Upgrade),
 }
 
 /// The factory reset at this boot, from what the records say.
@@ -188,6 +230,9 @@ pub enum ResetStep {
     Stale { seq: u64 },
     /// A request that does not check out: report it, remove it, wipe nothing.
     Corrupt,
+    /// `overlay.upgrade=reset` on a new image: record a request with the
+    /// root's keep list (unless one is pending), then carry it out.
+    ForUpgrade,
 }
 
 impl Step {
@@ -197,6 +242,7 @@ impl Step {
             Step::LoadFs { .. }
             | Step::Attach { .. }
             | Step::ReadRecords { .. }
+            | Step::RescueMount { .. }
             | Step::MountRam { .. } => Write::None,
             Step::Mount { read_only, .. } => {
                 if *read_only {
@@ -220,6 +266,9 @@ impl Step {
             | Step::Fsck { .. }
             | Step::Reset(_)
             | Step::DeleteTrash { .. }
+            | Step::CountBoot { .. }
+            | Step::Upgrade(_)
+            | Step::UpgradeBackground
             | Step::WearLog => Write::Data,
         }
     }
@@ -266,7 +315,11 @@ impl fmt::Display for Step {
             }
             Step::ReadRecords { place, fresh } => {
                 if *fresh {
-                    write!(f, "# {}: a new filesystem, no records", place.at_boot.display())
+                    write!(
+                        f,
+                        "# {}: a new filesystem, no records",
+                        place.at_boot.display()
+                    )
                 } else {
                     write!(f, "# read the records in {}", place.at_boot.display())
                 }
@@ -281,6 +334,7 @@ impl fmt::Display for Step {
                 ResetStep::FromCommandLine => write!(f, "# factory reset (command line)"),
                 ResetStep::Stale { seq } => write!(f, "# remove the finished request #{seq}"),
                 ResetStep::Corrupt => write!(f, "# remove the unusable reset request"),
+                ResetStep::ForUpgrade => write!(f, "# factory reset (overlay.upgrade=reset)"),
             },
             Step::DeleteTrash { budget } => write!(
                 f,
@@ -299,6 +353,35 @@ impl fmt::Display for Step {
                 "mount -t tmpfs -o size={size} tmpfs {}",
                 place.at_boot.display()
             ),
+            Step::RescueMount {
+                source,
+                fstype,
+                place,
+                data,
+            } => write!(
+                f,
+                "mount -o ro{}{data} -t {fstype} {source} {} || true",
+                if data.is_empty() { "" } else { "," },
+                place.at_boot.display()
+            ),
+            Step::CountBoot { restart } => write!(
+                f,
+                "# count this boot in .boot/count{}",
+                if *restart { " (from 0)" } else { "" }
+            ),
+            Step::Upgrade(u) => match u {
+                UpgradeStep::Record => write!(f, "# record the images' identities in .upgrade"),
+                UpgradeStep::Merge(up) => write!(
+                    f,
+                    "# new image: classify the upper (overlay.upgrade={})",
+                    up.policy.name()
+                ),
+                UpgradeStep::BeginReset(_) => write!(f, "# new image: begin its factory reset"),
+                UpgradeStep::FinishReset(_) => write!(f, "# new image: record its factory reset"),
+            },
+            Step::UpgradeBackground => {
+                write!(f, "# in the background: the images' manifests and checks")
+            }
         }
     }
 }
@@ -365,7 +448,11 @@ pub struct Plan {
 pub fn overlay_options(lowers: &[String], upper: Option<(&Path, &Path)>) -> String {
     let mut o = format!("lowerdir={}", lowers.join(":"));
     if let Some((u, w)) = upper {
-        o.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+        o.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.display(),
+            w.display()
+        ));
     }
     o
 }

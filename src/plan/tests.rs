@@ -79,9 +79,14 @@ pub enum Situation {
     ResetPending,
     DataTmpfs,
     DataNone,
+    /// `overlay.failsafe=1` (or the button, or the key): decided before any
+    /// device is used.
+    Failsafe,
+    /// `overlay.boot_attempts=3` and 3 boots without mark-good recorded.
+    CountExceeded,
 }
 
-pub const SITUATIONS: [Situation; 7] = [
+pub const SITUATIONS: [Situation; 9] = [
     Situation::Normal,
     Situation::WornProtect,
     Situation::WornTmpfs,
@@ -89,6 +94,8 @@ pub const SITUATIONS: [Situation; 7] = [
     Situation::ResetPending,
     Situation::DataTmpfs,
     Situation::DataNone,
+    Situation::Failsafe,
+    Situation::CountExceeded,
 ];
 
 /// An ext4 superblock: cleanly unmounted, or due for a check.
@@ -221,6 +228,8 @@ pub fn facts(mode: Mode, kind: UpperKind, s: Situation) -> Facts {
         data,
         wear: wear(s),
         lower_devices: vec!["/dev/vda1".into()],
+        failsafe: (s == Situation::Failsafe)
+            .then_some(crate::recovery::failsafe::FailsafeReason::CommandLine),
     }
 }
 
@@ -231,8 +240,24 @@ pub fn records(s: Situation) -> Records {
         } else {
             PendingReset::None
         },
+        count: (s == Situation::CountExceeded).then_some(
+            crate::recovery::bootcount::CountState::Ok(crate::recovery::bootcount::CountRecord {
+                seq: 3,
+                attempts: 3,
+                good_boot: 0,
+            }),
+        ),
         ..Records::default()
     }
+}
+
+/// The configuration of a cell: boot counting on where it counts.
+pub fn config(s: Situation) -> Config {
+    let mut cfg = Config::default();
+    if s == Situation::CountExceeded {
+        cfg.recovery.boot_attempts = 3;
+    }
+    cfg
 }
 
 pub fn tools() -> Tools {
@@ -247,15 +272,27 @@ pub fn tools() -> Tools {
 /// The whole plan of a cell: the upper, then the data steps from the
 /// records (as the executor asks for them once the data is mounted).
 pub fn whole(mode: Mode, kind: UpperKind, s: Situation) -> (Plan, Vec<Step>) {
-    let cfg = Config::default();
+    let cfg = config(s);
     let t = tools();
     let env = PrepareEnv {
         fstype: FsChoice::Auto,
         tools: &t,
         erase_budget: Duration::from_secs(5),
     };
-    let plan = decide::upper(&cfg, facts(mode, kind, s), &env);
-    let data = decide::data(&cfg, &plan.upper, records(s)).unwrap();
+    let mut plan = decide::upper(&cfg, facts(mode, kind, s), &env);
+    let data = match decide::data(&cfg, &plan.upper, records(s)).unwrap() {
+        decide::DataPlan::Steps(steps) => steps,
+        // As the executor does: the rung becomes a failsafe one.
+        decide::DataPlan::Failsafe { reason, steps } => {
+            plan.upper.action = Action::Failsafe;
+            plan.upper.reason = Some(Reason::Failsafe(reason));
+            plan.upper.upper_base = Some(places(mode).ram);
+            if let Some(fs) = plan.upper.data.as_mut() {
+                fs.read_write = false;
+            }
+            steps
+        }
+    };
     (plan, data)
 }
 
@@ -280,6 +317,10 @@ fn name(s: &Step) -> &'static str {
         Step::UpperDirs { .. } => "dirs",
         Step::WearLog => "wearlog",
         Step::MountRam { .. } => "ram",
+        Step::RescueMount { .. } => "rescue-mount",
+        Step::CountBoot { .. } => "count",
+        Step::Upgrade(_) => "upgrade",
+        Step::UpgradeBackground => "upgrade-bg",
     }
 }
 
@@ -293,6 +334,16 @@ fn expected(kind: UpperKind, s: Situation) -> (Action, &'static [&'static str]) 
     const NONE: &[&str] = &[];
     match (kind, s) {
         (_, S::DataNone) => (Action::None, NONE),
+        // Failsafe writes nothing, whatever the flash holds.
+        (_, S::Failsafe) => (Action::Failsafe, NONE),
+        (U::Ext4 | U::Ext4Fsck | U::UbiVolume | U::Jffs2, S::CountExceeded) if true => (
+            Action::Failsafe,
+            if matches!(kind, U::Ext4Fsck) {
+                &["fsck"]
+            } else {
+                NONE
+            },
+        ),
         (_, S::DataTmpfs | S::WornTmpfs) => (Action::Tmpfs, NONE),
         (U::Garbage | U::Missing, _) => (Action::Tmpfs, NONE),
         // Worn, protected: what holds data is shown read-only; what would
@@ -310,7 +361,17 @@ fn expected(kind: UpperKind, s: Situation) -> (Action, &'static [&'static str]) 
         ),
         (U::Ext4 | U::UbiVolume | U::Jffs2, _) => (Action::Mount, &["remount-rw", "dirs"]),
         (U::Ext4Fsck, _) => (Action::CheckMount, &["fsck", "remount-rw", "dirs"]),
-        // Made at this boot: no records, so a reset request cannot exist.
+        // Made at this boot: no records, so a reset request cannot exist,
+        // and the count starts (from 0) with this boot.
+        (U::Blank, S::CountExceeded) => {
+            (Action::FormatMount, &["mkfs", "mount-rw", "count", "dirs"])
+        }
+        (U::UbiNoVolume, S::CountExceeded) => {
+            (Action::FormatMount, &["mkvol", "mount-rw", "count", "dirs"])
+        }
+        (U::Jffs2Marker, S::CountExceeded) => {
+            (Action::EraseMount, &["erase", "mount-rw", "count", "dirs"])
+        }
         (U::Blank, _) => (Action::FormatMount, &["mkfs", "mount-rw", "dirs"]),
         (U::UbiNoVolume, _) => (Action::FormatMount, &["mkvol", "mount-rw", "dirs"]),
         (U::Jffs2Marker, _) => (Action::EraseMount, &["erase", "mount-rw", "dirs"]),
@@ -325,6 +386,7 @@ fn places_of(plan: &Plan, data: &[Step]) -> Vec<(&'static str, Place)> {
         match s {
             Step::Mount { place, .. } => v.push(("mount", place.clone())),
             Step::MountRam { place, .. } => v.push(("ram", place.clone())),
+            Step::RescueMount { place, .. } => v.push(("mount", place.clone())),
             Step::RemountRw { place } => v.push(("remount", place.clone())),
             Step::UpperDirs { base, .. } => v.push(("dirs", base.clone())),
             _ => {}
@@ -368,7 +430,9 @@ fn the_matrix_actions_places_and_writes() {
                 // boot in /run; the protected layer below both.
                 for (what, place) in places_of(&plan, &data) {
                     let want = match (what, action) {
-                        ("ram" | "dirs" | "upper_base", Action::Protect) => p.ram.clone(),
+                        ("ram" | "dirs" | "upper_base", Action::Protect | Action::Failsafe) => {
+                            p.ram.clone()
+                        }
                         ("top_lower", _) => p.data.join("upper"),
                         _ => p.data.clone(),
                     };
@@ -385,6 +449,14 @@ fn the_matrix_actions_places_and_writes() {
                         assert!(!u.data.as_ref().unwrap().read_write, "{cell}");
                     }
                     Action::None => assert_eq!(u.upper_base, None, "{cell}"),
+                    // Failsafe: the user's upper is not a layer; the data,
+                    // where it mounts, read-only for rescue.
+                    Action::Failsafe => {
+                        assert_eq!(u.top_lower, None, "{cell}");
+                        assert_eq!(u.upper_base, Some(p.ram.clone()), "{cell}");
+                        assert!(u.data.as_ref().is_none_or(|fs| !fs.read_write), "{cell}");
+                        assert!(matches!(u.reason, Some(Reason::Failsafe(_))), "{cell}");
+                    }
                     _ => {
                         assert_eq!(u.top_lower, None, "{cell}");
                         assert_eq!(u.upper_base, Some(p.data.clone()), "{cell}");
@@ -393,8 +465,13 @@ fn the_matrix_actions_places_and_writes() {
                 // The reason: present exactly when the flash is not used as
                 // asked (tmpfs/none asked for have none).
                 let asked = matches!(s, S::DataTmpfs | S::DataNone);
-                let fallback = matches!(action, Action::Tmpfs | Action::Protect);
-                assert_eq!(u.reason.is_some(), fallback && !asked, "{cell}: {:?}", u.reason);
+                let fallback = matches!(action, Action::Tmpfs | Action::Protect | Action::Failsafe);
+                assert_eq!(
+                    u.reason.is_some(),
+                    fallback && !asked,
+                    "{cell}: {:?}",
+                    u.reason
+                );
                 // The ladder below it.
                 let ladder: Vec<Action> = plan.fallbacks.iter().map(|f| f.action).collect();
                 let want: &[Action] = match action {
@@ -407,7 +484,7 @@ fn the_matrix_actions_places_and_writes() {
             }
         }
     }
-    assert_eq!(cells, 2 * 9 * 7);
+    assert_eq!(cells, 2 * 9 * 9);
 }
 
 #[test]
@@ -415,9 +492,15 @@ fn the_reasons_are_typed() {
     let (plan, _) = whole(Mode::Pivot, U::Jffs2Marker, S::WornTmpfs);
     assert!(matches!(plan.upper.reason, Some(Reason::WornTmpfs { .. })));
     let (plan, _) = whole(Mode::Pivot, U::UbiNoVolume, S::WornProtect);
-    assert!(matches!(plan.upper.reason, Some(Reason::WornProtect { .. })));
+    assert!(matches!(
+        plan.upper.reason,
+        Some(Reason::WornProtect { .. })
+    ));
     let (plan, _) = whole(Mode::Initramfs, U::Garbage, S::Normal);
-    assert!(matches!(plan.upper.reason, Some(Reason::Unrecognised { .. })));
+    assert!(matches!(
+        plan.upper.reason,
+        Some(Reason::Unrecognised { .. })
+    ));
     let (plan, _) = whole(Mode::Initramfs, U::Missing, S::Normal);
     assert!(matches!(
         plan.upper.reason,
@@ -441,7 +524,10 @@ fn the_data_partition_is_never_a_lower_too() {
     f.lower_devices.push("/dev/vda2".into());
     let plan = decide::upper(&cfg, f, &env);
     assert_eq!(plan.upper.action, Action::Tmpfs);
-    assert!(matches!(plan.upper.reason, Some(Reason::DataIsLower { .. })));
+    assert!(matches!(
+        plan.upper.reason,
+        Some(Reason::DataIsLower { .. })
+    ));
     assert!(plan.upper.writes().is_empty());
 }
 
@@ -494,7 +580,13 @@ fn a_bad_layout_or_unreadable_reset_area_leaves_the_data_unwritten() {
 #[test]
 fn the_steps_read_as_shell_commands() {
     let (plan, data) = whole(Mode::Pivot, U::Jffs2Marker, S::Normal);
-    let lines: Vec<String> = plan.upper.steps.iter().chain(&data).map(ToString::to_string).collect();
+    let lines: Vec<String> = plan
+        .upper
+        .steps
+        .iter()
+        .chain(&data)
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         lines,
         [
@@ -506,7 +598,13 @@ fn the_steps_read_as_shell_commands() {
         ]
     );
     let (plan, data) = whole(Mode::Initramfs, U::Ext4, S::WornProtect);
-    let lines: Vec<String> = plan.upper.steps.iter().chain(&data).map(ToString::to_string).collect();
+    let lines: Vec<String> = plan
+        .upper
+        .steps
+        .iter()
+        .chain(&data)
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         lines,
         [

@@ -542,6 +542,45 @@ pub fn wait_child(pid: i32, feeder: &mut Feeder) -> io::Result<std::process::Exi
     }
 }
 
+thread_local! {
+    /// The pre-init's feeder, once a watchdog is open: PID 1 is one
+    /// thread, and its long operations reach it here (the device waits,
+    /// the children, the erase, the reset's deletion, the upgrade merge).
+    static FEEDER: std::cell::RefCell<Option<Feeder>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `f` the feeder of this process.
+pub fn install(f: Feeder) {
+    FEEDER.with(|c| *c.borrow_mut() = Some(f));
+}
+
+/// Feeds the watchdog if one is open and half its timeout has passed.
+pub fn feed() {
+    FEEDER.with(|c| {
+        if let Ok(mut f) = c.try_borrow_mut() {
+            if let Some(f) = f.as_mut() {
+                f.feed();
+            }
+        }
+    });
+}
+
+/// Runs `f` with the feeder (or [`Feeder::none`] when there is none).
+pub fn with_feeder<R>(f: impl FnOnce(&mut Feeder) -> R) -> R {
+    FEEDER.with(|c| match c.try_borrow_mut() {
+        Ok(mut slot) => match slot.as_mut() {
+            Some(feeder) => f(feeder),
+            None => f(&mut Feeder::none()),
+        },
+        Err(_) => f(&mut Feeder::none()),
+    })
+}
+
+/// Takes the feeder out (for the hand-over).
+pub fn take() -> Option<Feeder> {
+    FEEDER.with(|c| c.borrow_mut().take())
+}
+
 /// Test build only: a pre-init that hangs (`overlay.test_hang=`): sleeps
 /// for ever without feeding, so the watchdog must reset the board.
 #[cfg(feature = "test-hooks")]

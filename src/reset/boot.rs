@@ -32,8 +32,10 @@ impl<'a> PowerCut<'a> {
         PowerCut { sys, at, count: 0 }
     }
 
-    /// Called after each change of a step.
+    /// Called after each change of a step: feeds the watchdog (these are
+    /// the long operations' loops), then the test hook.
     pub fn changed(&mut self, step: &str) {
+        crate::recovery::watchdog::feed();
         let Some((at, n)) = &self.at else { return };
         if at != step {
             return;
@@ -67,8 +69,9 @@ pub fn carry_out(
     let mut hook = |s: &str| cut.changed(s);
     let req = match (step, pending) {
         (ResetStep::Corrupt, Pending::Corrupt(e)) => {
-            let msg =
-                format!("factory reset: the request record is unusable ({e}): ignored, nothing wiped");
+            let msg = format!(
+                "factory reset: the request record is unusable ({e}): ignored, nothing wiped"
+            );
             log::warn!("{msg}");
             warnings.push(msg);
             area.remove_request()
@@ -81,15 +84,24 @@ pub fn carry_out(
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
         }
-        (ResetStep::FromCommandLine, p) if !matches!(p, Pending::Request(_)) => {
+        (ResetStep::FromCommandLine | ResetStep::ForUpgrade, p)
+            if !matches!(p, Pending::Request(_)) =>
+        {
             let keep = keep_list(&data.join("upper"), rom, warnings);
             let req = area
                 .write_request(keep)
                 .map_err(|e| format!("cannot record the reset request: {e}"))?;
-            log::warn!(
-                "factory reset #{} asked for on the kernel command line",
-                req.seq
-            );
+            if *step == ResetStep::ForUpgrade {
+                log::warn!(
+                    "factory reset #{} for the new image (overlay.upgrade=reset)",
+                    req.seq
+                );
+            } else {
+                log::warn!(
+                    "factory reset #{} asked for on the kernel command line",
+                    req.seq
+                );
+            }
             req
         }
         (_, Pending::Request(req)) => req,
@@ -112,17 +124,29 @@ pub fn carry_out(
         report.kept.join(", ")
     };
     log::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
-    Ok(Some(format!("reset #{} done in {ms} ms, kept: {kept}", req.seq)))
+    Ok(Some(format!(
+        "reset #{} done in {ms} ms, kept: {kept}",
+        req.seq
+    )))
 }
 
 /// Deletes what resets left in the trash, for at most `budget`; the rest
 /// goes to a background process at the lowest priority. Never costs the
 /// boot its flash: what cannot be deleted stays for the next boot or the
 /// background deleter, and the reason is returned as a warning.
-pub fn delete_trash(sys: &dyn Sys, data: &Path, budget: Duration, cut: &mut PowerCut) -> Option<String> {
+pub fn delete_trash(
+    sys: &dyn Sys,
+    data: &Path,
+    budget: Duration,
+    cut: &mut PowerCut,
+) -> Option<String> {
     let area = match ResetArea::open(data, false) {
         Ok(a) => a,
-        Err(e) => return Some(format!("cannot open the reset area to delete its trash: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "cannot open the reset area to delete its trash: {e}"
+            ))
+        }
     };
     if !area.has_trash() {
         return None;

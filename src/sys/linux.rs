@@ -278,7 +278,10 @@ impl Sys for LinuxSys {
     }
 
     fn sleep(&self, d: Duration) {
+        // Every device wait sleeps here: the watchdog is fed around it.
+        crate::recovery::watchdog::feed();
         timed(Spent::Wait, || std::thread::sleep(d));
+        crate::recovery::watchdog::feed();
     }
 
     fn sync(&self) {

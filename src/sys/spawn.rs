@@ -15,7 +15,6 @@
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use std::ffi::{c_char, CString};
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 extern "C" {
@@ -148,7 +147,11 @@ impl Program {
                         r => break r,
                     }
                 };
-                let status = wait(child.as_raw())?;
+                // Waits feeding the watchdog, if one is open: mkfs and
+                // e2fsck can take longer than its timeout.
+                let status = crate::recovery::watchdog::with_feeder(|f| {
+                    crate::recovery::watchdog::wait_child(child.as_raw(), f)
+                })?;
                 match got {
                     // The pipe closed on exec: the program ran.
                     Ok(0) => Ok(status),
@@ -211,23 +214,10 @@ impl Program {
     }
 }
 
-/// `waitpid(pid, 0)`, again when interrupted, as std's `Child::wait`.
-fn wait(pid: i32) -> io::Result<ExitStatus> {
-    let pid = rustix::process::Pid::from_raw(pid)
-        .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ECHILD))?;
-    loop {
-        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
-            Ok(Some(st)) => return Ok(ExitStatus::from_raw(st.as_raw() as i32)),
-            Ok(None) => return Err(io::Error::from_raw_os_error(nix::libc::ECHILD)),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     fn status(p: &Program) -> io::Result<ExitStatus> {
         // SAFETY: the hook-less child only execs; the test harness's other

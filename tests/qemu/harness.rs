@@ -278,14 +278,22 @@ status() { overlay-status "$@"; echo "T:status_exit=$?"; }
 /// Boots `disk` with the board's command line plus `append`, running `script`.
 pub fn boot(work: &Work, disk: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", BOARD, "--out"]).arg(out_dir()).arg("--disk").arg(disk);
+    storage
+        .args(["--board", BOARD, "--out"])
+        .arg(out_dir())
+        .arg("--disk")
+        .arg(disk);
     run(work, storage, append, script, &[])
 }
 
 /// [`boot`] with more QEMU arguments (run.sh's `-- ARGS`), e.g. `-rtc base=…`.
 pub fn boot_qemu(work: &Work, disk: &Path, append: &str, script: &str, qemu: &[String]) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", BOARD, "--out"]).arg(out_dir()).arg("--disk").arg(disk);
+    storage
+        .args(["--board", BOARD, "--out"])
+        .arg(out_dir())
+        .arg("--disk")
+        .arg(disk);
     run(work, storage, append, script, qemu)
 }
 
@@ -293,7 +301,11 @@ pub fn boot_qemu(work: &Work, disk: &Path, append: &str, script: &str, qemu: &[S
 /// its command line plus `append`, running `script`.
 pub fn boot_nor(work: &Work, flash: &Path, append: &str, script: &str) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", NOR_BOARD, "--out"]).arg(out_dir_for(NOR_BOARD)).arg("--flash").arg(flash);
+    storage
+        .args(["--board", NOR_BOARD, "--out"])
+        .arg(out_dir_for(NOR_BOARD))
+        .arg("--flash")
+        .arg(flash);
     run(work, storage, append, script, &[])
 }
 
@@ -344,7 +356,11 @@ pub fn boot_nor_cut(
     delay: Duration,
 ) -> Boot {
     let mut storage = Command::new(repo().join("qemu/run.sh"));
-    storage.args(["--board", NOR_BOARD, "--out"]).arg(out_dir_for(NOR_BOARD)).arg("--flash").arg(flash);
+    storage
+        .args(["--board", NOR_BOARD, "--out"])
+        .arg(out_dir_for(NOR_BOARD))
+        .arg("--flash")
+        .arg(flash);
     run_cut(work, storage, append, script, marker, delay)
 }
 

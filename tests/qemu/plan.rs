@@ -93,7 +93,11 @@ status"#,
     b3.expect_clean_run();
     b3.expect("(overlay.wear_policy=tmpfs)");
     assert!(b3.fact("f").contains("No such file"), "{}", b3.fact("f"));
-    assert_eq!(data_bytes(&flash), before, "the tmpfs policy wrote the flash");
+    assert_eq!(
+        data_bytes(&flash),
+        before,
+        "the tmpfs policy wrote the flash"
+    );
 
     // The same worn flash marked for formatting (jffs2mark writes the
     // marker over the first block): its erase counters are still on the
@@ -111,7 +115,11 @@ status"#,
     b4.expect("(overlay.wear_policy=tmpfs)");
     assert!(!b4.has("format marker found"), "{}", b4.console);
     assert!(!b4.has("ubi0: attached"), "{}", b4.console);
-    assert_eq!(data_bytes(&flash), marked, "the marked worn flash was written");
+    assert_eq!(
+        data_bytes(&flash),
+        marked,
+        "the marked worn flash was written"
+    );
 }
 
 /// A UBI device that lacks the volume (here it holds another one): a worn
@@ -167,7 +175,11 @@ fn a_worn_block_partition_marked_for_formatting_is_not_formatted_under_tmpfs() {
     b2.expect("flash wear: ext4:vda2: writes since mkfs against capacity × P/E cycles: ");
     b2.expect("(overlay.wear_policy=tmpfs)");
     assert!(!b2.has("formatting blank"), "{}", b2.console);
-    assert_eq!(fingerprint(&disk, off, len), before, "the worn partition was written");
+    assert_eq!(
+        fingerprint(&disk, off, len),
+        before,
+        "the worn partition was written"
+    );
     // Not worn (default settings): the marker means "format me".
     let b3 = boot(&w, &disk, "", "status");
     b3.expect_clean_run();

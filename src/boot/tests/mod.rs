@@ -2,8 +2,8 @@
 //! layers; the fake Sys records every call and injects failures.
 
 use super::*;
-use crate::reset::wipe::{Pending, ResetArea};
 use crate::probe::BLANK_HEAD_LEN;
+use crate::reset::wipe::{Pending, ResetArea};
 use crate::sys::fake::{Call, FakeSys};
 use crate::testutil::TempDir;
 use std::os::unix::fs::PermissionsExt;
@@ -622,26 +622,29 @@ fn the_executor_writes_what_the_plan_says_and_nothing_else() {
             for s in SITUATIONS {
                 let cell = format!("{mode:?} × {kind:?} × {s:?}");
                 let (plan, data) = m::whole(mode, kind, s);
-                let sys_writes = |steps: &mut dyn Iterator<Item = &crate::plan::Step>| -> Vec<&'static str> {
-                    steps
-                        .filter(|st| st.writes() != Write::None)
-                        .filter_map(|st| match st {
-                            crate::plan::Step::Mkfs { .. } => Some("mkfs"),
-                            crate::plan::Step::Fsck { .. } => Some("fsck"),
-                            crate::plan::Step::Mount { .. } => Some("mount-rw"),
-                            crate::plan::Step::RemountRw { .. } => Some("remount-rw"),
-                            crate::plan::Step::Erase { .. } => Some("erase"),
-                            crate::plan::Step::CreateVolume { .. } => Some("mkvol"),
-                            crate::plan::Step::ClearVolume { .. } => Some("clear"),
-                            crate::plan::Step::UpperDirs { .. } => Some("dirs"),
-                            _ => None,
-                        })
-                        .collect()
-                };
+                let sys_writes =
+                    |steps: &mut dyn Iterator<Item = &crate::plan::Step>| -> Vec<&'static str> {
+                        steps
+                            .filter(|st| st.writes() != Write::None)
+                            .filter_map(|st| match st {
+                                crate::plan::Step::Mkfs { .. } => Some("mkfs"),
+                                crate::plan::Step::Fsck { .. } => Some("fsck"),
+                                crate::plan::Step::Mount { .. } => Some("mount-rw"),
+                                crate::plan::Step::RemountRw { .. } => Some("remount-rw"),
+                                crate::plan::Step::Erase { .. } => Some("erase"),
+                                crate::plan::Step::CreateVolume { .. } => Some("mkvol"),
+                                crate::plan::Step::ClearVolume { .. } => Some("clear"),
+                                crate::plan::Step::UpperDirs { on_flash: true, .. } => Some("dirs"),
+                                _ => None,
+                            })
+                            .collect()
+                    };
                 let want = sys_writes(&mut plan.upper.steps.iter().chain(&data));
                 let dir = TempDir::new("matrix");
                 let places = m::places(mode);
-                let data_dir = dir.path().join(places.data.at_boot.strip_prefix("/").unwrap());
+                let data_dir = dir
+                    .path()
+                    .join(places.data.at_boot.strip_prefix("/").unwrap());
                 std::fs::create_dir_all(&data_dir).unwrap();
                 if s == m::Situation::ResetPending {
                     ResetArea::open(&data_dir, true)
@@ -671,9 +674,12 @@ fn the_executor_writes_what_the_plan_says_and_nothing_else() {
                 let mut got: Vec<&str> = Vec::new();
                 for c in sys.calls() {
                     let w = match &c {
-                        Call::Mount { target, flags, fstype, .. }
-                            if *target == data_at && !flags.readonly && fstype != "tmpfs" =>
-                        {
+                        Call::Mount {
+                            target,
+                            flags,
+                            fstype,
+                            ..
+                        } if *target == data_at && !flags.readonly && fstype != "tmpfs" => {
                             Some("mount-rw")
                         }
                         Call::Remount(_) => Some("remount-rw"),
@@ -704,7 +710,7 @@ fn the_executor_writes_what_the_plan_says_and_nothing_else() {
             }
         }
     }
-    assert_eq!(cells, 126);
+    assert_eq!(cells, 162);
 }
 
 mod nor;

@@ -159,7 +159,11 @@ fn a_marker_erases_every_block_the_marker_last() {
     img[(5 * ES) as usize..(5 * ES) as usize + 2].copy_from_slice(&JFFS2_MAGIC.to_ne_bytes());
     let n = Nor::new("", &img);
     let b = n.boot();
-    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+    assert!(
+        matches!(b.state.upper, Upper::Flash { .. }),
+        "{:?}",
+        b.state.upper
+    );
     let want: Vec<u64> = (0..BLOCKS).rev().collect();
     assert_eq!(erased(&n.sys), want);
     // Made at this boot: mounted read-write at once, nothing to read first.
@@ -176,13 +180,19 @@ fn an_erase_past_its_budget_leaves_the_marker_and_boots_on_ram() {
     let b = n.boot();
     let r = reason(&b);
     assert!(
-        r.starts_with("formatting mtd2 (rootfs_data): ") && r.contains("% erased in 5 s; the rest is erased in the background"),
+        r.starts_with("formatting mtd2 (rootfs_data): ")
+            && r.contains("% erased in 5 s; the rest is erased in the background"),
         "{r}"
     );
     // The background job (run inline by the fake) erases the rest, the
     // marker block last; the boot itself never erased block 0.
     let e = erased(&n.sys);
-    let bg = n.sys.calls().iter().position(|c| *c == Call::Background).unwrap();
+    let bg = n
+        .sys
+        .calls()
+        .iter()
+        .position(|c| *c == Call::Background)
+        .unwrap();
     let before_bg = n.sys.calls()[..bg]
         .iter()
         .filter(|c| matches!(c, Call::MtdErase { offset: 0, .. }))
@@ -263,8 +273,16 @@ fn ubi_on_mtd_with_the_volume_is_mounted_after_attaching() {
     head[262016..262020].copy_from_slice(&UBIFS_NODE_MAGIC.to_le_bytes());
     n.dir.write("dev/ubi0_0", &head);
     let b = n.boot();
-    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
-    assert!(!n.sys.calls().iter().any(|c| matches!(c, Call::UbiMkvol { .. })));
+    assert!(
+        matches!(b.state.upper, Upper::Flash { .. }),
+        "{:?}",
+        b.state.upper
+    );
+    assert!(!n
+        .sys
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::UbiMkvol { .. })));
 }
 
 #[test]
@@ -291,7 +309,11 @@ fn attached_but_missing_from_sysfs() {
         }
     });
     let b = n.boot();
-    assert!(reason(&b).contains("/sys/class/ubi/ubi0 is missing"), "{}", reason(&b));
+    assert!(
+        reason(&b).contains("/sys/class/ubi/ubi0 is missing"),
+        "{}",
+        reason(&b)
+    );
 }
 
 /// What a power cut in UBIFS's own first format leaves (its LEB properties
@@ -311,7 +333,11 @@ fn a_volume_whose_ubifs_format_was_cut_is_cleared_then_mounted() {
         }
         n.dir.write("dev/ubi0_1", &img);
         let b = n.boot();
-        assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+        assert!(
+            matches!(b.state.upper, Upper::Flash { .. }),
+            "{:?}",
+            b.state.upper
+        );
         let unmapped: Vec<u32> = n
             .sys
             .calls()
@@ -321,7 +347,11 @@ fn a_volume_whose_ubifs_format_was_cut_is_cleared_then_mounted() {
                 _ => None,
             })
             .collect();
-        assert_eq!(unmapped, (0..20).collect::<Vec<_>>(), "superblock: {superblock}");
+        assert_eq!(
+            unmapped,
+            (0..20).collect::<Vec<_>>(),
+            "superblock: {superblock}"
+        );
     }
 }
 
@@ -396,14 +426,31 @@ fn a_worn_flash_under_the_tmpfs_policy_is_not_even_attached() {
     for (what, img) in [("UBI", worn_ubi_image()), ("marked", marked)] {
         let n = Nor::new("overlay.wear=pe_cycles:1 overlay.wear_policy=tmpfs", &img);
         let b = n.boot();
-        assert!(reason(&b).contains("overlay.wear_policy=tmpfs"), "{what}: {}", reason(&b));
-        assert!(!n.sys.calls().iter().any(|c| matches!(c, Call::UbiAttach { .. })), "{what}");
+        assert!(
+            reason(&b).contains("overlay.wear_policy=tmpfs"),
+            "{what}: {}",
+            reason(&b)
+        );
+        assert!(
+            !n.sys
+                .calls()
+                .iter()
+                .any(|c| matches!(c, Call::UbiAttach { .. })),
+            "{what}"
+        );
         assert_eq!(flash_writes(&n.sys), [], "{what}");
     }
     // An attached device lacking the volume: no volume is created.
-    let n = Nor::new("overlay.wear=pe_cycles:1 overlay.wear_policy=tmpfs", &worn_ubi_image());
+    let n = Nor::new(
+        "overlay.wear=pe_cycles:1 overlay.wear_policy=tmpfs",
+        &worn_ubi_image(),
+    );
     fixture_ubi(n.dir.path(), 0, 2, 100, &[]);
     let b = n.boot();
-    assert!(reason(&b).contains("overlay.wear_policy=tmpfs"), "{}", reason(&b));
+    assert!(
+        reason(&b).contains("overlay.wear_policy=tmpfs"),
+        "{}",
+        reason(&b)
+    );
     assert_eq!(flash_writes(&n.sys), []);
 }

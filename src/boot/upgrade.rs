@@ -1,0 +1,156 @@
+//! The executor's side of the firmware-upgrade steps (issue 12): what
+//! `Step::Upgrade` and `Step::UpgradeBackground` do, through the upgrade
+//! module, on the mounted (read-write) data filesystem. Each failure is a
+//! warning: the upper stays usable (an interrupted merge resumes at the
+//! next boot), so the boot stays on flash.
+
+use super::Boot;
+use crate::plan::{UpgradeStep, UpperPlan};
+use crate::reset::boot::PowerCut;
+use crate::upgrade::merge::{self, Lowerdirs, Outcome};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// How long the classification may hold the boot; an interrupted one goes
+/// on at the next boot (the upper is usable meanwhile: only unchanged
+/// copies were removed).
+const MERGE_BUDGET: Duration = Duration::from_secs(5);
+
+fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
+    rustix::fs::open(
+        p,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
+impl Boot<'_> {
+    /// Where the lowers are seen after the boot, top first.
+    fn shown_at(&self) -> Vec<String> {
+        self.state
+            .lowers
+            .iter()
+            .map(|l| {
+                if l.mountpoint == "/" {
+                    crate::paths::ROM.to_string()
+                } else {
+                    l.mountpoint.clone()
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn upgrade_step(
+        &mut self,
+        rung: &UpperPlan,
+        step: &UpgradeStep,
+        cut: &mut PowerCut,
+    ) {
+        let data = self.data_dir(rung);
+        let mut hook = |s: &str| cut.changed(&format!("upgrade-{s}"));
+        let when = crate::wear::wall_clock_secs();
+        let outcome = match step {
+            UpgradeStep::Record => merge::record(&data, &self.upgrade_ids).map(|()| None),
+            UpgradeStep::Merge(up) => {
+                let roots: Vec<OwnedFd> = self
+                    .lower_roots()
+                    .iter()
+                    .filter_map(|(root, _)| open_dir(root))
+                    .collect();
+                let fds: Vec<BorrowedFd> = roots.iter().map(AsFd::as_fd).collect();
+                let shown_at = self.shown_at();
+                let lowers = Lowerdirs {
+                    roots: &fds,
+                    shown_at: &shown_at,
+                };
+                log::warn!(
+                    "firmware upgrade: a new image; classifying the upper (overlay.upgrade={})",
+                    up.policy.name()
+                );
+                merge::run(
+                    &data,
+                    &lowers,
+                    up,
+                    when,
+                    Some(Instant::now() + MERGE_BUDGET),
+                    &mut hook,
+                )
+                .map(|o| match o {
+                    Outcome::Done(r) => Some((true, r)),
+                    Outcome::Stopped(r) => Some((false, r)),
+                })
+            }
+            UpgradeStep::BeginReset(up) => {
+                let done = crate::reset::wipe::ResetArea::open(&data, false)
+                    .ok()
+                    .and_then(|a| a.last_done().ok().flatten())
+                    .unwrap_or(0);
+                merge::begin_reset(&data, up, when, done).map(|()| None)
+            }
+            UpgradeStep::FinishReset(up) => {
+                let what = self
+                    .state
+                    .reset
+                    .clone()
+                    .unwrap_or_else(|| "factory reset".into());
+                merge::finish_reset(&data, up, what, &mut hook).map(|r| Some((true, r)))
+            }
+        };
+        match outcome {
+            Ok(Some((done, r))) => {
+                let [removed, kept, conflicts] = r.counts;
+                let line = format!(
+                    "firmware upgrade{}: {removed} copies of the old image removed, {kept} changes kept, {conflicts} conflicts (overlay-status --upgrade)",
+                    if done { "" } else { " (goes on at the next boot)" }
+                );
+                if conflicts > 0 {
+                    self.warn(line);
+                } else {
+                    log::info!("{line}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.warn(format!(
+                "firmware upgrade: {e}; the upper is left as it is and the next boot tries again"
+            )),
+        }
+    }
+
+    /// Forks the background job: the manifest of an image that has none
+    /// recorded, the check of an image that ships none. Everything it needs
+    /// is opened here: the boot moves /dev and the lowers away meanwhile.
+    pub(super) fn upgrade_background(&mut self, rung: &UpperPlan) {
+        let Some(data) = open_dir(&self.data_dir(rung)) else {
+            return;
+        };
+        let lowers = self.lower_roots();
+        let roots: Vec<OwnedFd> = lowers.iter().filter_map(|(r, _)| open_dir(r)).collect();
+        let devices: Vec<std::fs::File> = lowers
+            .iter()
+            .filter_map(|(_, d)| std::fs::File::open(d).ok())
+            .collect();
+        if roots.len() != lowers.len() || devices.len() != lowers.len() {
+            return;
+        }
+        let ids = self.upgrade_ids.clone();
+        let check_image = ids.iter().any(|i| i.shipped.is_none());
+        let started = self.sys.background(&mut || {
+            let fds: Vec<BorrowedFd> = roots.iter().map(AsFd::as_fd).collect();
+            let devs: Vec<&std::fs::File> = devices.iter().collect();
+            match merge::background(data.as_fd(), &fds, &devs, &ids, check_image) {
+                Ok(lines) => {
+                    for l in lines {
+                        log::info!("firmware upgrade: {l}");
+                    }
+                }
+                Err(e) => log::warn!("firmware upgrade (background): {e}"),
+            }
+        });
+        if let Err(e) = started {
+            self.warn(format!(
+                "cannot start the firmware upgrade's background job: {e}"
+            ));
+        }
+    }
+}
