@@ -278,7 +278,10 @@ mod tests {
         let line = format_message(format_args!(
             "FATAL: lower device PARTLABEL={value} did not appear within 1 s"
         ));
-        assert!(line.starts_with("FATAL: lower device PARTLABEL=BBB"), "{line}");
+        assert!(
+            line.starts_with("FATAL: lower device PARTLABEL=BBB"),
+            "{line}"
+        );
         assert!(line.ends_with("BBB did not appear within 1 s"), "{line}");
         assert!(line.contains("…"), "{line}");
         assert!(line.len() <= MESSAGE, "{}", line.len());
@@ -290,7 +293,10 @@ mod tests {
     fn a_message_that_fits_is_unchanged() {
         let m = "x".repeat(MESSAGE);
         assert_eq!(format_message(format_args!("{m}")).as_str(), m);
-        assert_eq!(format_message(format_args!("a {} c", "b")).as_str(), "a b c");
+        assert_eq!(
+            format_message(format_args!("a {} c", "b")).as_str(),
+            "a b c"
+        );
         let over = "é".repeat(MESSAGE); // 2 bytes each: cut on characters
         let line = format_message(format_args!("{over}!"));
         assert!(line.ends_with("éé!") && line.contains("é…é"), "{line}");
@@ -299,7 +305,9 @@ mod tests {
     #[test]
     fn control_characters_cannot_fake_a_line() {
         let hostile = "x\noverlay-init: persistent: yes\x1b[2J\x7f\u{85}";
-        let line = format_message(format_args!("bad setting overlay.data={hostile}: not a device"));
+        let line = format_message(format_args!(
+            "bad setting overlay.data={hostile}: not a device"
+        ));
         assert_eq!(
             line.as_str(),
             "bad setting overlay.data=x\\x0aoverlay-init: persistent: yes\\x1b[2J\\x7f\\x85: not a device"
@@ -311,7 +319,10 @@ mod tests {
     fn a_huge_message_stays_bounded() {
         let v = "\u{1}".repeat(100_000);
         let line = format_message(format_args!("start {v} end"));
-        assert!(line.starts_with("start \\x01") && line.ends_with("\\x01 end"), "{line}");
+        assert!(
+            line.starts_with("start \\x01") && line.ends_with("\\x01 end"),
+            "{line}"
+        );
         assert!(line.len() <= MESSAGE);
     }
 

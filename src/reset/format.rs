@@ -27,11 +27,15 @@ pub enum Target {
 /// board file (as the pre-init finds it). `Err` says why there is none to
 /// format.
 pub fn find_target(root: &SysRoot) -> Result<Target, String> {
-    let cmdline = std::fs::read_to_string(root.path(paths::PROC_CMDLINE)).unwrap_or_default();
-    let board = std::fs::read_to_string(root.path(paths::BOARD_CONFIG))
-        .or_else(|_| std::fs::read_to_string(root.path("/rom/etc/overlay-init.conf")))
+    // Bytes (cmdline::read_text): with read_to_string, one word that is not
+    // UTF-8 anywhere on the command line lost all of it, and the default
+    // data partition would have been marked instead of overlay.data='s.
+    let read = crate::cmdline::read_text;
+    let cmdline = read(&root.path(paths::PROC_CMDLINE)).unwrap_or_default();
+    let board = read(&root.path(paths::BOARD_CONFIG))
+        .or_else(|_| read(&root.path("/rom/etc/overlay-init.conf")))
         .ok();
-    let (cfg, _) = Config::from_sources(board.as_deref(), &cmdline);
+    let (cfg, _) = Config::from_bytes(board.as_deref(), &cmdline);
     let (mtds, _) = mtd::read_mtd_devices(root);
     let (ubis, _) = ubi::read_ubi_devices(root);
     let loc = match &cfg.data {
