@@ -468,15 +468,11 @@ extern "C" fn on_fault(sig: nix::libc::c_int) {
     }
 }
 
-/// Writes one line to the console (fd 2) and, as one record at level
-/// "crit", to /dev/kmsg: raw syscalls and a stack buffer only.
+/// Writes one line as one record at level "crit" to /dev/kmsg, which the
+/// kernel echoes on the console (console_loglevel is above 2 unless
+/// `loglevel=` said otherwise), or, without /dev/kmsg, to the console (fd
+/// 2) ourselves. Raw syscalls and a stack buffer only.
 fn fault_line(parts: &[&[u8]]) {
-    // SAFETY: fd 2 is the console that PID 1 was given; a write to a closed
-    // fd just fails.
-    let console = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
-    for p in parts {
-        let _ = rustix::io::write(console, p);
-    }
     if let Ok(kmsg) = rustix::fs::open(
         "/dev/kmsg",
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
@@ -493,7 +489,15 @@ fn fault_line(parts: &[&[u8]]) {
                 }
             }
         }
-        let _ = rustix::io::write(&kmsg, rec.get(..n).unwrap_or_default());
+        if rustix::io::write(&kmsg, rec.get(..n).unwrap_or_default()).is_ok() {
+            return;
+        }
+    }
+    // SAFETY: fd 2 is the console that PID 1 was given; a write to a closed
+    // fd just fails.
+    let console = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    for p in parts {
+        let _ = rustix::io::write(console, p);
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod harness;
 mod nor;
+mod pid1;
 mod reset;
 mod size;
 mod wear;
