@@ -130,8 +130,35 @@ impl<'a> Iterator for Words<'a> {
 /// Bytes as they may be shown in a message: UTF-8 text as it is, any other
 /// byte and every control character as `\xNN`, and, past `max` bytes of
 /// that, the start and the end around an ellipsis (the subject stays
-/// recognisable, the message short).
+/// recognisable, the message short). Only the ends of a long input are
+/// looked at: the cost is bounded by `max`, not by the input.
 pub fn shown(b: &[u8], max: usize) -> String {
+    let window = 2 * max;
+    if b.len() > 2 * window {
+        let head = escaped(b.get(..window).unwrap_or_default());
+        let tail = escaped(b.get(b.len() - window..).unwrap_or_default());
+        return around_ellipsis(&head, &tail, max);
+    }
+    let all = escaped(b);
+    if all.len() <= max {
+        return all;
+    }
+    around_ellipsis(&all, &all, max)
+}
+
+/// The first two thirds of `max` bytes of `head`, an ellipsis, and the
+/// last third of `tail` (on character boundaries).
+fn around_ellipsis(head: &str, tail: &str, max: usize) -> String {
+    let h = floor_boundary(head, max * 2 / 3);
+    let t = ceil_boundary(tail, tail.len().saturating_sub(max - max * 2 / 3));
+    format!(
+        "{}…{}",
+        head.get(..h).unwrap_or_default(),
+        tail.get(t..).unwrap_or_default()
+    )
+}
+
+fn escaped(b: &[u8]) -> String {
     let mut out = String::new();
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -145,16 +172,7 @@ pub fn shown(b: &[u8], max: usize) -> String {
             push_hex(&mut out, u32::from(x));
         }
     }
-    if out.len() <= max {
-        return out;
-    }
-    let head = floor_boundary(&out, max * 2 / 3);
-    let tail = ceil_boundary(&out, out.len() - (max - max * 2 / 3));
-    format!(
-        "{}…{}",
-        out.get(..head).unwrap_or_default(),
-        out.get(tail..).unwrap_or_default()
-    )
+    out
 }
 
 fn push_hex(out: &mut String, v: u32) {
@@ -324,6 +342,8 @@ mod tests {
         assert_eq!(shown("é".as_bytes(), 64), "é");
         let long = shown(&[b'B'; 400], 60);
         assert_eq!(long, format!("{}…{}", "B".repeat(40), "B".repeat(20)));
+        let huge = shown(&[b'B'; 1 << 20], 60);
+        assert_eq!(huge, long, "only the ends of a long input count");
         let wide = shown("é".repeat(100).as_bytes(), 61);
         assert!(wide.starts_with("éé") && wide.ends_with("éé") && wide.contains('…'));
         assert!(wide.len() <= 61 + "…".len());

@@ -164,10 +164,12 @@ impl fmt::Display for ConfigError {
 /// last error, so that a board file of thousands of bad lines costs neither
 /// memory nor a flood of console lines.
 pub const MAX_ERRORS: usize = 16;
-/// The most items of a list value (`overlay.lower=`, `overlay.modules=`)
-/// and of `overlay.modules.FSTYPE=` keys: bounds the memory a hostile list
-/// can take (every real board has a handful).
+/// The most items of a list value (`overlay.lower=`, `overlay.modules=`):
+/// bounds the memory a hostile list can take (every real board has a
+/// handful).
 pub const MAX_ITEMS: usize = 128;
+/// The most `overlay.modules.FSTYPE=` keys (filesystem types).
+pub const MAX_FS_TYPES: usize = 16;
 /// A value is shown in a message up to this many bytes, then shortened
 /// around an ellipsis ([`cmdline::shown`]).
 const SHOWN: usize = 96;
@@ -382,8 +384,8 @@ impl Config {
                 let fs = k.trim_start_matches("overlay.modules.").to_string();
                 let mods = list(v)?;
                 self.fs_modules.retain(|(f, _)| *f != fs);
-                if self.fs_modules.len() >= MAX_ITEMS {
-                    return Err(format!("more than {MAX_ITEMS} filesystem types"));
+                if self.fs_modules.len() >= MAX_FS_TYPES {
+                    return Err(format!("more than {MAX_FS_TYPES} filesystem types"));
                 }
                 self.fs_modules.push((fs, mods));
             }
@@ -870,11 +872,11 @@ mod tests {
         let (c, e) = cfg(&format!("overlay.lower={lowers}"));
         assert!(c.lowers.is_empty());
         assert_eq!(e[0].problem, format!("more than {MAX_ITEMS} layers"));
-        let fs: String = (0..MAX_ITEMS + 5)
+        let fs: String = (0..MAX_FS_TYPES + 5)
             .map(|i| format!("overlay.modules.fs{i}=m "))
             .collect();
         let (c, e) = cfg(&fs);
-        assert_eq!(c.fs_modules.len(), MAX_ITEMS);
+        assert_eq!(c.fs_modules.len(), MAX_FS_TYPES);
         assert_eq!(e.len(), 5);
         // The same key again replaces, within the bound.
         let (c, e) = cfg(&"overlay.modules.ext4=a ".repeat(1000));
