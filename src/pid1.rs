@@ -211,12 +211,14 @@ fn log_floor(total: Duration) {
     );
 }
 
-/// Peak memory of this process so far (VmHWM in /proc/self/status), in kB.
-fn peak_memory_kb() -> Option<u64> {
+/// A field of /proc/self/status in kB: `VmHWM` (peak resident memory so
+/// far) or `VmStk` (the stack mapping, which grows with the deepest use
+/// and never shrinks: the peak stack).
+fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -285,8 +287,9 @@ fn setup_console() {
 /// that seam takes bytes, this call moves behind it.
 fn hand_over(path: &str) -> std::io::Error {
     reap_children();
-    if let Some(kb) = peak_memory_kb() {
-        log::info!("peak memory (VmHWM) {kb} kB; exec {path}");
+    // The resources PID 1 lives within (README, "Robustness").
+    if let (Some(hwm), Some(stk)) = (status_kb("VmHWM"), status_kb("VmStk")) {
+        log::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
     }
     let (argv, envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
     let Ok(file) = CString::new(path) else {
