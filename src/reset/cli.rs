@@ -238,7 +238,8 @@ fn format(a: &Args, state: &BootState) -> i32 {
 }
 
 /// Lists the upper's entries as `remove PATH` or `keep PATH`, changing nothing.
-fn dry_run(upper: &Path, keep: &[String]) -> i32 {
+/// Public for the fuzz target over generated trees (fuzz/).
+pub fn dry_run(upper: &Path, keep: &[String]) -> i32 {
     let set = KeepSet::new(keep);
     let mut out = std::io::stdout().lock();
     let mut counts = (0usize, 0usize);
