@@ -70,12 +70,12 @@ for t in "${targets[@]}"; do
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log")
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
   if [ "$rc" = 0 ]; then
     printf 'fuzz %-16s %10s cases in %4s s, %s, no crash\n' "$t" "${runs:-?}" "${secs:-?}" "$cov"
   else
     printf 'fuzz %-16s FAILED (exit %s) after %s cases; see fuzz/%s\n' "$t" "$rc" "${runs:-?}" "$log"
-    grep -E '^(==|thread|SUMMARY|fuzz:|artifact_prefix|Test unit written)' "$log" | head -20
+    grep -E '^(==|thread|target |SUMMARY|fuzz:|artifact_prefix|Test unit written)' "$log" | head -20 || true
     status=1
   fi
   if [ "$merge" = 1 ] && [ "$rc" = 0 ]; then

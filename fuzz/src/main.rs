@@ -37,10 +37,7 @@ fn target() -> &'static targets::Target {
             .find(|t| t.name == name)
             .unwrap_or_else(|| {
                 let names: Vec<&str> = targets::TARGETS.iter().map(|t| t.name).collect();
-                eprintln!(
-                    "OVERLAY_FUZZ_TARGET={name:?}: one of {}",
-                    names.join(", ")
-                );
+                eprintln!("OVERLAY_FUZZ_TARGET={name:?}: one of {}", names.join(", "));
                 std::process::exit(2)
             })
     })

@@ -17,23 +17,91 @@ pub struct Target {
 const MIB: usize = 1 << 20;
 
 pub const TARGETS: &[Target] = &[
-    Target { name: "cmdline", run: cmdline_config, max_heap: MIB },
-    Target { name: "state", run: state_file, max_heap: MIB },
-    Target { name: "reset_record", run: reset_record, max_heap: MIB },
-    Target { name: "keep_list", run: keep_list, max_heap: MIB },
-    Target { name: "glob", run: glob, max_heap: MIB },
-    Target { name: "wear_log", run: wear_log, max_heap: MIB },
-    Target { name: "sysfs_block", run: sysfs_block, max_heap: MIB },
-    Target { name: "wear_sources", run: wear_sources, max_heap: MIB },
-    Target { name: "mtd", run: mtd, max_heap: MIB },
-    Target { name: "ubi", run: ubi, max_heap: MIB },
-    Target { name: "modules_dep", run: modules_dep, max_heap: MIB },
-    Target { name: "probe", run: probe_magic, max_heap: MIB },
-    Target { name: "partition_table", run: partition_table, max_heap: MIB },
-    Target { name: "ubi_ec", run: ubi_ec, max_heap: MIB },
-    Target { name: "jffs2", run: jffs2, max_heap: MIB },
-    Target { name: "wipe", run: wipe, max_heap: 4 * MIB },
-    Target { name: "dry_run", run: dry_run, max_heap: 4 * MIB },
+    Target {
+        name: "cmdline",
+        run: cmdline_config,
+        max_heap: MIB,
+    },
+    Target {
+        name: "state",
+        run: state_file,
+        max_heap: MIB,
+    },
+    Target {
+        name: "reset_record",
+        run: reset_record,
+        max_heap: MIB,
+    },
+    Target {
+        name: "keep_list",
+        run: keep_list,
+        max_heap: MIB,
+    },
+    Target {
+        name: "glob",
+        run: glob,
+        max_heap: MIB,
+    },
+    Target {
+        name: "wear_log",
+        run: wear_log,
+        max_heap: MIB,
+    },
+    Target {
+        name: "sysfs_block",
+        run: sysfs_block,
+        max_heap: MIB,
+    },
+    Target {
+        name: "wear_sources",
+        run: wear_sources,
+        max_heap: MIB,
+    },
+    Target {
+        name: "mtd",
+        run: mtd,
+        max_heap: MIB,
+    },
+    Target {
+        name: "ubi",
+        run: ubi,
+        max_heap: MIB,
+    },
+    Target {
+        name: "modules_dep",
+        run: modules_dep,
+        max_heap: MIB,
+    },
+    Target {
+        name: "probe",
+        run: probe_magic,
+        max_heap: MIB,
+    },
+    Target {
+        name: "partition_table",
+        run: partition_table,
+        max_heap: MIB,
+    },
+    Target {
+        name: "ubi_ec",
+        run: ubi_ec,
+        max_heap: MIB,
+    },
+    Target {
+        name: "jffs2",
+        run: jffs2,
+        max_heap: MIB,
+    },
+    Target {
+        name: "wipe",
+        run: wipe,
+        max_heap: 4 * MIB,
+    },
+    Target {
+        name: "dry_run",
+        run: dry_run,
+        max_heap: 4 * MIB,
+    },
 ];
 
 /// Splits at the first NUL: two inputs from one.
@@ -62,7 +130,10 @@ fn cmdline_config(data: &[u8]) {
     for e in &errors {
         let m = kmsg::format_message(format_args!("bad setting {e}"));
         assert!(m.len() <= kmsg::MESSAGE);
-        assert!(!m.bytes().any(|b| b < 0x20 && b != b'\t'), "a control byte in {m:?}");
+        assert!(
+            !m.bytes().any(|b| b < 0x20 && b != b'\t'),
+            "a control byte in {m:?}"
+        );
     }
     let shown = cmdline::shown(data, 96);
     assert!(shown.len() <= 96 + "…".len() + 4 * 4);
@@ -74,7 +145,11 @@ fn cmdline_config(data: &[u8]) {
 fn state_file(data: &[u8]) {
     if let Ok(s) = state::BootState::parse(&text(data)) {
         let again = state::BootState::parse(&s.render());
-        assert!(again.is_ok(), "a rendered state does not parse: {:?}", s.render());
+        assert!(
+            again.is_ok(),
+            "a rendered state does not parse: {:?}",
+            s.render()
+        );
     }
 }
 
@@ -179,8 +254,11 @@ fn wear_sources(data: &[u8]) {
 /// `key=value` lines as a sysfs directory's attributes.
 fn attrs(t: &str) -> impl Fn(&str) -> Option<String> + '_ {
     move |k: &str| {
-        t.lines()
-            .find_map(|l| l.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.to_string()))
+        t.lines().find_map(|l| {
+            l.split_once('=')
+                .filter(|(a, _)| *a == k)
+                .map(|(_, v)| v.to_string())
+        })
     }
 }
 
@@ -211,7 +289,11 @@ fn modules_dep(data: &[u8]) {
     let (dep, wanted) = two(data);
     let table = modules::parse_modules_dep(&text(dep));
     let _ = modules::parse_builtin(&text(dep));
-    let wanted: Vec<String> = text(wanted).split(',').take(32).map(str::to_string).collect();
+    let wanted: Vec<String> = text(wanted)
+        .split(',')
+        .take(32)
+        .map(str::to_string)
+        .collect();
     let _ = table.load_order(&wanted, &|m| m.len() % 3 == 0);
 }
 
@@ -242,7 +324,9 @@ fn ubi_ec(data: &[u8]) {
     }
     let erasesize = 64 << (data.first().copied().unwrap_or(0) % 4);
     let mut dev = std::io::Cursor::new(data);
-    let _ = wear::ubi_ec::scan_ec(&mut dev, data.len() as u64, erasesize, &mut |off| off % 7 == 3);
+    let _ = wear::ubi_ec::scan_ec(&mut dev, data.len() as u64, erasesize, &mut |off| {
+        off % 7 == 3
+    });
 }
 
 /// JFFS2 / UBI / marker identification of raw flash samples (the input

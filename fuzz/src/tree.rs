@@ -82,7 +82,8 @@ pub fn build(top: &Path, input: &mut Bytes) {
         match input.next() % 9 {
             0 => {
                 let n = input.name();
-                let _ = rustix::fs::mkdirat(&cur, OsStr::from_bytes(&n), Mode::from_raw_mode(0o755));
+                let _ =
+                    rustix::fs::mkdirat(&cur, OsStr::from_bytes(&n), Mode::from_raw_mode(0o755));
                 if let Some(d) = openat_dir(&cur, &n) {
                     cur = d;
                     depth += 1;
@@ -116,7 +117,8 @@ pub fn build(top: &Path, input: &mut Bytes) {
                     3 => b"../../../../etc",
                     _ => b"missing",
                 };
-                let _ = rustix::fs::symlinkat(OsStr::from_bytes(target), &cur, OsStr::from_bytes(&n));
+                let _ =
+                    rustix::fs::symlinkat(OsStr::from_bytes(target), &cur, OsStr::from_bytes(&n));
             }
             4 => {
                 let n = input.name();
