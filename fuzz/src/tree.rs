@@ -101,7 +101,11 @@ pub fn build(top: &Path, input: &mut Bytes) {
                 if let Ok(f) = rustix::fs::openat(
                     &cur,
                     OsStr::from_bytes(&n),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::NOFOLLOW
+                        | OFlags::NONBLOCK
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o644),
                 ) {
                     let _ = rustix::io::write(&f, &vec![b'x'; len]);
@@ -163,7 +167,11 @@ pub fn build(top: &Path, input: &mut Bytes) {
                     let _ = rustix::fs::openat(
                         &cur,
                         format!("f{i}").as_str(),
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::NOFOLLOW
+                            | OFlags::NONBLOCK
+                            | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o644),
                     );
                 }
