@@ -164,17 +164,21 @@ impl Default for Config {
 /// system (`overlay-reset --format`, the wear monitor): the command line,
 /// and the board file, which stays in the initramfs after the switch: the
 /// root's `/etc/overlay-init.conf` where there is one (pivot mode, or a copy),
-/// else the lower's at /rom.
+/// else the lower's at /rom. Bytes ([`cmdline::read_text`]): one word that is
+/// not UTF-8 must not lose the whole command line.
 pub fn read_configured(root: &crate::paths::SysRoot) -> Config {
     use crate::paths;
-    let cmdline = std::fs::read_to_string(root.path(paths::PROC_CMDLINE)).unwrap_or_default();
-    let board = std::fs::read_to_string(root.path(paths::BOARD_CONFIG))
-        .or_else(|_| std::fs::read_to_string(root.path("/rom/etc/overlay-init.conf")))
+    let read = crate::cmdline::read_text;
+    let cmdline = read(&root.path(paths::PROC_CMDLINE)).unwrap_or_default();
+    let board = read(&root.path(paths::BOARD_CONFIG))
+        .or_else(|_| read(&root.path("/rom/etc/overlay-init.conf")))
         .ok();
-    Config::from_sources(board.as_deref(), &cmdline).0
+    Config::from_bytes(board.as_deref(), &cmdline).0
 }
 
-/// A value that was refused, and what is used instead.
+/// A value that was refused, and what is used instead. `key` and `value`
+/// are as shown to people ([`cmdline::shown`]: control characters and
+/// bytes that are not UTF-8 escaped, long values shortened).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     pub key: String,
@@ -192,25 +196,83 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The most bad settings reported one by one; the rest are counted in one
+/// last error, so that a board file of thousands of bad lines costs neither
+/// memory nor a flood of console lines.
+pub const MAX_ERRORS: usize = 16;
+/// The most items of a list value (`overlay.lower=`, `overlay.modules=`):
+/// bounds the memory a hostile list can take (every real board has a
+/// handful).
+pub const MAX_ITEMS: usize = 128;
+/// The most `overlay.modules.FSTYPE=` keys (filesystem types).
+pub const MAX_FS_TYPES: usize = 16;
+/// A value is shown in a message up to this many bytes, then shortened
+/// around an ellipsis ([`cmdline::shown`]).
+const SHOWN: usize = 96;
+
+/// The keys this config reads (besides `overlay.*`): a value that is not
+/// UTF-8 is refused for these, and ignored for any other key (it is the
+/// kernel's or init's business).
+const KEYS: [&str; 10] = [
+    "root",
+    "rootfstype",
+    "rootwait",
+    "rootdelay",
+    "init",
+    "panic",
+    "overlayroot",
+    "fstools_overlay_name",
+    "fstools_overlay_fstype",
+    "systemd.factory_reset",
+];
+
 impl Config {
     /// Builds the config from the board file text (if any) and /proc/cmdline.
     pub fn from_sources(
         board_file: Option<&str>,
         cmdline_text: &str,
     ) -> (Config, Vec<ConfigError>) {
-        let mut params = board_file.map(cmdline::parse_file).unwrap_or_default();
-        params.extend(cmdline::parse(cmdline_text));
-        let mut cfg = Config::default();
+        Config::from_bytes(board_file.map(str::as_bytes), cmdline_text.as_bytes())
+    }
+
+    /// [`Config::from_sources`] on the bytes as read: any byte, any length
+    /// (past [`cmdline::MAX_TEXT`] the rest is ignored, and said), any
+    /// number of words; never panics, and its memory is bounded.
+    pub fn from_bytes(
+        board_file: Option<&[u8]>,
+        cmdline_text: &[u8],
+    ) -> (Config, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        for p in &params {
-            if let Err(problem) = cfg.apply(p) {
-                errors.push(ConfigError {
-                    key: p.key.clone(),
-                    value: p.value.clone(),
-                    problem,
-                    kept: cfg.current(&p.key),
-                });
+        let board = board_file.map(|b| within_limit(b, "the board file", true, &mut errors));
+        let line = within_limit(cmdline_text, "the kernel command line", false, &mut errors);
+        let params = board
+            .into_iter()
+            .flat_map(cmdline::parse_file)
+            .chain(cmdline::parse(line));
+        let mut cfg = Config::default();
+        let mut more = 0usize;
+        for p in params {
+            if let Err(problem) = cfg.apply(&p) {
+                if errors.len() < MAX_ERRORS {
+                    let key = cmdline::shown(p.key, SHOWN);
+                    errors.push(ConfigError {
+                        kept: cfg.current(&key),
+                        key,
+                        value: p.value.map(|v| cmdline::shown(v, SHOWN)),
+                        problem,
+                    });
+                } else {
+                    more = more.saturating_add(1);
+                }
             }
+        }
+        if more > 0 {
+            errors.push(ConfigError {
+                key: "...".into(),
+                value: None,
+                problem: format!("{more} more bad settings, not listed"),
+                kept: "the earlier values".into(),
+            });
         }
         (cfg, errors)
     }
@@ -254,9 +316,26 @@ impl Config {
         }
     }
 
+    /// One word: the key and the value must be UTF-8 text for a key of
+    /// ours; a word for the kernel or init is none of our business.
     fn apply(&mut self, p: &Param) -> Result<(), String> {
-        let v = p.value.as_deref();
-        match p.key.as_str() {
+        let ours = |k: &[u8]| k.starts_with(b"overlay.") || KEYS.iter().any(|o| o.as_bytes() == k);
+        if !ours(p.key) {
+            return Ok(());
+        }
+        let Ok(key) = std::str::from_utf8(p.key) else {
+            return Err("the key is not UTF-8 text".into());
+        };
+        let v = match p.value.map(std::str::from_utf8) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return Err("not UTF-8 text".into()),
+        };
+        self.apply_text(key, v)
+    }
+
+    fn apply_text(&mut self, key: &str, v: Option<&str>) -> Result<(), String> {
+        match key {
             "root" => self.root = Some(spec(v)?),
             "rootfstype" => self.rootfstype = Some(word(v)?.into()),
             "rootwait" => {
@@ -269,6 +348,9 @@ impl Config {
             "overlay.datawait" => self.data_wait = secs(v)?,
             "overlay.lower" => {
                 let list = word(v)?;
+                if list.split(',').nth(MAX_ITEMS).is_some() {
+                    return Err(format!("more than {MAX_ITEMS} layers"));
+                }
                 self.lowers = list
                     .split(',')
                     .map(|s| parse_spec(s).map_err(|e| format!("{s}: {e}")))
@@ -332,6 +414,9 @@ impl Config {
                     .ok_or("the count must be a positive number")?;
                 self.test_crash = Some((step.into(), n));
             }
+            // Read by pid1 itself (pid1::test_fault).
+            #[cfg(feature = "test-hooks")]
+            "overlay.test_fault" => {}
             "overlay.tmpfs_size" => self.tmpfs_size = parse_size(word(v)?)?,
             "overlay.modules" => self.modules = list(v)?,
             "panic" => {
@@ -361,6 +446,9 @@ impl Config {
                 let fs = k.trim_start_matches("overlay.modules.").to_string();
                 let mods = list(v)?;
                 self.fs_modules.retain(|(f, _)| *f != fs);
+                if self.fs_modules.len() >= MAX_FS_TYPES {
+                    return Err(format!("more than {MAX_FS_TYPES} filesystem types"));
+                }
                 self.fs_modules.push((fs, mods));
             }
             k if k.starts_with("overlay.") => return Err("unknown overlay-init key".into()),
@@ -404,6 +492,31 @@ impl Config {
     }
 }
 
+/// `text`, or its first [`cmdline::MAX_TEXT`] bytes (for a file, up to
+/// the last whole line in them) with an error saying so.
+fn within_limit<'a>(
+    text: &'a [u8],
+    what: &str,
+    lines: bool,
+    errors: &mut Vec<ConfigError>,
+) -> &'a [u8] {
+    if text.len() <= cmdline::MAX_TEXT {
+        return text;
+    }
+    let mut cut = text.get(..cmdline::MAX_TEXT).unwrap_or_default();
+    if lines {
+        let whole = cut.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        cut = cut.get(..whole).unwrap_or_default();
+    }
+    errors.push(ConfigError {
+        key: what.into(),
+        value: None,
+        problem: format!("longer than {} bytes", cmdline::MAX_TEXT),
+        kept: format!("its first {} bytes", cut.len()),
+    });
+    cut
+}
+
 fn word(v: Option<&str>) -> Result<&str, String> {
     match v {
         Some(s) if !s.trim().is_empty() => Ok(s.trim()),
@@ -434,6 +547,14 @@ fn flag(v: Option<&str>) -> Result<bool, String> {
 }
 
 fn list(v: Option<&str>) -> Result<Vec<String>, String> {
+    if word(v)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .nth(MAX_ITEMS)
+        .is_some()
+    {
+        return Err(format!("more than {MAX_ITEMS} modules"));
+    }
     let items: Vec<String> = word(v)?
         .split(',')
         .filter(|s| !s.is_empty())
@@ -723,6 +844,113 @@ mod tests {
             e[1].to_string(),
             "overlay.wear_policy=melt: unknown policy (use warn, protect or tmpfs); using protect"
         );
+    }
+
+    /// Issue 11: the command line and the board file are bytes. A value of
+    /// ours that is not UTF-8 is a clear bad setting (escaped in the
+    /// message); a word for the kernel or init is ignored, whatever it holds.
+    #[test]
+    fn bytes_that_are_not_utf8_are_a_bad_setting_not_a_lost_line() {
+        let (c, e) = Config::from_bytes(
+            Some(b"overlay.data=PARTLABEL=d\xe9\noverlay.debug\n"),
+            b"root=PARTLABEL=r\xff init=/sbin/\x01x panic=2 caf\xe9=\xe9 \xe9 -- \xff",
+        );
+        assert_eq!(c.data, DataSource::Named(DEFAULT_DATA_NAME.into()));
+        assert!(c.debug, "the good words around the bad ones count");
+        assert_eq!(c.fatal_delay, Duration::from_secs(2));
+        assert_eq!(c.init, "/sbin/\u{1}x");
+        assert_eq!(c.root, None);
+        let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "overlay.data=PARTLABEL=d\\xe9: not UTF-8 text; using rootfs_data (a UBI volume, MTD or GPT partition of that name)",
+                "root=PARTLABEL=r\\xff: not UTF-8 text; using no root device",
+            ]
+        );
+        let (_, e) = Config::from_bytes(None, b"overlay.\xff=1");
+        assert_eq!(
+            e[0].to_string(),
+            "overlay.\\xff=1: the key is not UTF-8 text; using the default"
+        );
+    }
+
+    #[test]
+    fn a_long_value_is_shortened_in_its_message_with_the_reason_kept() {
+        let line = format!("overlay.fstype={}", "B".repeat(400));
+        let (_, e) = cfg(&line);
+        let msg = e[0].to_string();
+        assert!(msg.len() < 200, "{msg}");
+        assert!(msg.starts_with("overlay.fstype=BBBB"), "{msg}");
+        assert!(msg.contains("BBB…BBB"), "{msg}");
+        assert!(
+            msg.ends_with("unsupported filesystem (use auto, ext4 or f2fs); using auto"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn thousands_of_bad_settings_are_counted_not_each_kept() {
+        let board = "overlay.nonsense=1\n".repeat(3000);
+        let (_, e) = Config::from_sources(Some(&board), "overlay.bogus");
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        assert_eq!(
+            e[MAX_ERRORS].to_string(),
+            "...: 2985 more bad settings, not listed; using the earlier values"
+        );
+    }
+
+    #[test]
+    fn an_oversized_source_is_cut_at_a_line_and_said() {
+        let mut board = "overlay.debug\n"
+            .repeat(cmdline::MAX_TEXT / 14 + 10)
+            .into_bytes();
+        board.extend_from_slice(b"overlay.data=tmpfs\n");
+        let (c, e) = Config::from_bytes(Some(&board), b"");
+        assert!(c.debug);
+        assert_eq!(
+            c.data,
+            DataSource::Named(DEFAULT_DATA_NAME.into()),
+            "past the limit: ignored"
+        );
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key, "the board file");
+        let kept = cmdline::MAX_TEXT / 14 * 14;
+        assert_eq!(e[0].kept, format!("its first {kept} bytes"));
+        let line = vec![b'x'; cmdline::MAX_TEXT + 1];
+        assert_eq!(
+            Config::from_bytes(None, &line).1[0].key,
+            "the kernel command line"
+        );
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let mods = vec!["m"; MAX_ITEMS + 1].join(",");
+        let (c, e) = cfg(&format!("overlay.modules=a overlay.modules={mods}"));
+        assert_eq!(c.modules, ["a"]);
+        assert_eq!(e[0].problem, format!("more than {MAX_ITEMS} modules"));
+        let lowers = vec!["/dev/x"; MAX_ITEMS + 1].join(",");
+        let (c, e) = cfg(&format!("overlay.lower={lowers}"));
+        assert!(c.lowers.is_empty());
+        assert_eq!(e[0].problem, format!("more than {MAX_ITEMS} layers"));
+        let fs: String = (0..MAX_FS_TYPES + 5)
+            .map(|i| format!("overlay.modules.fs{i}=m "))
+            .collect();
+        let (c, e) = cfg(&fs);
+        assert_eq!(c.fs_modules.len(), MAX_FS_TYPES);
+        assert_eq!(e.len(), 5);
+        // The same key again replaces, within the bound.
+        let (c, e) = cfg(&"overlay.modules.ext4=a ".repeat(1000));
+        assert_eq!((c.fs_modules.len(), e.len()), (1, 0));
+    }
+
+    #[test]
+    fn the_words_after_a_double_dash_are_inits() {
+        let (c, e) = cfg("overlay.debug -- overlay.data=tmpfs overlay.bogus");
+        assert!(c.debug);
+        assert_eq!(c.data, DataSource::Named(DEFAULT_DATA_NAME.into()));
+        assert!(e.is_empty());
     }
 
     #[test]

@@ -18,9 +18,14 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Mutex;
 
-const LINE: usize = 384;
+/// The longest message kept, in bytes. A longer one keeps its start and its
+/// end around an ellipsis ([`format_message`]), so the reason, which ends a
+/// message, is never lost. /dev/kmsg refuses a record over LOG_LINE_MAX
+/// (1024 - 32 bytes) as a whole (EINVAL), so a record stays well under it.
+pub const MESSAGE: usize = 480;
 pub const EARLY_RECORDS: usize = 32;
-type Line = heapless::String<LINE>;
+type Line = heapless::String<MESSAGE>;
+const ELLIPSIS: &str = "…";
 
 struct Inner {
     kmsg: bool,
@@ -46,7 +51,7 @@ static LOGGER: Logger = Logger(Mutex::new(Inner {
 }));
 
 /// Records held until /dev/kmsg exists. A static of its own: all zeros, so
-/// its 12 KiB sit in .bss instead of the binary's .data (LOGGER's fields are
+/// its 15 KiB sit in .bss instead of the binary's .data (LOGGER's fields are
 /// not zero).
 static EARLY: Mutex<heapless::Deque<(u8, Line), EARLY_RECORDS>> =
     Mutex::new(heapless::Deque::new());
@@ -131,7 +136,7 @@ pub fn flush_early_to_console() {
 fn emit(i: &Inner, tag: &str, prio: u8, msg: &str) {
     let mut kmsg_ok = false;
     if i.kmsg {
-        let mut rec: heapless::String<{ LINE + 32 }> = heapless::String::new();
+        let mut rec: heapless::String<{ MESSAGE + 32 }> = heapless::String::new();
         let _ = writeln!(rec, "<{prio}>{tag}: {msg}");
         kmsg_ok = match &i.held {
             Some(f) => (&*f).write_all(rec.as_bytes()).is_ok(),
@@ -168,9 +173,7 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let mut line = Line::new();
-        // A message longer than a line is cut, never lost entirely.
-        let _ = write!(line, "{}", r.args());
+        let line = format_message(*r.args());
         let prio = priority(r.level());
         let Ok(i) = self.0.lock() else { return };
         if i.kmsg || i.cli {
@@ -187,9 +190,141 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// Formats a message into a fixed line, never dropping it: one that does
+/// not fit keeps its first half and its last bytes around an ellipsis (the
+/// value in the middle is what gets shortened; the subject and the reason
+/// stay). Control characters are written as `\xNN`, so that a hostile value
+/// (a command-line word, a file name) cannot start a fake line on the
+/// console or in dmesg, or send terminal escapes.
+///
+/// Two passes over `args` when the message is too long: the first counts
+/// its length, the second knows where to cut. No heap, a bounded stack.
+pub fn format_message(args: std::fmt::Arguments) -> Line {
+    let mut line = Line::new();
+    let mut all = Clip::new(&mut line, MESSAGE, usize::MAX);
+    let _ = all.write_fmt(args);
+    let total = all.pos;
+    if total > MESSAGE {
+        line.clear();
+        let head = MESSAGE / 2;
+        let tail = MESSAGE - head - ELLIPSIS.len();
+        let mut cut = Clip::new(&mut line, head, total.saturating_sub(tail));
+        cut.ellipsis = true;
+        let _ = cut.write_fmt(args);
+    }
+    line
+}
+
+/// A `fmt::Write` into a [`Line`] that leaves out the output bytes from
+/// `cut_from` to `cut_to` (whole characters only) and escapes controls.
+struct Clip<'a> {
+    out: &'a mut Line,
+    cut_from: usize,
+    cut_to: usize,
+    /// Bytes of output so far, the left-out ones included.
+    pos: usize,
+    /// Put an ellipsis where the cut is.
+    ellipsis: bool,
+}
+
+impl<'a> Clip<'a> {
+    fn new(out: &'a mut Line, cut_from: usize, cut_to: usize) -> Clip<'a> {
+        Clip {
+            out,
+            cut_from,
+            cut_to,
+            pos: 0,
+            ellipsis: false,
+        }
+    }
+}
+
+impl std::fmt::Write for Clip<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            let mut buf = [0u8; 4];
+            let unit: &str = if c.is_control() && c != '\t' {
+                // U+0000-U+001F, U+007F-U+009F: one byte's worth.
+                let hex = b"0123456789abcdef";
+                let b = u32::from(c);
+                let nib = |n: u32| hex.get((n & 15) as usize).copied().unwrap_or(b'?');
+                buf = [b'\\', b'x', nib(b >> 4), nib(b)];
+                std::str::from_utf8(&buf).unwrap_or("?")
+            } else {
+                c.encode_utf8(&mut buf)
+            };
+            let end = self.pos.saturating_add(unit.len());
+            if end <= self.cut_from || self.pos >= self.cut_to {
+                let _ = self.out.push_str(unit);
+            } else if self.ellipsis {
+                let _ = self.out.push_str(ELLIPSIS);
+                self.ellipsis = false;
+            }
+            self.pos = end;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11 defect 3: a message longer than a line kept nothing at all
+    /// (heapless' write! fails as a whole), the fatal reason included.
+    #[test]
+    fn a_long_message_keeps_its_start_and_its_reason() {
+        let value = "B".repeat(600);
+        let line = format_message(format_args!(
+            "FATAL: lower device PARTLABEL={value} did not appear within 1 s"
+        ));
+        assert!(
+            line.starts_with("FATAL: lower device PARTLABEL=BBB"),
+            "{line}"
+        );
+        assert!(line.ends_with("BBB did not appear within 1 s"), "{line}");
+        assert!(line.contains("…"), "{line}");
+        assert!(line.len() <= MESSAGE, "{}", line.len());
+        // Each byte of the message is in the line or in the cut.
+        assert!(line.len() > MESSAGE - 8, "{}", line.len());
+    }
+
+    #[test]
+    fn a_message_that_fits_is_unchanged() {
+        let m = "x".repeat(MESSAGE);
+        assert_eq!(format_message(format_args!("{m}")).as_str(), m);
+        assert_eq!(
+            format_message(format_args!("a {} c", "b")).as_str(),
+            "a b c"
+        );
+        let over = "é".repeat(MESSAGE); // 2 bytes each: cut on characters
+        let line = format_message(format_args!("{over}!"));
+        assert!(line.ends_with("éé!") && line.contains("é…é"), "{line}");
+    }
+
+    #[test]
+    fn control_characters_cannot_fake_a_line() {
+        let hostile = "x\noverlay-init: persistent: yes\x1b[2J\x7f\u{85}";
+        let line = format_message(format_args!(
+            "bad setting overlay.data={hostile}: not a device"
+        ));
+        assert_eq!(
+            line.as_str(),
+            "bad setting overlay.data=x\\x0aoverlay-init: persistent: yes\\x1b[2J\\x7f\\x85: not a device"
+        );
+        assert_eq!(format_message(format_args!("a\tb")).as_str(), "a\tb");
+    }
+
+    #[test]
+    fn a_huge_message_stays_bounded() {
+        let v = "\u{1}".repeat(100_000);
+        let line = format_message(format_args!("start {v} end"));
+        assert!(
+            line.starts_with("start \\x01") && line.ends_with("\\x01 end"),
+            "{line}"
+        );
+        assert!(line.len() <= MESSAGE);
+    }
 
     #[test]
     fn each_line_on_the_console_once() {

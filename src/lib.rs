@@ -48,21 +48,36 @@ Run by the kernel as PID 1 (/init in an initramfs, or init=). As a command:
 
 /// The entry point of every role: PID 1 (the pre-init), or a command
 /// chosen by argv[0]. Never returns.
+///
+/// PID 1 is decided first, by a raw getpid(2), before anything else runs
+/// (argument parsing included): `pid1::main` installs the fault handler as
+/// its first act, and reads its arguments as bytes. (`std::env::args()`
+/// panics on a word that is not UTF-8, and the kernel passes the command
+/// line's bytes as they are: that killed PID 1, issue 11 defect 2.)
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().collect();
-    let name = args
-        .first()
-        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-        .unwrap_or_default();
     if rustix::process::getpid().is_init() {
         pid1::main();
     }
     kmsg::init_cli("overlay-init");
-    let rest = args.get(1..).unwrap_or(&[]);
-    let code = match name.as_str() {
-        "overlay-status" => status::main(rest),
-        "overlay-reset" => reset::cli::main(rest),
-        "overlay-wear-monitor" => wear_monitor(rest),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = argv
+        .first()
+        .map(|a| role(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
+        .unwrap_or_default();
+    // The commands take text. A word that is not UTF-8 is refused by
+    // position, never converted lossily (a changed `--keep` path would
+    // keep another file than the one named).
+    let rest = match utf8_args(argv.get(1..).unwrap_or(&[])) {
+        Ok(rest) => rest,
+        Err(n) => {
+            eprintln!("overlay-init: argument {n} is not valid UTF-8 text");
+            std::process::exit(2);
+        }
+    };
+    let code = match name {
+        b"overlay-status" => status::main(&rest),
+        b"overlay-reset" => reset::cli::main(&rest),
+        b"overlay-wear-monitor" => wear_monitor(&rest),
         _ => match rest.first().map(String::as_str) {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),
@@ -87,10 +102,54 @@ pub fn main() -> ! {
     std::process::exit(code);
 }
 
+/// The role a program name selects: argv[0]'s last path component, bytes.
+pub fn role(argv0: &[u8]) -> &[u8] {
+    argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0)
+}
+
+/// The arguments as text, or the position (1 = the first after argv[0]) of
+/// the first that is not UTF-8.
+pub fn utf8_args(args: &[std::ffi::OsString]) -> Result<Vec<String>, usize> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| a.to_str().map(str::to_string).ok_or(i + 1))
+        .collect()
+}
+
 /// The monitor logs to the kernel log (dmesg, syslog) and the console, like
 /// the pre-init, not to stderr only.
 fn wear_monitor(args: &[String]) -> i32 {
     kmsg::init("overlay-wear-monitor", log::LevelFilter::Info);
     kmsg::reinit(&paths::SysRoot::host(), false);
     wear::daemon::main(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn the_role_is_the_last_component_of_argv0_in_bytes() {
+        assert_eq!(
+            role(b"/run/overlay-init/bin/overlay-status"),
+            b"overlay-status"
+        );
+        assert_eq!(role(b"overlay-reset"), b"overlay-reset");
+        assert_eq!(role(b"/init"), b"init");
+        assert_eq!(role(b"dir/"), b"");
+        assert_eq!(role(b"/x/caf\xe9"), b"caf\xe9");
+    }
+
+    #[test]
+    fn a_word_that_is_not_utf8_is_refused_by_position_not_changed() {
+        let ok = [OsString::from("--keep"), OsString::from("/etc/a")];
+        assert_eq!(utf8_args(&ok), Ok(vec!["--keep".into(), "/etc/a".into()]));
+        let bad = [
+            OsString::from("--keep"),
+            OsString::from_vec(b"/etc/caf\xe9".to_vec()),
+        ];
+        assert_eq!(utf8_args(&bad), Err(2));
+    }
 }

@@ -5,7 +5,7 @@
 //! failure ends in [`fatal`], which logs, syncs, offers an emergency shell if
 //! the current root has one, and reboots.
 
-use crate::boot::{Boot, InitExec, Mode};
+use crate::boot::{Boot, Mode};
 use crate::error::BootError;
 use crate::kmsg;
 use crate::paths::{self, SysRoot};
@@ -13,14 +13,18 @@ use crate::state::{Millis, Upper};
 use crate::sys::linux::LinuxSys;
 use crate::sys::spawn::Program;
 use crate::sys::Sys;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The pre-init. Never returns.
 pub fn main() -> ! {
-    let sys = LinuxSys;
+    // First of all, so that a fault anywhere after this (a stack overflow
+    // included) ends in the fatal path instead of a kernel panic.
     install_fault_handler();
+    let sys = LinuxSys;
     kmsg::init("overlay-init", log::LevelFilter::Debug);
     let root = SysRoot::host();
     // CLOCK_MONOTONIC counts from the kernel's start.
@@ -32,6 +36,11 @@ pub fn main() -> ! {
     let dev_ok = boot.early_mounts();
     setup_console();
     boot.read_config();
+    let delay = boot.cfg.fatal_delay;
+    FAULT_DELAY_SECS.store(
+        u32::try_from(delay.as_secs()).unwrap_or(u32::MAX),
+        Ordering::Relaxed,
+    );
     if dev_ok {
         kmsg::reinit(&root, boot.cfg.debug);
     } else {
@@ -47,28 +56,59 @@ pub fn main() -> ! {
         .release()
         .to_string_lossy()
         .into_owned();
+    #[cfg(feature = "test-hooks")]
+    test_fault(&root);
     boot.load_modules(&release);
 
-    let delay = boot.cfg.fatal_delay;
-    FAULT_DELAY_SECS.store(
-        u32::try_from(delay.as_secs()).unwrap_or(u32::MAX),
-        Ordering::Relaxed,
-    );
     match run(&mut boot) {
         Ok(init) => {
-            let err = hand_over(&sys, &init);
-            fatal(
-                &sys,
-                delay,
-                &BootError::Exec {
-                    init: init.path,
-                    err,
-                }
-                .to_string(),
-            )
+            let err = hand_over(&init);
+            fatal(&sys, delay, &BootError::Exec { init, err }.to_string())
         }
         Err(e) => fatal(&sys, delay, &e.to_string()),
     }
+}
+
+/// `overlay.test_fault=stack|trap` (test build only, feature test-hooks):
+/// a stack overflow or a trap (what a panic is in the ARM build) in PID 1,
+/// to prove in QEMU that any fault ends in the fatal path, never in a
+/// kernel panic. Read here from /proc/cmdline, after the config (whose
+/// `panic=` sets the reboot delay), before anything touches the flash.
+#[cfg(feature = "test-hooks")]
+#[allow(clippy::panic)]
+fn test_fault(root: &SysRoot) {
+    let Ok(line) = std::fs::read(root.path(paths::PROC_CMDLINE)) else {
+        return;
+    };
+    let Some(p) = crate::cmdline::parse(&line)
+        .filter(|p| p.key == b"overlay.test_fault")
+        .last()
+    else {
+        return;
+    };
+    match p.value {
+        Some(b"stack") => {
+            log::warn!("test hook: overlay.test_fault=stack: overflowing the stack now");
+            log::warn!("test hook: recursed {} times", overflow(0));
+        }
+        Some(b"trap") => {
+            log::warn!("test hook: overlay.test_fault=trap: panicking now");
+            panic!("test hook: a panic in PID 1");
+        }
+        _ => log::warn!("test hook: overlay.test_fault= wants stack or trap"),
+    }
+}
+
+/// Recurses with 4 KiB frames until the stack runs out (the kernel's guard
+/// gap: SIGSEGV). `black_box` keeps the frames and the recursion real.
+#[cfg(feature = "test-hooks")]
+#[inline(never)]
+fn overflow(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 4096]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    overflow(depth + 1).wrapping_add(u64::from(frame.iter().fold(0u8, |a, b| a ^ b)))
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -78,8 +118,8 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// The stages after the modules, up to what to exec.
-fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
+/// The stages after the modules, up to the path of the init to exec.
+fn run(boot: &mut Boot) -> Result<String, BootError> {
     boot.mount_lowers()?;
     boot.setup_upper();
     let stay = boot.mode == Mode::Pivot && matches!(boot.state.upper, Upper::None { .. });
@@ -112,21 +152,35 @@ fn run(boot: &mut Boot) -> Result<InitExec, BootError> {
     log_floor(total);
     write_state(boot);
 
-    // The words the kernel passed to init (`single`, what follows `--`) go on.
-    let mut argv = vec![boot.cfg.init.clone()];
-    argv.extend(std::env::args().skip(1));
-    // The environment the kernel gave init (HOME, TERM, its unknown key=value
-    // words), passed on as it is: the real init gets what it would have got.
-    // vars_os: std::env::vars() panics on a word that is not UTF-8, and the
-    // kernel passes the command line's bytes as they are.
-    let envp = std::env::vars_os()
-        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+    Ok(boot.cfg.init.clone())
+}
+
+/// argv and envp for the real init: `path`, then the words the kernel
+/// passed to init (`single`, what follows `--`), and the environment the
+/// kernel gave init (HOME, TERM, its unknown key=value words), all as the
+/// bytes they are. The kernel passes the command line's bytes unchecked: a
+/// word need not be UTF-8 (std::env::args() panicked on one: issue 11
+/// defect 2), and the real init gets exactly what it would have got.
+/// A word cannot hold a NUL (it came from a C string); one would be dropped.
+pub fn init_words(
+    path: &str,
+    args: impl IntoIterator<Item = OsString>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> (Vec<CString>, Vec<CString>) {
+    let argv = std::iter::once(path.as_bytes().to_vec())
+        .chain(args.into_iter().map(OsString::into_vec))
+        .filter_map(|w| CString::new(w).ok())
         .collect();
-    Ok(InitExec {
-        path: boot.cfg.init.clone(),
-        argv,
-        envp,
-    })
+    let envp = vars
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    (argv, envp)
 }
 
 /// Where the pre-init's time went: the kernel's part (mounts, module loads,
@@ -157,12 +211,14 @@ fn log_floor(total: Duration) {
     );
 }
 
-/// Peak memory of this process so far (VmHWM in /proc/self/status), in kB.
-fn peak_memory_kb() -> Option<u64> {
+/// A field of /proc/self/status in kB: `VmHWM` (peak resident memory so
+/// far) or `VmStk` (the stack mapping, which grows with the deepest use
+/// and never shrinks: the peak stack).
+fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -223,15 +279,28 @@ fn setup_console() {
 
 /// Leaves the process as the kernel would start an init: default signal
 /// dispositions, nothing blocked, only fds 0-2 across exec, no zombies of
-/// ours left behind; then execs. Returns only if exec failed.
-fn hand_over(sys: &dyn Sys, init: &InitExec) -> std::io::Error {
+/// ours left behind; then execs `path` with our argv and environment, as
+/// bytes ([`init_words`]). Returns only if exec failed.
+///
+/// The execve is made here, not through `Sys::exec`, whose arguments are
+/// `&str` (a word that is not UTF-8 cannot go through it unchanged); when
+/// that seam takes bytes, this call moves behind it.
+fn hand_over(path: &str) -> std::io::Error {
     reap_children();
-    if let Some(kb) = peak_memory_kb() {
-        log::info!("peak memory (VmHWM) {kb} kB; exec {}", init.path);
+    // The resources PID 1 lives within (README, "Robustness").
+    if let (Some(hwm), Some(stk)) = (status_kb("VmHWM"), status_kb("VmStk")) {
+        log::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
     }
+    let (argv, envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
+    let Ok(file) = CString::new(path) else {
+        return std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    };
     reset_signals();
     cloexec_stray_fds();
-    sys.exec(&init.path, &init.argv, &init.envp)
+    match nix::unistd::execve(&file, &argv, &envp) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
 }
 
 fn reap_children() {
@@ -318,13 +387,29 @@ static FAULT_DELAY_SECS: AtomicU32 =
 /// should make impossible, is a trap instruction: SIGILL, no panic hook.
 /// Without a handler the kernel would panic ("Attempted to kill init") and,
 /// with the default `panic=0`, hang for ever. This handler keeps PID 1's
-/// promise instead: a line on the console and in dmesg, sync, then reboot
-/// after the `panic=` delay. Only raw syscalls run in it (async-signal-safe).
+/// promise instead, the documented fatal path: a line on the console and in
+/// dmesg, sync, an emergency shell if the root has `/bin/sh`, else the
+/// `panic=` delay; then reboot. Only raw syscalls run in it
+/// (async-signal-safe: no lock, no allocation, no std state).
+///
+/// It runs on a stack of its own ([`ALT_STACK`], sigaltstack(2) +
+/// SA_ONSTACK): a stack overflow leaves no stack to run a handler on, and
+/// a fault signal the kernel cannot deliver kills the task, which for PID 1
+/// is a kernel panic (issue 11 defect 12). Installed first thing in
+/// [`main`], before the arguments are read.
 fn install_fault_handler() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let stack = nix::libc::stack_t {
+        ss_sp: ALT_STACK.0.get().cast(),
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
+    // SAFETY: the memory is a static reserved for this one use, alive for
+    // the whole process; the kernel only writes signal frames into it.
+    let _ = unsafe { nix::libc::sigaltstack(&stack, std::ptr::null_mut()) };
     let act = SigAction::new(
         SigHandler::Handler(on_fault),
-        SaFlags::SA_RESETHAND,
+        SaFlags::SA_RESETHAND | SaFlags::SA_ONSTACK,
         SigSet::all(),
     );
     for sig in [
@@ -334,12 +419,28 @@ fn install_fault_handler() {
         Signal::SIGBUS,
         Signal::SIGFPE,
         Signal::SIGTRAP,
+        Signal::SIGSYS,
     ] {
-        // SAFETY: on_fault only makes raw syscalls through rustix and reads an
-        // atomic; it touches no lock, allocator or std state.
+        // SAFETY: on_fault only makes raw syscalls and reads an atomic; it
+        // touches no lock, allocator or std state.
         let _ = unsafe { sigaction(sig, &act) };
     }
 }
+
+/// Size of the fault handler's stack. The handler needs well under 1 KiB
+/// (a 160-byte record, a few syscalls); the kernel wants at least
+/// MINSIGSTKSZ (2 KiB on ARM) plus room for its signal frame (with the
+/// VFP registers). In .bss: it costs no file size and, untouched, no RAM.
+const ALT_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct AltStack(std::cell::UnsafeCell<[u8; ALT_STACK_SIZE]>);
+
+// SAFETY: only the kernel writes it (signal frames); no Rust code takes a
+// reference to its contents.
+unsafe impl Sync for AltStack {}
+
+static ALT_STACK: AltStack = AltStack(std::cell::UnsafeCell::new([0; ALT_STACK_SIZE]));
 
 extern "C" fn on_fault(sig: nix::libc::c_int) {
     let what: &[u8] = match sig {
@@ -348,28 +449,42 @@ extern "C" fn on_fault(sig: nix::libc::c_int) {
         nix::libc::SIGSEGV => b"SIGSEGV: bad memory access or stack overflow",
         nix::libc::SIGBUS => b"SIGBUS: bus error",
         nix::libc::SIGFPE => b"SIGFPE: arithmetic fault",
+        nix::libc::SIGSYS => b"SIGSYS: bad system call",
         _ => b"a fault signal",
     };
-    let parts: [&[u8]; 3] = [
+    fault_line(&[
         b"overlay-init: FATAL: internal fault (",
         what,
-        b"); syncing and rebooting after the panic= delay\n",
-    ];
-    // SAFETY: fd 2 is the console that PID 1 was given; a write to a closed
-    // fd just fails.
-    let console = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
-    for p in parts {
-        let _ = rustix::io::write(console, p);
+        b"); syncing, then the emergency shell or a reboot after the panic= delay\n",
+    ]);
+    rustix::fs::sync();
+    if emergency_shell_in_fault() {
+        fault_line(&[b"overlay-init: the emergency shell exited: rebooting\n"]);
+        rustix::fs::sync();
+    } else {
+        // sleep(3) is async-signal-safe (POSIX).
+        let _ = nix::unistd::sleep(FAULT_DELAY_SECS.load(Ordering::Relaxed));
     }
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
+    loop {
+        let _ = nix::unistd::sleep(3600);
+    }
+}
+
+/// Writes one line as one record at level "crit" to /dev/kmsg, which the
+/// kernel echoes on the console (console_loglevel is above 2 unless
+/// `loglevel=` said otherwise), or, without /dev/kmsg, to the console (fd
+/// 2) ourselves. Raw syscalls and a stack buffer only.
+fn fault_line(parts: &[&[u8]]) {
     if let Ok(kmsg) = rustix::fs::open(
         "/dev/kmsg",
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {
         // One write is one record: assemble it on the stack.
-        let mut rec = [0u8; 160];
+        let mut rec = [0u8; 192];
         let mut n = 0;
-        for p in [b"<2>".as_slice(), parts[0], what, parts[2]] {
+        for p in std::iter::once(b"<2>".as_slice()).chain(parts.iter().copied()) {
             for &b in p {
                 if let Some(slot) = rec.get_mut(n) {
                     *slot = b;
@@ -377,11 +492,127 @@ extern "C" fn on_fault(sig: nix::libc::c_int) {
                 }
             }
         }
-        let _ = rustix::io::write(&kmsg, rec.get(..n).unwrap_or_default());
+        if rustix::io::write(&kmsg, rec.get(..n).unwrap_or_default()).is_ok() {
+            return;
+        }
     }
-    rustix::fs::sync();
-    let secs = FAULT_DELAY_SECS.load(Ordering::Relaxed);
-    // sleep(3) is async-signal-safe (POSIX).
-    let _ = nix::unistd::sleep(secs);
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
+    // SAFETY: fd 2 is the console that PID 1 was given; a write to a closed
+    // fd just fails.
+    let console = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    for p in parts {
+        let _ = rustix::io::write(console, p);
+    }
+}
+
+/// The fatal path's emergency shell, from inside the fault handler: when
+/// `/bin/sh` exists, a raw fork (clone(SIGCHLD): libc's fork(3) takes the
+/// allocator's lock, which the fault may have left held), the child gets
+/// its own session with the console as its terminal, no blocked signal, a
+/// minimal environment, and execs /bin/sh; we reap children until it has
+/// exited. Whether a shell ran.
+fn emergency_shell_in_fault() -> bool {
+    use nix::libc;
+    let sh = c"/bin/sh".as_ptr();
+    // SAFETY: access(2) reads a NUL-terminated static string.
+    if unsafe { libc::access(sh, libc::X_OK) } != 0 {
+        return false;
+    }
+    fault_line(&[b"overlay-init: starting an emergency shell on the console; the system reboots when it exits\n"]);
+    // SAFETY: a raw clone without a new stack is fork(2) without libc's
+    // atfork work; the child only makes raw syscalls before execve/_exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    if pid < 0 {
+        return false;
+    }
+    if pid == 0 {
+        let argv: [*const libc::c_char; 2] = [sh, std::ptr::null()];
+        let envp: [*const libc::c_char; 4] = [
+            c"HOME=/".as_ptr(),
+            c"TERM=linux".as_ptr(),
+            c"PATH=/sbin:/bin:/usr/sbin:/usr/bin".as_ptr(),
+            std::ptr::null(),
+        ];
+        // SAFETY: raw syscalls in the child on NUL-terminated statics and
+        // arrays that end with a null pointer; _exit never returns.
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            libc::execve(sh, argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: wait4 writes the status into a local.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == pid as libc::pid_t || r < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR
+        {
+            return true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(b: &[u8]) -> OsString {
+        OsString::from_vec(b.to_vec())
+    }
+
+    /// Issue 11 defect 2: a word that is not UTF-8 reaches the real init
+    /// byte for byte, in argv and in the environment.
+    #[test]
+    fn init_gets_argv_and_envp_as_bytes() {
+        let (argv, envp) = init_words(
+            "/sbin/init",
+            [os(b"single"), os(b"caf\xe9"), os(b"")],
+            [
+                (os(b"HOME"), os(b"/")),
+                (os(b"x\xff"), os(b"v\xfe=w")),
+                (os(b"TERM"), os(b"linux")),
+            ],
+        );
+        let bytes = |v: &[CString]| v.iter().map(|c| c.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            bytes(&argv),
+            [
+                b"/sbin/init".to_vec(),
+                b"single".to_vec(),
+                b"caf\xe9".to_vec(),
+                b"".to_vec()
+            ]
+        );
+        assert_eq!(
+            bytes(&envp),
+            [
+                b"HOME=/".to_vec(),
+                b"x\xff=v\xfe=w".to_vec(),
+                b"TERM=linux".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_word_with_a_nul_is_dropped_not_fatal() {
+        let (argv, envp) = init_words("/init", [os(b"a\0b"), os(b"c")], [(os(b"K"), os(b"\0"))]);
+        assert_eq!(argv.len(), 2);
+        assert_eq!(argv[1].as_bytes(), b"c");
+        assert!(envp.is_empty());
+    }
+
+    /// The real process's arguments, whatever they are, can be read as
+    /// bytes without a panic (std::env::args() panics on a non-UTF-8 word).
+    #[test]
+    fn the_process_arguments_are_read_as_bytes() {
+        let (argv, _) = init_words(
+            "/sbin/init",
+            std::env::args_os().skip(1),
+            std::env::vars_os(),
+        );
+        assert!(!argv.is_empty());
+    }
 }

@@ -246,10 +246,12 @@ impl<'a> Boot<'a> {
 
     /// Stage 2: board file + command line.
     pub fn read_config(&mut self) {
-        let cmdline =
-            std::fs::read_to_string(self.root.path(paths::PROC_CMDLINE)).unwrap_or_default();
-        let board = std::fs::read_to_string(self.root.path(paths::BOARD_CONFIG)).ok();
-        let (cfg, errors) = Config::from_sources(board.as_deref(), &cmdline);
+        // Bytes, bounded, never blocking (cmdline::read_text): a word that
+        // is not UTF-8 is one bad setting, not a lost command line.
+        let read = crate::cmdline::read_text;
+        let cmdline = read(&self.root.path(paths::PROC_CMDLINE)).unwrap_or_default();
+        let board = read(&self.root.path(paths::BOARD_CONFIG)).ok();
+        let (cfg, errors) = Config::from_bytes(board.as_deref(), &cmdline);
         self.cfg = cfg;
         for e in errors {
             log::error!("bad setting {e}");

@@ -16,6 +16,7 @@ mod harness;
 mod nor;
 mod plan;
 mod recovery;
+mod pid1;
 mod reset;
 mod size;
 mod walks;

@@ -7,7 +7,13 @@ use crate::harness::repo;
 /// The build fails above this (bytes).
 pub const BUDGET: u64 = 300 * 1024;
 /// The test-only keys (feature test-hooks).
-const TEST_HOOK_KEYS: &[&str] = &["test_crash", "recovery-selftest"];
+const TEST_HOOK_KEYS: &[&str] = &[
+    "test_crash",
+    "test_fault",
+    "test_hang",
+    "test_slow",
+    "recovery-selftest",
+];
 
 /// What we aim at; above it the test prints a warning, not a failure.
 pub const TARGET: u64 = 256 * 1024;
