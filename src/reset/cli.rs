@@ -305,8 +305,9 @@ impl<W: Write> Visitor for DryRun<'_, W> {
 /// from the data filesystem at `data`, never following a symlink (so it
 /// cannot be raced through one), never crossing a mount, to any depth
 /// within [`DRY_RUN_LIMITS`] (beyond: said). Entries come in directory
-/// order. Exit 0 when everything was listed.
-fn dry_run(data: &Path, keep: &[String]) -> i32 {
+/// order. Exit 0 when everything was listed. Public for the fuzz target
+/// over generated trees (fuzz/).
+pub fn dry_run(data: &Path, keep: &[String]) -> i32 {
     let upper = rustix::fs::open(
         data,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
