@@ -300,6 +300,18 @@ pub fn write_atomic(
     bytes: &[u8],
     max: usize,
 ) -> Result<(), RecordIoError> {
+    write_atomic_mode(dir, name, bytes, max, 0o600)
+}
+
+/// [`write_atomic`] with the file's mode (the state file in /run is for
+/// everyone to read).
+pub fn write_atomic_mode(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    bytes: &[u8],
+    max: usize,
+    mode: u32,
+) -> Result<(), RecordIoError> {
     if bytes.len() > max {
         return Err(RecordIoError::TooLarge {
             size: bytes.len() as u64,
@@ -317,7 +329,7 @@ pub fn write_atomic(
         dir,
         tmp.as_str(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
+        Mode::from_raw_mode(mode),
     )
     .map_err(io("create the temp file"))?;
     let mut f = std::fs::File::from(fd);

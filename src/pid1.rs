@@ -34,7 +34,7 @@ pub fn main() -> ! {
     boot.state.started_at = started_at;
 
     let dev_ok = boot.early_mounts();
-    setup_console();
+    sys.console_stdio();
     boot.read_config();
     let delay = boot.cfg.fatal_delay;
     FAULT_DELAY_SECS.store(
@@ -52,17 +52,20 @@ pub fn main() -> ! {
         mode_name(mode),
         Millis(started_at)
     );
-    let release = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
+    let release = sys.kernel_release();
     #[cfg(feature = "test-hooks")]
     test_fault(&root);
     boot.load_modules(&release);
+    // The watchdog, found running or armed, is fed from here on.
+    boot.open_watchdog();
+    #[cfg(feature = "test-hooks")]
+    if boot.cfg.test_hang {
+        crate::recovery::watchdog::test_hang("the lowers stage");
+    }
 
     match run(&mut boot) {
         Ok(init) => {
-            let err = hand_over(&init);
+            let err = hand_over(&sys, &init, boot.is_failsafe());
             fatal(&sys, delay, &BootError::Exec { init, err }.to_string())
         }
         Err(e) => fatal(&sys, delay, &e.to_string()),
@@ -133,9 +136,12 @@ fn run(boot: &mut Boot) -> Result<String, BootError> {
         boot.switch()?;
     }
     install_tools(boot);
-    for line in boot.ram_banner() {
-        log::warn!("{line}");
+    if !boot.is_failsafe() {
+        for line in boot.ram_banner() {
+            log::warn!("{line}");
+        }
     }
+    boot.finish_recovery();
     let total: Duration = boot.state.total();
     let stages: Vec<String> = boot
         .state
@@ -251,98 +257,54 @@ fn install_tools(boot: &mut Boot) {
     }
 }
 
-/// Writes the state file atomically (write, rename) in /run.
+/// Writes the state file atomically in /run (fsio's one atomic write:
+/// temp file, fsync, rename), readable by everyone (applications read
+/// `persistent=`).
 fn write_state(boot: &Boot) {
-    let tmp = format!("{}.tmp", paths::STATE_FILE);
     let r = std::fs::create_dir_all(paths::RUN_DIR)
-        .and_then(|()| std::fs::write(&tmp, boot.state.render()))
-        .and_then(|()| std::fs::rename(&tmp, paths::STATE_FILE));
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let dir = rustix::fs::open(
+                paths::RUN_DIR,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| e.to_string())?;
+            crate::fsio::write_atomic_mode(
+                std::os::fd::AsFd::as_fd(&dir),
+                "state",
+                boot.state.render().as_bytes(),
+                crate::state::MAX_STATE,
+                0o644,
+            )
+            .map_err(|e| e.to_string())
+        });
     if let Err(e) = r {
         log::warn!("cannot write {}: {e}", paths::STATE_FILE);
     }
 }
 
-/// stdin/stdout/stderr on /dev/console (the kernel opens it for init only
-/// when the initramfs has the node; devtmpfs always has it).
-fn setup_console() {
-    let Ok(c) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(paths::DEV_CONSOLE)
-    else {
-        return;
-    };
-    let _ = rustix::stdio::dup2_stdin(&c);
-    let _ = rustix::stdio::dup2_stdout(&c);
-    let _ = rustix::stdio::dup2_stderr(&c);
-}
-
-/// Leaves the process as the kernel would start an init: default signal
-/// dispositions, nothing blocked, only fds 0-2 across exec, no zombies of
-/// ours left behind; then execs `path` with our argv and environment, as
-/// bytes ([`init_words`]). Returns only if exec failed.
-///
-/// The execve is made here, not through `Sys::exec`, whose arguments are
-/// `&str` (a word that is not UTF-8 cannot go through it unchanged); when
-/// that seam takes bytes, this call moves behind it.
-fn hand_over(path: &str) -> std::io::Error {
-    reap_children();
+/// Leaves the process as the kernel would start an init: no zombies of
+/// ours, default signal dispositions and nothing blocked, only fds 0-2
+/// across the exec; then execs `path` with our argv and environment as
+/// bytes ([`init_words`]), plus `FAILSAFE=1` in a failsafe boot (OpenWrt's
+/// procd reads it). Returns only if exec failed.
+pub fn hand_over(sys: &dyn Sys, path: &str, failsafe: bool) -> std::io::Error {
+    sys.reap_children();
     // The resources PID 1 lives within (README, "Robustness").
     if let (Some(hwm), Some(stk)) = (status_kb("VmHWM"), status_kb("VmStk")) {
         log::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
     }
-    let (argv, envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
+    let (argv, mut envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
+    if failsafe {
+        crate::recovery::failsafe::add_env(&mut envp);
+    }
     let Ok(file) = CString::new(path) else {
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
-    reset_signals();
-    cloexec_stray_fds();
-    match nix::unistd::execve(&file, &argv, &envp) {
-        Err(e) => e.into(),
-        Ok(never) => match never {},
-    }
-}
-
-fn reap_children() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-fn reset_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL runs no handler code; nothing else runs
-        // concurrently (single-threaded, about to exec).
-        let _ = unsafe { sigaction(sig, &dfl) };
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-}
-
-/// Marks every fd above 2 close-on-exec (closing would pull files from
-/// under std's owners; CLOEXEC has the same effect at exec).
-fn cloexec_stray_fds() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: the fd number came from /proc/self/fd; it is only borrowed
-        // for one fcntl call, and an fd closed meanwhile just fails with EBADF.
-        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let _ = rustix::io::fcntl_setfd(b, rustix::io::FdFlags::CLOEXEC);
-    }
+    sys.reset_signals();
+    sys.cloexec_stray_fds();
+    sys.exec(&file, &argv, &envp)
 }
 
 /// The end of a boot that cannot go on: log, sync, emergency shell if the
@@ -557,6 +519,32 @@ fn emergency_shell_in_fault() -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Before the exec: no zombies, default signals, only fds 0-2; then the
+    /// init with `FAILSAFE=1` in a failsafe boot (what the kernel passed on
+    /// replaced).
+    #[test]
+    fn the_hand_over_goes_through_sys_in_order() {
+        use crate::sys::fake::{Call, FakeSys};
+        let sys = FakeSys::default();
+        let _ = super::hand_over(&sys, "/sbin/init", true);
+        let calls = sys.calls();
+        assert_eq!(
+            calls[..3],
+            [Call::ReapChildren, Call::ResetSignals, Call::CloexecStrayFds]
+        );
+        let Call::Exec { path, argv, envp } = &calls[3] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(path, b"/sbin/init");
+        assert_eq!(argv[0], b"/sbin/init");
+        assert_eq!(envp.iter().filter(|e| e.starts_with(b"FAILSAFE=")).count(), 1);
+        assert_eq!(envp.last().unwrap(), b"FAILSAFE=1");
+        let sys = FakeSys::default();
+        let _ = super::hand_over(&sys, "/sbin/init", false);
+        let Call::Exec { envp, .. } = &sys.calls()[3] else { panic!() };
+        assert!(!envp.iter().any(|e| e == b"FAILSAFE=1"));
+    }
+
     use super::*;
 
     fn os(b: &[u8]) -> OsString {

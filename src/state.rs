@@ -111,9 +111,14 @@ pub struct BootState {
     /// `mtd2`, `ubi0`): the backend's answer, for overlay-status and the
     /// wear monitor.
     pub data_sysfs: Option<String>,
+    /// Failsafe, boot counting, watchdog (recovery/state.rs).
+    pub recovery: crate::recovery::state::RecoveryState,
 }
 
 pub const VERSION: u32 = 1;
+/// The largest state file written or read (warnings and lowers are few;
+/// every line is bounded by the logger's own limit).
+pub const MAX_STATE: usize = 256 * 1024;
 
 impl Default for BootState {
     fn default() -> Self {
@@ -127,6 +132,7 @@ impl Default for BootState {
             started_at: Duration::ZERO,
             reset: None,
             data_sysfs: None,
+            recovery: Default::default(),
             wear: None,
             wear_config: None,
         }
@@ -249,6 +255,7 @@ impl BootState {
                 Micros(*d)
             );
         }
+        self.recovery.render_into(&mut s);
         s.push_str("complete=1\n");
         s
     }
@@ -287,6 +294,9 @@ impl BootState {
                 "warning" => st.warnings.push(v.into()),
                 "reset" => st.reset = Some(v.into()),
                 "data_sysfs" => st.data_sysfs = Some(v.into()),
+                k if crate::recovery::state::RecoveryState::owns(k) => {
+                    st.recovery.parse_line(k, v)
+                }
                 "wear" => st.wear = Some(v.into()),
                 "wear_config" => st.wear_config = Some(v.into()),
                 "started_at_us" => st.started_at = us(v)?,
@@ -361,6 +371,7 @@ mod tests {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
             data_sysfs: Some("vda2".into()),
+            recovery: Default::default(),
             lowers: vec![
                 Layer {
                     device: "/dev/vda3".into(),

@@ -65,8 +65,12 @@ pub fn main(args: &[String]) -> i32 {
     if mark_good {
         return crate::recovery::mark::main(&file);
     }
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
+    // Bounded, non-blocking, a regular file only (fsio).
+    let read = crate::fsio::read_path(std::path::Path::new(&file), crate::state::MAX_STATE)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.ok_or_else(|| "no such file".to_string()));
+    let text = match read {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => {
             eprintln!(
                 "overlay-status: cannot read {file}: {e} (was this system booted by overlay-init?)"
@@ -332,6 +336,7 @@ mod tests {
             mode: "switch_root".into(),
             init: "/sbin/init".into(),
             data_sysfs: Some("vda2".into()),
+            recovery: Default::default(),
             lowers: vec![Layer {
                 device: "/dev/vda1".into(),
                 fstype: "squashfs".into(),

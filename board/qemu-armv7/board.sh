@@ -33,6 +33,7 @@ BOARD_MODULES=(
   squashfs overlay                # lower + overlay
   crc16 mbcache jbd2 crc32c_generic ext4
   crc32_generic lz4_compress lz4hc_compress zstd_compress f2fs
+  softdog                         # a watchdog, loaded only when overlay.watchdog= names one
 )
 
 # Disk layout for qemu/mkdisk.sh (NAME:SIZE_MIB[:FILE], FILE relative to

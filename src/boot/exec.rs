@@ -148,6 +148,15 @@ impl<'a> Boot<'a> {
         self.state.data_sysfs = rung.data.as_ref().map(|fs| fs.sysfs_name.clone());
         self.state.upper = match (rung.action, &rung.data) {
             (Action::None, _) => Upper::None { reason },
+            (Action::Failsafe, data) => {
+                if let Some(Reason::Failsafe(why)) = &rung.reason {
+                    self.state.recovery.failsafe = Some(why.to_string());
+                    self.failsafe = Some(why.clone());
+                }
+                self.state.recovery.failsafe_data =
+                    data.as_ref().map(|fs| (fs.device.clone(), fs.fstype.to_string()));
+                Upper::Tmpfs { reason, size }
+            }
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },
             (Action::Protect, Some(fs)) => {
                 log::warn!(
@@ -504,10 +513,10 @@ impl<'a> Boot<'a> {
             Step::CountBoot { restart } => {
                 let data = self.data_dir(rung);
                 match crate::recovery::bootcount::count_boot(&data, *restart) {
-                    Ok(rec) => self.recovery.boot_count = Some(rec.attempts),
+                    Ok(rec) => self.state.recovery.boot_count = Some(rec.attempts),
                     Err(e) => self.warn(format!("boot counter: {e}; this boot is not counted")),
                 }
-                self.recovery.boot_attempts = self.cfg.recovery.boot_attempts;
+                self.state.recovery.boot_attempts = self.cfg.recovery.boot_attempts;
             }
             Step::Upgrade(u) => self.upgrade_step(rung, u, cut),
             Step::UpgradeBackground => self.upgrade_background(rung),

@@ -17,6 +17,7 @@
 
 mod exec;
 mod facts;
+mod recovery;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -95,14 +96,6 @@ impl Mode {
     }
 }
 
-/// What to exec once in the new root.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InitExec {
-    pub path: String,
-    pub argv: Vec<String>,
-    pub envp: Vec<String>,
-}
-
 pub struct Boot<'a> {
     sys: &'a dyn Sys,
     root: SysRoot,
@@ -124,8 +117,6 @@ pub struct Boot<'a> {
     wear_log: Option<crate::wear::log::LogState>,
     /// A failsafe boot asked for before any device was used.
     pub failsafe: Option<crate::recovery::failsafe::FailsafeReason>,
-    /// The recovery lines of the state (failsafe, boot count, watchdog).
-    pub recovery: crate::recovery::state::RecoveryState,
     /// The identity of each lower, as read for the upgrade handling.
     upgrade_ids: Vec<crate::upgrade::identity::Identity>,
 }
@@ -201,7 +192,6 @@ impl<'a> Boot<'a> {
             wear: None,
             wear_log: None,
             failsafe: None,
-            recovery: Default::default(),
             upgrade_ids: Vec::new(),
         }
     }
@@ -305,10 +295,15 @@ impl<'a> Boot<'a> {
                     .any(|l| l.split_whitespace().last() == Some(fstype))
             })
             .unwrap_or(false);
-        if known {
-            return;
+        if !known {
+            self.ensure_modules(fstype);
         }
-        let wanted = self.cfg.modules_for(fstype).to_vec();
+    }
+
+    /// Loads the modules `overlay.modules.WHAT=` names (a filesystem, or
+    /// `watchdog`).
+    fn ensure_modules(&mut self, what: &str) {
+        let wanted = self.cfg.modules_for(what).to_vec();
         if let Some(loader) = &self.modules {
             for p in loader.load(self.sys, &wanted) {
                 self.warn(p);
@@ -450,6 +445,7 @@ impl<'a> Boot<'a> {
     pub fn setup_upper(&mut self) {
         // Pivot mode keeps the upper and the new root under it.
         let _ = self.sys.mkdir(Path::new(paths::RUN_DIR), 0o755);
+        self.failsafe_entry();
         self.run_upper_stage();
         self.stage_done("upper");
     }

@@ -177,9 +177,9 @@ pub const FAILSAFE_ENV: &str = "FAILSAFE=1";
 
 /// Adds `FAILSAFE=1` to the init's environment, replacing any `FAILSAFE=`
 /// the kernel passed on.
-pub fn add_env(envp: &mut Vec<String>) {
-    envp.retain(|e| !e.starts_with("FAILSAFE="));
-    envp.push(FAILSAFE_ENV.to_string());
+pub fn add_env(envp: &mut Vec<std::ffi::CString>) {
+    envp.retain(|e| !e.as_bytes().starts_with(b"FAILSAFE="));
+    envp.extend(std::ffi::CString::new(FAILSAFE_ENV).ok());
 }
 
 #[cfg(test)]
@@ -348,12 +348,9 @@ mod tests {
         );
         assert!(b.iter().any(|l| l.contains("did not mount")));
         assert!(b.iter().any(|l| l.contains("--mark-good")));
-        let mut env = vec![
-            "HOME=/".to_string(),
-            "FAILSAFE=0".to_string(),
-            "TERM=linux".to_string(),
-        ];
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let mut env = vec![c("HOME=/"), c("FAILSAFE=0"), c("TERM=linux")];
         add_env(&mut env);
-        assert_eq!(env, ["HOME=/", "TERM=linux", "FAILSAFE=1"]);
+        assert_eq!(env, [c("HOME=/"), c("TERM=linux"), c("FAILSAFE=1")]);
     }
 }

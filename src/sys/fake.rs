@@ -3,6 +3,7 @@
 
 use super::{Command, FlashIo, MountFlags, MtdGeometry, Sys};
 use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,10 +37,14 @@ pub enum Call {
     RemoveTree(PathBuf),
     Background,
     Exec {
-        path: String,
-        argv: Vec<String>,
-        envp: Vec<String>,
+        path: Vec<u8>,
+        argv: Vec<Vec<u8>>,
+        envp: Vec<Vec<u8>>,
     },
+    ReapChildren,
+    ResetSignals,
+    CloexecStrayFds,
+    ConsoleStdio,
     Sleep(Duration),
     Sync,
     Reboot,
@@ -231,16 +236,32 @@ impl Sys for FakeSys {
         job();
         Ok(())
     }
-    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
+    fn exec(&self, path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+        let bytes = |v: &[CString]| v.iter().map(|c| c.as_bytes().to_vec()).collect();
         let call = Call::Exec {
-            path: path.into(),
-            argv: argv.to_vec(),
-            envp: envp.to_vec(),
+            path: path.to_bytes().to_vec(),
+            argv: bytes(argv),
+            envp: bytes(envp),
         };
         match self.record(call) {
             Err(e) => e,
             Ok(()) => io::Error::from_raw_os_error(libc_enoexec()),
         }
+    }
+    fn reap_children(&self) {
+        let _ = self.record(Call::ReapChildren);
+    }
+    fn reset_signals(&self) {
+        let _ = self.record(Call::ResetSignals);
+    }
+    fn cloexec_stray_fds(&self) {
+        let _ = self.record(Call::CloexecStrayFds);
+    }
+    fn console_stdio(&self) {
+        let _ = self.record(Call::ConsoleStdio);
+    }
+    fn kernel_release(&self) -> String {
+        "6.1.0-test".into()
     }
     fn now(&self) -> Duration {
         let t = self.clock.get() + Duration::from_millis(1);

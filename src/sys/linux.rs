@@ -5,7 +5,7 @@ use super::spawn::Program;
 use super::{Command, FlashIo, MountFlags, MtdGeometry, Sys};
 use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags as MsFlags, UnmountFlags};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -264,13 +264,71 @@ impl Sys for LinuxSys {
         }
     }
 
-    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error {
-        let mut p = Program::new(path);
-        if let Some((arg0, rest)) = argv.split_first() {
-            p = p.arg0(arg0).args(rest);
+    fn exec(&self, path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+        match nix::unistd::execve(path, argv, envp) {
+            Err(e) => e.into(),
+            Ok(never) => match never {},
         }
-        p.env(envp.iter().filter_map(|kv| kv.split_once('=')))
-            .exec()
+    }
+
+    fn reap_children(&self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if s == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+
+    fn reset_signals(&self) {
+        use nix::sys::signal::{
+            sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+        };
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for sig in Signal::iterator() {
+            if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+                continue;
+            }
+            // SAFETY: installing SIG_DFL runs no handler code; nothing else
+            // runs concurrently (single-threaded, about to exec).
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+        let _ =
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    }
+
+    fn cloexec_stray_fds(&self) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        let fds: Vec<i32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: the fd number came from /proc/self/fd; it is only
+            // borrowed for one fcntl call, and an fd closed meanwhile just
+            // fails with EBADF.
+            let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::io::fcntl_setfd(b, rustix::io::FdFlags::CLOEXEC);
+        }
+    }
+
+    fn console_stdio(&self) {
+        let Ok(c) = OpenOptions::new().read(true).write(true).open("/dev/console") else {
+            return;
+        };
+        let _ = rustix::stdio::dup2_stdin(&c);
+        let _ = rustix::stdio::dup2_stdout(&c);
+        let _ = rustix::stdio::dup2_stderr(&c);
+    }
+
+    fn kernel_release(&self) -> String {
+        rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn now(&self) -> Duration {

@@ -1,4 +1,20 @@
-//! The syscall seam: every call that changes the system goes through [`Sys`].
+//! The syscall seam: every call that changes the system goes through [`Sys`]
+//! (mounts, module loads, processes, the root switch, the exec and what PID 1
+//! does before it, reboot), and the raw-flash ioctls through [`FlashIo`].
+//!
+//! Deliberately direct, in one list:
+//! - file I/O: reading sysfs, /proc and device contents (joined onto a
+//!   `SysRoot`, so tests point them at fixture trees), and the records and
+//!   walks on the mounted data filesystem (the reset's wipe, the wear log,
+//!   the upgrade records, the boot counter: fsio.rs, walk.rs), which the
+//!   host tests run on real directories, stronger than any fake;
+//! - the fault handler (pid1.rs), which runs in a signal handler and may
+//!   only make raw async-signal-safe calls, and the emergency shell it
+//!   starts;
+//! - the GPIO, console and watchdog devices of recovery/, each behind a
+//!   small trait of its own with a fake;
+//! - the command-line tools (overlay-status, overlay-reset), which run in
+//!   the booted system.
 //!
 //! The boot code receives a `&dyn Sys` explicitly. [`linux::LinuxSys`] makes the
 //! real calls (rustix first, nix only where rustix has no wrapper); the test fake
@@ -16,6 +32,7 @@ mod flash_abi;
 pub mod fake;
 
 pub use flash::FlashIo;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,8 +152,25 @@ pub trait Sys: FlashIo {
     /// fork(); the child lowers its priority (nice 19), runs `job` and exits.
     /// The parent returns at once.
     fn background(&self, job: &mut dyn FnMut()) -> io::Result<()>;
-    /// `execve(path, argv, envp)`; returns only on failure.
-    fn exec(&self, path: &str, argv: &[String], envp: &[String]) -> io::Error;
+    /// `execve(path, argv, envp)`, the arguments as the bytes they are;
+    /// returns only on failure.
+    fn exec(&self, path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error;
+    /// What the process is left with before the real init is exec'd, as
+    /// the kernel starts an init: `waitpid(-1, WNOHANG)` until no child of
+    /// ours is a zombie.
+    fn reap_children(&self);
+    /// `sigaction(SIG_DFL)` for every signal, `sigprocmask(SIG_SETMASK, {})`.
+    fn reset_signals(&self);
+    /// `fcntl(fd, F_SETFD, FD_CLOEXEC)` on every fd above 2: only 0-2 cross
+    /// the exec (closing would pull files from under their owners; CLOEXEC
+    /// has the same effect).
+    fn cloexec_stray_fds(&self);
+    /// `dup2(open("/dev/console"), 0/1/2)`: stdin, stdout and stderr on the
+    /// console (the kernel opens it for init only when the initramfs has
+    /// the node; devtmpfs always has it).
+    fn console_stdio(&self);
+    /// `uname().release`: the kernel release (the module directory's name).
+    fn kernel_release(&self) -> String;
     /// `clock_gettime(CLOCK_MONOTONIC)`.
     fn now(&self) -> Duration;
     /// `nanosleep`.
