@@ -382,6 +382,7 @@ impl<'a> Boot<'a> {
                 place,
                 read_only,
                 data,
+                or_rw,
             } => {
                 let _ = self.sys.mkdir(&place.at_boot, 0o755);
                 let flags = MountFlags {
@@ -389,7 +390,18 @@ impl<'a> Boot<'a> {
                     noatime: true,
                     ..MountFlags::NONE
                 };
-                if let Err(err) = self.sys.mount(source, &place.at_boot, fstype, flags, data) {
+                let mut mounted = self.sys.mount(source, &place.at_boot, fstype, flags, data);
+                if let (Err(e), true) = (&mounted, *or_rw) {
+                    log::warn!(
+                        "{source} does not mount read-only ({e}): it needs its own recovery, mounting it read-write"
+                    );
+                    let rw = MountFlags {
+                        noatime: true,
+                        ..MountFlags::NONE
+                    };
+                    mounted = self.sys.mount(source, &place.at_boot, fstype, rw, data);
+                }
+                if let Err(err) = mounted {
                     return Err(match (&rung.reason, rung.action) {
                         (Some(Reason::WornProtect { summary }), Action::Protect) => {
                             Reason::ProtectMount {

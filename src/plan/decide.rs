@@ -346,6 +346,7 @@ fn flash_upper(
                     place: places.data.clone(),
                     read_only: true,
                     data: mount.quiet_ro,
+                    or_rw: false,
                 },
                 Step::MountRam {
                     place: places.ram.clone(),
@@ -373,6 +374,7 @@ fn flash_upper(
         // are read before anything is written.
         read_only: !fresh,
         data: "",
+        or_rw: !fresh,
     });
     steps.push(Step::ReadRecords {
         place: places.data.clone(),

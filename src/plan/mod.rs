@@ -161,13 +161,18 @@ pub enum Step {
         prog: String,
         due: &'static str,
     },
-    /// `mount [-o ro] -t FSTYPE SOURCE PLACE`.
+    /// `mount [-o ro] -t FSTYPE SOURCE PLACE`; with `or_rw`, a read-only
+    /// mount that fails is tried again read-write (`|| mount -t ...`): a
+    /// filesystem cut short in its own writes (a UBIFS log head, a JFFS2
+    /// being written) recovers only in a read-write mount, which is then the
+    /// first write, as any mount of it would be.
     Mount {
         source: String,
         fstype: &'static str,
         place: Place,
         read_only: bool,
         data: &'static str,
+        or_rw: bool,
     },
     /// The data filesystem is mounted: read its records (reset request,
     /// wear log, layout; `fresh`: made at this boot, none to read) and plan
@@ -294,6 +299,7 @@ impl fmt::Display for Step {
                 place,
                 read_only,
                 data,
+                or_rw,
             } => {
                 let mut opts: Vec<&str> = Vec::new();
                 if *read_only {
@@ -302,16 +308,16 @@ impl fmt::Display for Step {
                 if !data.is_empty() {
                     opts.push(data);
                 }
+                let at = place.at_boot.display();
                 if opts.is_empty() {
-                    write!(f, "mount -t {fstype} {source} {}", place.at_boot.display())
+                    write!(f, "mount -t {fstype} {source} {at}")?;
                 } else {
-                    write!(
-                        f,
-                        "mount -o {} -t {fstype} {source} {}",
-                        opts.join(","),
-                        place.at_boot.display()
-                    )
+                    write!(f, "mount -o {} -t {fstype} {source} {at}", opts.join(","))?;
                 }
+                if *or_rw {
+                    write!(f, " || mount -t {fstype} {source} {at}")?;
+                }
+                Ok(())
             }
             Step::ReadRecords { place, fresh } => {
                 if *fresh {

@@ -454,3 +454,25 @@ fn a_worn_flash_under_the_tmpfs_policy_is_not_even_attached() {
     );
     assert_eq!(flash_writes(&n.sys), []);
 }
+
+/// A filesystem cut short in its own writes (a UBIFS log head, seen after a
+/// cut in its first format) refuses a read-only mount: it recovers only
+/// read-write, so that mount is retried read-write, and the boot stays on
+/// flash.
+#[test]
+fn a_filesystem_that_recovers_only_read_write_is_mounted_read_write() {
+    let n = Nor::new("", &blank());
+    n.sys.fail_when(22, |c| matches!(c, Call::Mount { fstype, flags, .. } if fstype == "jffs2" && flags.readonly));
+    let b = n.boot();
+    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+    let mounts: Vec<bool> = n
+        .sys
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Mount { fstype, flags, .. } if fstype == "jffs2" => Some(flags.readonly),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mounts, [true, false]);
+}
