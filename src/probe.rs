@@ -13,7 +13,8 @@ pub enum FsKind {
     F2fs,
     Squashfs,
     Erofs,
-    /// OpenWrt's `0xdeadc0de` "format me" marker at offset 0.
+    /// OpenWrt's `0xdeadc0de` "format me" marker at offset 0, or the tag
+    /// of a format of ours that was cut short ([`format_intent`]).
     FormatMarker,
     /// Every sampled byte is 0x00 or every one is 0xFF: erased flash.
     Blank,
@@ -132,6 +133,47 @@ pub fn read_up_to(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// The intent tag of a format: written into the last 4 KiB of a partition
+/// before mkfs runs, removed once it has succeeded. mke2fs and mkfs.f2fs
+/// (without discard) write the start of the partition first and its
+/// superblock last, and never its last block: a cut in between left a
+/// partition that is neither blank nor a filesystem, which the probe used
+/// to leave alone for ever; with the tag it is taken for what it is, a
+/// format to redo. `size` ties the tag to the partition.
+pub const INTENT_LEN: usize = 4096;
+const INTENT_MAGIC: &[u8; 32] = b"overlay-init: format under way\n\0";
+
+pub fn format_intent(size: u64) -> Vec<u8> {
+    let mut v = vec![0u8; INTENT_LEN];
+    let mut head = INTENT_MAGIC.to_vec();
+    head.extend_from_slice(&size.to_le_bytes());
+    let crc = crc32fast::hash(&head);
+    head.extend_from_slice(&crc.to_le_bytes());
+    if let Some(d) = v.get_mut(..head.len()) {
+        d.copy_from_slice(&head);
+    }
+    v
+}
+
+/// Whether `tail` (the last [`INTENT_LEN`] bytes of a `size`-byte
+/// partition) is the tag [`format_intent`] writes.
+pub fn is_format_intent(tail: &[u8], size: u64) -> bool {
+    size >= INTENT_LEN as u64 && tail.get(..44) == format_intent(size).get(..44)
+}
+
+/// Where the intent tag goes in a `size`-byte partition.
+pub fn intent_offset(size: u64) -> u64 {
+    size.saturating_sub(INTENT_LEN as u64) / 512 * 512
+}
+
+fn read_intent(f: &mut File, size: u64) -> io::Result<bool> {
+    if size < INTENT_LEN as u64 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(intent_offset(size)))?;
+    Ok(is_format_intent(&read_up_to(f, INTENT_LEN)?, size))
+}
+
 /// Reads a device and identifies it. `size` is the device size in bytes
 /// (0 if unknown: then only the head is sampled).
 /// Also returns the first [`HEAD_LEN`] bytes, for superblock checks that
@@ -141,14 +183,24 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
     // The superblocks first: a filesystem is known from them, and a normal
     // boot reads no more (64 KiB, not the 1 MiB of the blank check).
     let sb = read_up_to(&mut f, HEAD_LEN)?;
+    let unknown = |f: &mut File| -> io::Result<FsKind> {
+        Ok(if read_intent(f, size)? {
+            FsKind::FormatMarker
+        } else {
+            FsKind::Unknown
+        })
+    };
     let kind = identify(&sb);
+    if kind == FsKind::Unknown {
+        return Ok((unknown(&mut f)?, sb));
+    }
     if kind != FsKind::Blank {
         return Ok((kind, sb));
     }
     let first = sb.first().copied().unwrap_or(0);
     let rest = read_up_to(&mut f, BLANK_HEAD_LEN.saturating_sub(HEAD_LEN))?;
     if !rest.iter().all(|&b| b == first) {
-        return Ok((FsKind::Unknown, sb));
+        return Ok((unknown(&mut f)?, sb));
     }
     for i in 1..SAMPLES {
         let off = size / SAMPLES * i;
@@ -157,7 +209,7 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
         }
         f.seek(SeekFrom::Start(off))?;
         if !read_up_to(&mut f, SAMPLE_LEN)?.iter().all(|&b| b == first) {
-            return Ok((FsKind::Unknown, sb));
+            return Ok((unknown(&mut f)?, sb));
         }
     }
     Ok((FsKind::Blank, sb))
@@ -193,6 +245,32 @@ mod tests {
             identify(&with(0, &0xdeadc0deu32.to_le_bytes())),
             FsKind::FormatMarker
         );
+    }
+
+    /// A format cut short (issue 11's power-cut campaign: neither blank nor
+    /// ext4) is recognised by the tag at its tail, and nothing else is.
+    #[test]
+    fn a_format_cut_short_is_known_by_its_intent_tag() {
+        let dir = crate::testutil::TempDir::new("intent");
+        let size = 8u64 << 20;
+        let mut img = vec![0u8; size as usize];
+        img[4096..8192].fill(0x5a); // what mkfs wrote before the cut
+        let p = dir.write("dev", &img);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Unknown);
+        let at = intent_offset(size) as usize;
+        img[at..at + INTENT_LEN].copy_from_slice(&format_intent(size));
+        let p = dir.write("dev", &img);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::FormatMarker);
+        // The tag of another size is not ours: left alone.
+        img[at..at + INTENT_LEN].copy_from_slice(&format_intent(size - 512));
+        let p = dir.write("dev", &img);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Unknown);
+        // An ext4 keeps being ext4 whatever its tail holds.
+        img[1024 + 56] = 0x53;
+        img[1024 + 57] = 0xEF;
+        img[at..at + INTENT_LEN].copy_from_slice(&format_intent(size));
+        let p = dir.write("dev", &img);
+        assert_eq!(read_kind(&p, size).unwrap().0, FsKind::Ext4);
     }
 
     #[test]

@@ -211,9 +211,11 @@ pub fn fsck_verdict(fstype: &str, code: i32) -> FsckVerdict {
 /// The mkfs command line for the upper.
 pub fn mkfs_argv(fstype: &str, prog: &str, device: &str) -> Vec<String> {
     let mut v = vec![prog.to_string()];
+    // Without discard: a discard may zero the partition's tail, where the
+    // format's intent tag is (probe::format_intent), and it can take long.
     match fstype {
-        "f2fs" => v.extend(["-q", "-f", "-l", "rootfs_data"].map(String::from)),
-        _ => v.extend(["-q", "-F", "-L", "rootfs_data"].map(String::from)),
+        "f2fs" => v.extend(["-q", "-t", "0", "-f", "-l", "rootfs_data"].map(String::from)),
+        _ => v.extend(["-q", "-E", "nodiscard", "-F", "-L", "rootfs_data"].map(String::from)),
     }
     v.push(device.into());
     v
@@ -324,6 +326,8 @@ mod tests {
             [
                 "/sbin/mkfs.ext4",
                 "-q",
+                "-E",
+                "nodiscard",
                 "-F",
                 "-L",
                 "rootfs_data",

@@ -26,6 +26,21 @@ const NODE_WAIT: Duration = Duration::from_secs(2);
 /// called full: the boot goes on on flash, and says so.
 const FULL_BYTES: u64 = 256 * 1024;
 
+/// Writes (or, `on` false, zeroes) the format's intent tag at the tail of
+/// the block device `node`, synced.
+fn write_intent(node: &Path, on: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(node)?;
+    let size = std::io::Seek::seek(&mut &f, std::io::SeekFrom::End(0))?;
+    let bytes = if on {
+        crate::probe::format_intent(size)
+    } else {
+        vec![0u8; crate::probe::INTENT_LEN]
+    };
+    f.write_all_at(&bytes, crate::probe::intent_offset(size))?;
+    f.sync_all()
+}
+
 /// A rung failed with `err`; `prev` is the reason the rung itself ran for.
 fn combine(prev: Option<Reason>, err: Reason) -> Reason {
     match (prev, err) {
@@ -339,8 +354,22 @@ impl<'a> Boot<'a> {
             } => {
                 log::info!("first boot: formatting blank {device} as {fstype}");
                 let mkfs = format!("mkfs.{fstype}");
+                // The intent tag at the tail first: a cut in mkfs leaves a
+                // partition the next boot formats again, not one it leaves
+                // alone as unknown data (probe::format_intent).
+                let node = self.root.join(std::path::Path::new(device));
+                if let Err(err) = write_intent(&node, true) {
+                    return Err(Reason::Read {
+                        device: device.clone(),
+                        err,
+                    });
+                }
                 match self.run_in_lower(block::mkfs_argv(fstype, prog, device)) {
-                    Ok(0) => {}
+                    Ok(0) => {
+                        if let Err(e) = write_intent(&node, false) {
+                            self.warn(format!("{device}: cannot remove the format's intent tag: {e}"));
+                        }
+                    }
                     Ok(code) => {
                         return Err(Reason::MkfsFailed {
                             mkfs,

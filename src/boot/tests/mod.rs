@@ -151,7 +151,7 @@ fn blank_flash_is_formatted_with_the_lowers_mkfs_then_assembled() {
     );
     assert_eq!(
         runs(&sys),
-        ["chroot /rom /sbin/mkfs.ext4 -q -F -L rootfs_data /dev/vda2"]
+        ["chroot /rom /sbin/mkfs.ext4 -q -E nodiscard -F -L rootfs_data /dev/vda2"]
     );
     assert_eq!(
         mounts(&sys),
@@ -646,6 +646,12 @@ fn the_executor_writes_what_the_plan_says_and_nothing_else() {
                     .path()
                     .join(places.data.at_boot.strip_prefix("/").unwrap());
                 std::fs::create_dir_all(&data_dir).unwrap();
+                // The data device (its tail takes a format's intent tag).
+                std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+                std::fs::File::create(dir.path().join("dev/vda2"))
+                    .unwrap()
+                    .set_len(64 << 20)
+                    .unwrap();
                 if s == m::Situation::ResetPending {
                     ResetArea::open(&data_dir, true)
                         .unwrap()
