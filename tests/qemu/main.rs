@@ -13,6 +13,7 @@
 
 mod harness;
 mod nor;
+mod powercut;
 mod reset;
 mod size;
 mod wear;
