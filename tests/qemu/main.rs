@@ -12,6 +12,7 @@
 )] // a test stops at the first failure, by design
 
 mod harness;
+mod badinput;
 mod nor;
 mod powercut;
 mod reset;
