@@ -1062,7 +1062,9 @@ fn write_report(
         total.problem_cuts
     );
     md.push_str("\nWindows measured on a boot without a cut (host seconds after the marker line; cut instants drawn from `range`, 60% inside the window):\n\n| scenario | variant | window | range |\n|---|---|---|---|\n");
-    for (name, label, win) in windows {
+    let mut windows: Vec<&(String, &str, Window)> = windows.iter().collect();
+    windows.sort_by_key(|(name, _, _)| order.iter().position(|o| o == name));
+    for (name, label, win) in &windows {
         let _ = writeln!(
             md,
             "| {name} | {label} | {:.3}–{:.3} s | {:.3}–{:.3} s |",
