@@ -18,7 +18,7 @@
 //!    upper is writable, and that every file whose fsync completed is
 //!    intact.
 //!
-//! Every boot that writes runs [`WRITER`]: numbered files of random bytes,
+//! Every boot that writes runs [`WRITER`]: numbered files, each unique,
 //! each written with `dd conv=fsync` and its directory fsynced, then one line
 //! `pc N SIZE MD5 end` appended to `/root/pc/manifest` and fsynced, then
 //! `T:pc=N` on the console. A manifest line on flash therefore means that
@@ -772,7 +772,9 @@ fn variants(w: &Work, fs: Fs, op: Op, prep: &mut Option<Prepared>, max: usize) -
             let create = variant(
                 "create",
                 create,
-                run_init,
+                // A few ms before the write: a marker further back (the
+                // kernel's) varies by more than the whole window.
+                fs.upper_line(),
                 "flash wear projection",
                 "wear log: record #1 written",
                 confirmed.clone(),
@@ -783,7 +785,7 @@ fn variants(w: &Work, fs: Fs, op: Op, prep: &mut Option<Prepared>, max: usize) -
             let mut append = variant(
                 "append",
                 formatted,
-                run_init,
+                fs.upper_line(),
                 "flash wear projection",
                 "wear log: record #2 written",
                 confirmed.clone(),
