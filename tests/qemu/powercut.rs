@@ -1216,6 +1216,9 @@ fn powercut_campaign() {
             let _ = std::fs::remove_file(&v.base);
         }
     }
+    // The images (hundreds of MiB) go now, even when a cut failed: the
+    // report keeps the consoles of every problem cut.
+    drop(w);
     let md = write_report(&s, &windows, &results, t0.elapsed().as_secs_f64());
     eprintln!("{md}");
     let bad: Vec<&CutResult> = results.iter().filter(|r| !r.problems.is_empty()).collect();
