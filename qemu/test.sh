@@ -25,7 +25,11 @@ cargo test --all-features
 for board in qemu-armv7 qemu-armv7-nor; do
   ./qemu/build.sh --test-hooks "$board"
 done
-cargo test --test qemu -- --ignored --test-threads=2
+# (The power-cut campaign is its own command, below.)
+cargo test --test qemu -- --ignored --test-threads=2 --skip powercut::powercut_campaign
+# A short sample of the power-cut campaign (about 10 cuts, 2.5 min), so that
+# the command keeps working; a new seed each run (the report names it).
+./qemu/powercut.sh --no-build --cuts 10 --out qemu/out/powercut-ci
 # The benchmark runs too, briefly, so that its command keeps working (figures
 # from two boots are not worth reading; README shows a full run's).
 ./qemu/bench.sh --runs 2 --reset-sizes 1000 --out qemu/out/bench-ci

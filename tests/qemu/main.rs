@@ -13,10 +13,12 @@
 
 mod debian;
 mod harness;
+mod badinput;
 mod nor;
 mod plan;
 mod recovery;
 mod pid1;
+mod powercut;
 mod reset;
 mod size;
 mod walks;
