@@ -238,7 +238,7 @@ impl fmt::Display for Reason {
             }
             Reason::DataIsLower { device } => write!(
                 f,
-                "{device} is a read-only layer (root= or overlay.lower=), not a data partition; left untouched"
+                "{device} is named as a read-only layer too (root= or overlay.lower=): it is not used as the upper, and left untouched"
             ),
             Reason::Read { device, err } => write!(f, "cannot read {device}: {err}"),
             Reason::Unrecognised { device } => write!(

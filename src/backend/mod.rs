@@ -142,6 +142,20 @@ impl Location {
         }
     }
 
+    /// The block device that shows the same flash (a lower layer naming it
+    /// would read the data partition): `/dev/vda2`, `/dev/mtdblockN` of an
+    /// MTD partition or of the one under a UBI device.
+    pub fn block_node(&self) -> Option<String> {
+        match self {
+            Location::Block(d) => Some(d.node.display().to_string()),
+            Location::Mtd { mtd, .. } => Some(format!("/dev/mtdblock{}", mtd.index)),
+            Location::UbiVolume { device, .. } | Location::UbiDevice { device, .. } => {
+                Some(format!("/dev/mtdblock{}", device.mtd_num))
+            }
+            Location::Ram => None,
+        }
+    }
+
     /// The name the device's wear sources and sysfs go by: `vda2`, `mtd2`,
     /// `ubi0`.
     pub fn sysfs_name(&self) -> String {

@@ -19,7 +19,13 @@ impl Boot<'_> {
     /// holds and how worn it is.
     pub(super) fn gather(&mut self) -> Facts {
         let places = self.mode.places();
-        let lower_devices = self.state.lowers.iter().map(|l| l.device.clone()).collect();
+        let lower_devices = self
+            .state
+            .lowers
+            .iter()
+            .map(|l| l.device.clone())
+            .chain(self.lower_conflicts.iter().cloned())
+            .collect();
         let Some(wanted) = Wanted::from_config(&self.cfg) else {
             return Facts {
                 places,
@@ -159,6 +165,12 @@ impl Boot<'_> {
             });
             return records;
         }
+        // An upper that breaks the init is found now, before anything is
+        // written to the flash it would then be dropped from.
+        if let Some(r) = self.init_shadowed(&data) {
+            records.layout = Some(r);
+            return records;
+        }
         if data.join(crate::reset::RESET_DIR).is_dir() {
             match ResetArea::open(&data, false) {
                 Ok(area) => {
@@ -270,5 +282,113 @@ impl Boot<'_> {
         }
         self.upgrade_ids = ids.clone();
         Ok((facts, ids))
+    }
+}
+
+/// Follows `init` through the symlinks of the tree at `root` (at most 40),
+/// as the kernel's exec would inside it: every path it visits, absolute.
+fn visited(root: &std::path::Path, init: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo: Vec<String> = init
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .rev()
+        .collect();
+    let mut at = String::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == "." {
+            continue;
+        }
+        if c == ".." {
+            at.truncate(at.rfind('/').unwrap_or(0));
+            continue;
+        }
+        let next = format!("{at}/{c}");
+        out.push(next.clone());
+        match std::fs::read_link(root.join(next.trim_start_matches('/'))) {
+            Ok(t) if hops < 40 => {
+                hops += 1;
+                let t = t.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    at.clear();
+                }
+                todo.extend(t.split('/').filter(|x| !x.is_empty()).map(str::to_string).rev());
+            }
+            _ => at = next,
+        }
+        if out.len() > 256 {
+            break;
+        }
+    }
+    out
+}
+
+impl Boot<'_> {
+    /// Whether the upper shadows the init with something that cannot run
+    /// (checked before the flash is written). Most boots see at once that
+    /// the upper holds nothing on the init's way (its path and the symlinks
+    /// it follows in the lowers: no entry, or plain directories only); the
+    /// others are checked in a read-only overlay of the upper over the
+    /// lowers, mounted for the check alone.
+    fn init_shadowed(&mut self, data: &std::path::Path) -> Option<Reason> {
+        use std::os::unix::fs::FileTypeExt;
+        let upper = data.join("upper");
+        let init = self.cfg.init.clone();
+        let mut ways: Vec<String> = Vec::new();
+        for l in &self.state.lowers {
+            for p in visited(&self.root.path(&l.mountpoint), &init) {
+                if !ways.contains(&p) {
+                    ways.push(p);
+                }
+            }
+        }
+        let touched = ways.iter().any(|p| {
+            match std::fs::symlink_metadata(upper.join(p.trim_start_matches('/'))) {
+                Err(_) => false,
+                Ok(m) => {
+                    !m.is_dir()
+                        || m.file_type().is_char_device()
+                        || rustix::fs::getxattr(
+                            upper.join(p.trim_start_matches('/')),
+                            "trusted.overlay.opaque",
+                            &mut [0u8; 4],
+                        )
+                        .is_ok()
+                }
+            }
+        });
+        if !touched {
+            return None;
+        }
+        let newroot = std::path::PathBuf::from(self.mode.newroot());
+        let _ = self.sys.mkdir(&newroot, 0o755);
+        let top = data.strip_prefix(self.root.path("/")).map_or_else(
+            |_| data.display().to_string(),
+            |rel| format!("/{}", rel.display()),
+        );
+        let lowers: Vec<String> = std::iter::once(format!("{top}/upper"))
+            .chain(self.state.lowers.iter().map(|l| l.mountpoint.clone()))
+            .collect();
+        let opts = crate::plan::overlay_options(&lowers, None);
+        if let Err(e) = self.sys.mount(
+            "overlay",
+            &newroot,
+            "overlay",
+            crate::sys::MountFlags::RDONLY,
+            &opts,
+        ) {
+            log::debug!("cannot check the init in a read-only overlay ({e}): checked later");
+            return None;
+        }
+        let broken = crate::switch::check_runnable(&self.root.join(&newroot), &init).err();
+        if let Err(e) = self.sys.unmount(&newroot, true) {
+            log::warn!("cannot unmount {}: {e}", newroot.display());
+        }
+        match broken {
+            Some(why) if self.init_runs_in_a_lower() => Some(Reason::InitBroken { init, why }),
+            _ => None,
+        }
     }
 }

@@ -119,6 +119,8 @@ pub struct Boot<'a> {
     pub failsafe: Option<crate::recovery::failsafe::FailsafeReason>,
     /// The identity of each lower, as read for the upgrade handling.
     upgrade_ids: Vec<crate::upgrade::identity::Identity>,
+    /// Lowers left out because they name the data partition.
+    lower_conflicts: Vec<String>,
 }
 
 /// One of the kernel filesystems mounted first.
@@ -193,6 +195,7 @@ impl<'a> Boot<'a> {
             wear_log: None,
             failsafe: None,
             upgrade_ids: Vec::new(),
+            lower_conflicts: Vec::new(),
         }
     }
 
@@ -379,9 +382,29 @@ impl<'a> Boot<'a> {
             let _ = self.sys.mkdir(Path::new(paths::RUN_DIR), 0o755);
             let _ = self.sys.mkdir(Path::new(paths::LOWER_DIR), 0o755);
         }
-        for (i, spec) in self.cfg.lowers.clone().iter().enumerate() {
-            let target = PathBuf::from(format!("{}/{i}", paths::LOWER_DIR));
-            layers.push(self.mount_lower("lower layer", spec, &target, None)?);
+        // The data partition is never read as a layer too (it may be
+        // mid-journal, and the upper must not see itself below): a lower
+        // naming it is left out, and the plan then leaves the data alone.
+        let data = crate::backend::Wanted::from_config(&self.cfg).and_then(|w| {
+            crate::backend::locate(&w, &crate::backend::Inventory::read(&self.root))
+                .ok()
+                .and_then(|l| l.block_node())
+        });
+        let mut n = 0;
+        for spec in self.cfg.lowers.clone() {
+            if let Some(dev) = data.as_ref().filter(|d| {
+                devices::find(&devices::read_block_devices(&self.root), &spec)
+                    .is_some_and(|b| b.node.display().to_string() == **d)
+            }) {
+                self.warn(format!(
+                    "overlay.lower={spec} is the data partition {dev}: that layer is left out, and the data partition is not used"
+                ));
+                self.lower_conflicts.push(dev.clone());
+                continue;
+            }
+            let target = PathBuf::from(format!("{}/{n}", paths::LOWER_DIR));
+            layers.push(self.mount_lower("lower layer", &spec, &target, None)?);
+            n += 1;
         }
         match self.mode {
             Mode::Initramfs => {
@@ -514,7 +537,7 @@ impl<'a> Boot<'a> {
 
     /// Whether `init` can run from the lower layers alone: when it cannot,
     /// the upper is not to blame for a broken init.
-    fn init_runs_in_a_lower(&self) -> bool {
+    pub(super) fn init_runs_in_a_lower(&self) -> bool {
         self.state.lowers.iter().any(|l| {
             crate::switch::check_runnable(&self.root.path(&l.mountpoint), &self.cfg.init).is_ok()
         })

@@ -279,8 +279,7 @@ fn flash_upper(
     content: Result<Content, Reason>,
     env: &PrepareEnv,
 ) -> Result<UpperPlan, Reason> {
-    if let Location::Block(d) = loc {
-        let node = d.node.display().to_string();
+    if let Some(node) = loc.block_node() {
         if facts.lower_devices.contains(&node) {
             return Err(Reason::DataIsLower { device: node });
         }

@@ -720,3 +720,37 @@ fn the_executor_writes_what_the_plan_says_and_nothing_else() {
 }
 
 mod nor;
+
+/// An upper that shadows the init with something that cannot run is found
+/// while the data is still read-only: the flash is not written (no remount,
+/// no upper/work, no wear record) before it is dropped for RAM (issue 11's
+/// bad-input matrix: a dangling upper/sbin/init).
+#[test]
+fn an_upper_that_breaks_init_is_found_before_the_flash_is_written() {
+    let mut img = ext4_image();
+    img[1024 + 0x3A] = 1; // clean: no fsck
+    let f = Fixture::new(CMD, Some(img));
+    std::fs::create_dir_all(f.dir.path().join("overlay/upper/sbin")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", f.dir.path().join("overlay/upper/sbin/init")).unwrap();
+    // What the read-only overlay for the check shows.
+    f.exe("newroot/sbin/init", b"garbage");
+    let sys = FakeSys::default();
+    let good_init = f.dir.path().join("newroot/sbin/init");
+    sys.fail_when(0, move |c| {
+        if matches!(c, Call::Mount { fstype, .. } if fstype == "tmpfs") {
+            std::fs::write(&good_init, b"\x7fELF").unwrap();
+        }
+        false
+    });
+    let b = f.boot_to_upper(&sys);
+    let r = upper_reason(&b);
+    assert!(r.starts_with("the upper layer breaks the init: /sbin/init"), "{r}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Remount(_))), "{:?}", sys.calls());
+    // upper/ and work/ are made only on the RAM upper that replaces it.
+    let c = sys.calls();
+    let ram = c
+        .iter()
+        .position(|x| matches!(x, Call::Mount { fstype, .. } if fstype == "tmpfs"))
+        .unwrap();
+    assert!(!c[..ram].iter().any(|x| matches!(x, Call::Mkdir(p) if p == Path::new("/overlay/upper"))));
+}
