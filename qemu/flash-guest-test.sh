@@ -39,7 +39,7 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=$CROSS_RUSTFLAGS
 # override it for this build (mixing both made -Zbuild-std build core twice).
 export CARGO_PROFILE_DEV_PANIC=unwind
 JSON=$(mktemp)
-if ! cargo test --no-run --bins -Zbuild-std=std,panic_unwind \
+if ! cargo test --no-run --lib -Zbuild-std=std,panic_unwind \
        --target "$TRIPLE" --message-format=json >"$JSON"; then
   echo "flash-guest-test.sh: cross-building the test binary failed" >&2
   rm -f "$JSON"; exit 1

@@ -25,6 +25,9 @@ cargo test --all-features
 for board in qemu-armv7 qemu-armv7-nor; do
   ./qemu/build.sh --test-hooks "$board"
 done
+# The raw-flash primitives' real ioctls on the NOR board's kernel (the unit
+# test binary booted as /init; issue 10: run in CI).
+./qemu/flash-guest-test.sh --kernel qemu/out/qemu-armv7-nor-test-hooks/kernel
 # (The power-cut campaign is its own command, below.)
 cargo test --test qemu -- --ignored --test-threads=2 --skip powercut::powercut_campaign
 # A short sample of the power-cut campaign (about 10 cuts, 2.5 min), so that

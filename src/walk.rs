@@ -1578,8 +1578,11 @@ pub(crate) mod tests {
 
     /// FS_IOC_SETFLAGS: set or clear `flag` (FS_IMMUTABLE_FL, FS_APPEND_FL).
     pub(crate) fn set_attr(p: &Path, flag: nix::libc::c_long, on: bool) {
-        const FS_IOC_GETFLAGS: nix::libc::c_ulong = 0x8008_6601;
-        const FS_IOC_SETFLAGS: nix::libc::c_ulong = 0x4008_6602;
+        // _IOR('f', 1, long) and _IOW('f', 2, long): the size is the
+        // target's long (8 on x86_64, 4 on armv7, where the guest test runs).
+        const LONG: u32 = std::mem::size_of::<nix::libc::c_long>() as u32;
+        const FS_IOC_GETFLAGS: u32 = 0x8000_6601 | (LONG << 16);
+        const FS_IOC_SETFLAGS: u32 = 0x4000_6602 | (LONG << 16);
         let fd = rustix::fs::open(
             p,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
@@ -1591,14 +1594,14 @@ pub(crate) mod tests {
         // SAFETY: the ioctls read/write one long through a valid pointer.
         unsafe {
             assert_eq!(
-                nix::libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags),
+                nix::libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags),
                 0,
                 "FS_IOC_GETFLAGS on {}",
                 p.display()
             );
             flags = if on { flags | flag } else { flags & !flag };
             assert_eq!(
-                nix::libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS, &flags),
+                nix::libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags),
                 0,
                 "chattr on {} refused: the host test needs a filesystem with file attributes (ext4, xfs, tmpfs ≥ 6.0)",
                 p.display()
