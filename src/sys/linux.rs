@@ -218,7 +218,7 @@ impl Sys for LinuxSys {
         let st = rustix::fs::statvfs(path).map_err(os)?;
         let unit = st.f_frsize.max(1);
         Ok((
-            st.f_bfree.saturating_mul(unit),
+            st.f_bavail.saturating_mul(unit),
             st.f_blocks.saturating_mul(unit),
         ))
     }

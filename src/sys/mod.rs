@@ -137,7 +137,8 @@ pub trait Sys: FlashIo {
     fn run(&self, cmd: &Command) -> io::Result<i32>;
     /// `statvfs(path).f_flag & ST_RDONLY`.
     fn is_readonly(&self, path: &Path) -> io::Result<bool>;
-    /// `statvfs(path)`: (free bytes, as root may use them; total bytes).
+    /// `statvfs(path)`: (available bytes, what `df` calls available: the
+    /// filesystem's reserve for root excluded; total bytes).
     fn fs_space(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// `statfs(path).f_type`.
     fn fs_magic(&self, path: &Path) -> io::Result<u64>;

@@ -288,11 +288,12 @@ fn bad_cmdline_a_3000_byte_value_keeps_its_reason() {
 
 /// Non-UTF-8 bytes in an overlay-init key and in init's arguments: the bad
 /// value is reported (the rest of the line still applies), the boot goes on
-/// on flash, and the real init gets its argument byte for byte. No medium
+/// on flash (tests/qemu/pid1.rs checks the real init gets its argument
+/// byte for byte). No medium
 /// is bad in this row; the root's bytes are checked all the same.
 #[test]
 #[ignore = "boots QEMU: run qemu/test.sh"]
-fn bad_cmdline_non_utf8_bytes_are_reported_and_passed_to_init() {
+fn bad_cmdline_non_utf8_bytes_are_reported_and_the_boot_goes_on() {
     let w = Work::new("bad-cmdline-bytes");
     let disk = w.standard_disk();
     let root = part_print(&disk, "rootfs");
@@ -302,18 +303,13 @@ fn bad_cmdline_non_utf8_bytes_are_reported_and_passed_to_init() {
         &w,
         &disk,
         &OsString::from_vec(append),
-        &format!(
-            "{MOUNTS}\n{STATUS}\nfact initargs \"$(od -An -tx1 /proc/1/cmdline | tr -d ' \\n')\""
-        ),
+        &format!("{MOUNTS}\n{STATUS}"),
     );
     assert_eq!(expect_reason(&b, &["overlay.fstype="]), End::Init);
     assert_eq!(b.fact("overlay"), "ext4", "the boot is on flash");
     assert_eq!(b.fact("status_exit"), "0");
-    assert!(
-        b.fact("initargs").ends_with("00636166e900"),
-        "init's argv[1] is caf\\xe9: {}",
-        b.fact("initargs")
-    );
+    // That the init gets `caf\xe9` byte for byte is tests/qemu/pid1.rs's
+    // (busybox init blanks its own /proc/1/cmdline: it needs a script init).
     expect_unchanged(part_print(&disk, "rootfs"), root, &b, "rootfs");
 }
 

@@ -782,8 +782,9 @@ fn nor_power_cut_during_the_first_ubifs_format_is_recovered() {
     };
     let (mut lo, mut hi) = (None, None);
     let mut hit = None;
-    // Coarse: 2 ms steps until the cut finds something written.
-    for us in (0..=20_000).step_by(2_000) {
+    // Coarse: 2 ms steps until the cut finds something written (up to
+    // 60 ms: a loaded machine stretches the time from the line to the mount).
+    for us in (0..=60_000).step_by(2_000) {
         match try_cut(us) {
             FormatState::NotStarted => lo = Some(us),
             FormatState::CutShort => {
