@@ -139,8 +139,15 @@ impl Boot<'_> {
     /// A filesystem made at this boot holds no records, and keeps no wear
     /// record yet: the log starts at the next boot, with a history to
     /// compare against.
-    pub(super) fn fresh_records(&mut self) -> crate::plan::decide::Records {
-        crate::plan::decide::Records::default()
+    pub(super) fn fresh_records(&mut self, fs: &DataFs) -> crate::plan::decide::Records {
+        // The images' identities are recorded from the first boot on, so
+        // that the first new image is known as one (and the next boot of the
+        // same image writes nothing for them).
+        let data = self.root.join(&fs.place.at_boot);
+        crate::plan::decide::Records {
+            upgrade: Some(self.upgrade_facts(&data)),
+            ..Default::default()
+        }
     }
 
     /// The records of the data filesystem `fs`, mounted read-only: the
