@@ -198,9 +198,18 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
         return Ok((kind, sb));
     }
     let first = sb.first().copied().unwrap_or(0);
-    let rest = read_up_to(&mut f, BLANK_HEAD_LEN.saturating_sub(HEAD_LEN))?;
-    if !rest.iter().all(|&b| b == first) {
-        return Ok((unknown(&mut f)?, sb));
+    // The rest of the first MiB, a superblock's worth at a time (PID 1's
+    // peak memory stays small: issue 11).
+    let mut left = BLANK_HEAD_LEN.saturating_sub(HEAD_LEN);
+    while left > 0 {
+        let chunk = read_up_to(&mut f, left.min(HEAD_LEN))?;
+        if chunk.is_empty() {
+            break;
+        }
+        if !chunk.iter().all(|&b| b == first) {
+            return Ok((unknown(&mut f)?, sb));
+        }
+        left -= chunk.len();
     }
     for i in 1..SAMPLES {
         let off = size / SAMPLES * i;

@@ -754,3 +754,22 @@ fn an_upper_that_breaks_init_is_found_before_the_flash_is_written() {
         .unwrap();
     assert!(!c[..ram].iter().any(|x| matches!(x, Call::Mkdir(p) if p == Path::new("/overlay/upper"))));
 }
+
+/// Issue 11, defect 10: `init=/nonexistent` first blamed and dropped a
+/// healthy flash upper, then ended FATAL. An init that runs in no lower is
+/// not the upper's fault: the flash is kept and the boot ends FATAL at once.
+#[test]
+fn an_init_missing_everywhere_does_not_drop_a_healthy_flash_upper() {
+    let mut img = ext4_image();
+    img[1024 + 0x3A] = 1;
+    let f = Fixture::new(&format!("{CMD} init=/nonexistent"), Some(img));
+    let sys = FakeSys::default();
+    let mut b = f.boot_to_upper(&sys);
+    let e = b.assemble().unwrap_err();
+    assert_eq!(e.to_string(), "no runnable init /nonexistent: does not exist");
+    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+    assert!(
+        !sys.calls().iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "tmpfs")),
+        "no fall back to RAM"
+    );
+}
