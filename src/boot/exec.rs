@@ -268,7 +268,20 @@ impl<'a> Boot<'a> {
                     "creating UBI volume {name} on ubi{n} ({} KiB)",
                     bytes / 1024
                 );
-                ubi::make_volume(self.sys, *n, name, *bytes)?;
+                let id = ubi::make_volume(self.sys, *n, name, *bytes)?;
+                // The plan mounts the node UBI gives a new volume
+                // (backend/ubi.rs `next_volume_id`); another one is never
+                // mounted in its place.
+                let node = format!("/dev/ubi{n}_{id}");
+                if let Some(fs) = rung.data.as_ref().filter(|fs| fs.device != node) {
+                    return Err(Reason::Mount {
+                        source: fs.device.clone(),
+                        fstype: fs.fstype,
+                        err: std::io::Error::other(format!(
+                            "UBI made the new volume {name} {node}; it is used from the next boot"
+                        )),
+                    });
+                }
             }
             Step::ClearVolume { vol, lebs, why } => {
                 log::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
