@@ -22,17 +22,13 @@
 //! unlinks then re-creates, and a cut between the two leaves UNKNOWN, which
 //! its next boot wipes.
 
-use crate::fsio::RecordIoError;
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::io::Errno;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The link, at the root of the data filesystem (`/overlay/.fs_state`).
 pub const FS_STATE: &str = ".fs_state";
 const TMP: &str = ".fs_state.tmp";
-/// READY's target.
-const READY: &[u8] = b"2";
 /// What a PENDING state's reset keeps beside the keep list: the archive of
 /// settings a sysupgrade leaves (fstools' `overlay_delete(.., true)`).
 pub const KEEP_ON_PENDING: &str = "/sysupgrade.tgz";
@@ -96,47 +92,28 @@ pub fn todo(s: FsState) -> Todo {
     }
 }
 
-fn open_dir(data: &Path) -> Result<OwnedFd, RecordIoError> {
-    rustix::fs::open(
-        data,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| RecordIoError::Io {
-        step: "open the data filesystem",
-        err,
-    })
-}
-
-fn state_at(dir: impl AsFd) -> FsState {
-    // readlinkat(2) reads a link only: a file or a FIFO of that name is
-    // EINVAL (UNKNOWN), never opened.
-    rustix::fs::readlinkat(dir, FS_STATE, Vec::new())
-        .map_or(FsState::Unknown, |t| parse(t.as_bytes()))
-}
-
 /// The state of the data filesystem mounted at `data` (read-only is
 /// enough). Anything unreadable is UNKNOWN, as fstools reads it.
 pub fn read(data: &Path) -> FsState {
-    open_dir(data).map_or(FsState::Unknown, state_at)
+    // readlink(2) reads a link only: a file or a FIFO of that name is
+    // EINVAL (UNKNOWN), never opened.
+    std::fs::read_link(data.join(FS_STATE))
+        .map_or(FsState::Unknown, |t| parse(t.as_os_str().as_bytes()))
 }
 
 /// Sets READY on the data filesystem at `data` (read-write) unless it is
 /// READY already: `Ok(true)` when it wrote. Atomic against power loss (see
 /// the module doc); a `.fs_state` that is a directory is an error, left.
-pub fn set_ready(data: &Path) -> Result<bool, RecordIoError> {
-    let dir = open_dir(data)?;
-    if state_at(&dir) == FsState::Ready {
+pub fn set_ready(data: &Path) -> io::Result<bool> {
+    if read(data) == FsState::Ready {
         return Ok(false);
     }
-    let io = |step| move |err| RecordIoError::Io { step, err };
-    match rustix::fs::unlinkat(&dir, TMP, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => {}
-        Err(e) => return Err(io("remove the old temp link")(e)),
-    }
-    rustix::fs::symlinkat(READY, &dir, TMP).map_err(io("create the link"))?;
-    rustix::fs::renameat(&dir, TMP, &dir, FS_STATE).map_err(io("rename the link"))?;
-    rustix::fs::fsync(&dir).map_err(io("fsync the directory"))?;
+    let tmp = data.join(TMP);
+    // Whatever a cut left under the temp name.
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink("2", &tmp)?;
+    std::fs::rename(&tmp, data.join(FS_STATE))?;
+    std::fs::File::open(data)?.sync_all()?;
     Ok(true)
 }
 
@@ -180,13 +157,13 @@ mod tests {
         let d = TempDir::new("fs-state");
         let data = d.path();
         assert_eq!(read(data), FsState::Unknown);
-        assert_eq!(set_ready(data), Ok(true));
+        assert!(set_ready(data).unwrap());
         assert_eq!(std::fs::read_link(data.join(FS_STATE)).unwrap(), Path::new("2"));
         assert_eq!(read(data), FsState::Ready);
         // Already READY: nothing written (the link is the same inode).
         let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(p).unwrap());
         let before = ino(&data.join(FS_STATE));
-        assert_eq!(set_ready(data), Ok(false));
+        assert!(!set_ready(data).unwrap());
         assert_eq!(ino(&data.join(FS_STATE)), before);
         assert!(!data.join(TMP).exists());
     }
@@ -199,13 +176,13 @@ mod tests {
         assert_eq!(read(data), FsState::Pending);
         // A cut left a temp link (or anything) under the temp name.
         std::fs::write(data.join(TMP), "junk").unwrap();
-        assert_eq!(set_ready(data), Ok(true));
+        assert!(set_ready(data).unwrap());
         assert_eq!(read(data), FsState::Ready);
         // A regular file named .fs_state is UNKNOWN (never opened), replaced.
         std::fs::remove_file(data.join(FS_STATE)).unwrap();
         std::fs::write(data.join(FS_STATE), "2").unwrap();
         assert_eq!(read(data), FsState::Unknown);
-        assert_eq!(set_ready(data), Ok(true));
+        assert!(set_ready(data).unwrap());
         assert_eq!(read(data), FsState::Ready);
     }
 
@@ -215,8 +192,7 @@ mod tests {
         std::fs::create_dir(d.path().join(FS_STATE)).unwrap();
         std::fs::write(d.path().join(FS_STATE).join("f"), "x").unwrap();
         assert_eq!(read(d.path()), FsState::Unknown);
-        let e = set_ready(d.path()).unwrap_err();
-        assert!(e.to_string().starts_with("rename the link: "), "{e}");
+        assert!(set_ready(d.path()).is_err());
         assert!(d.path().join(FS_STATE).join("f").exists());
         assert_eq!(read(Path::new("/nonexistent/overlay")), FsState::Unknown);
     }

@@ -30,25 +30,22 @@ pub struct Flags {
     pub keep: bool,
 }
 
-/// `-y -r -k`, also joined (`-yr`); `None`: `-h`/`--help`. Anything else is
-/// refused (fstools ignores unknown options; a typo here changes nothing).
-pub fn parse_flags(args: &[String]) -> Result<Option<Flags>, String> {
+/// `-y -r -k`, also joined (`-yr`). `None`: anything else, `-h` included
+/// (fstools ignores unknown options; here a typo changes nothing).
+pub fn parse_flags(args: &[String]) -> Option<Flags> {
     let mut f = Flags::default();
     for a in args {
-        if a == "-h" || a == "--help" {
-            return Ok(None);
-        }
-        let letters = a.strip_prefix('-').filter(|l| !l.is_empty() && !l.starts_with('-'));
-        for c in letters.ok_or_else(|| format!("unknown argument {a}"))?.chars() {
+        let letters = a.strip_prefix('-').filter(|l| !l.is_empty())?;
+        for c in letters.bytes() {
             match c {
-                'y' => f.yes = true,
-                'r' => f.reboot = true,
-                'k' => f.keep = true,
-                _ => return Err(format!("unknown option -{c}")),
+                b'y' => f.yes = true,
+                b'r' => f.reboot = true,
+                b'k' => f.keep = true,
+                _ => return None,
             }
         }
     }
-    Ok(Some(f))
+    Some(f)
 }
 
 /// The `overlay-reset` arguments for a reset (`mark`: jffs2mark) with
@@ -93,16 +90,9 @@ pub fn main(name: &str, args: &[String]) -> i32 {
         return mount_root(args);
     }
     let mark = name == "jffs2mark";
-    let flags = match parse_flags(args) {
-        Ok(Some(f)) => f,
-        Ok(None) => {
-            println!("usage: {name} [-y] [-r] [-k]\n  -y  no question; -r  reboot; -k  keep /sysupgrade.tgz\n(overlay-init: overlay-reset --help)");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("{name}: {e}; usage: {name} [-y] [-r] [-k]");
-            return 2;
-        }
+    let Some(flags) = parse_flags(args) else {
+        eprintln!("usage: {name} [-y] [-r] [-k]: -y no question, -r reboot, -k keep /sysupgrade.tgz (overlay-reset --help)");
+        return 2;
     };
     if !flags.yes && !ask(mark) {
         eprintln!("{name}: not confirmed; nothing changed");
@@ -141,22 +131,20 @@ fn mount_root(args: &[String]) -> i32 {
 mod tests {
     use super::*;
 
-    fn flags(v: &[&str]) -> Result<Option<Flags>, String> {
+    fn flags(v: &[&str]) -> Option<Flags> {
         parse_flags(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     #[test]
     fn fstools_flags() {
-        let f = |yes, reboot, keep| Ok(Some(Flags { yes, reboot, keep }));
+        let f = |yes, reboot, keep| Some(Flags { yes, reboot, keep });
         assert_eq!(flags(&[]), f(false, false, false));
         assert_eq!(flags(&["-y"]), f(true, false, false));
         assert_eq!(flags(&["-y", "-r", "-k"]), f(true, true, true));
         assert_eq!(flags(&["-yrk"]), f(true, true, true));
         assert_eq!(flags(&["-ky"]), f(true, false, true));
-        assert_eq!(flags(&["--help"]), Ok(None));
-        assert_eq!(flags(&["-y", "-h"]), Ok(None));
-        for bad in [&["-x"][..], &["-yx"], &["y"], &["-"], &["--yes"], &["-y", "now"]] {
-            assert!(flags(bad).is_err(), "{bad:?}");
+        for bad in [&["-x"][..], &["-yx"], &["y"], &["-"], &["--yes"], &["-y", "now"], &["-h"], &["--help"]] {
+            assert_eq!(flags(bad), None, "{bad:?}");
         }
     }
 

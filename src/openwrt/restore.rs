@@ -38,8 +38,9 @@ use crate::reset::boot::PowerCut;
 use crate::sys::{Command, MountFlags, Sys};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 /// The archive's name, at the root of the data filesystem or of `upper/`.
 pub const ARCHIVE: &str = "sysupgrade.tgz";
@@ -291,18 +292,13 @@ impl fmt::Display for Why {
         match self {
             Why::NotRegular => f.write_str("not a regular file"),
             Why::TooLarge(n) => write!(f, "{n} bytes, more than {MAX_ARCHIVE}"),
-            Why::Gunzip(c) => write!(
-                f,
-                "gunzip failed (exit {c}): not gzip, damaged, or over 16 MiB unpacked"
-            ),
+            Why::Gunzip(c) => write!(f, "gunzip exit {c}: not gzip, damaged, or over 16 MiB unpacked"),
             Why::Tar(e) => e.fmt(f),
             Why::NoRoom { need, free } => write!(
                 f,
-                "its files take {} KiB, more than half the {} KiB free on the data filesystem",
-                need / 1024,
-                free / 1024
+                "{need} bytes unpacked, over half the {free} bytes free on the flash"
             ),
-            Why::Extract(c) => write!(f, "tar failed (exit {c}); the root may be partly restored"),
+            Why::Extract(c) => write!(f, "tar exit {c}: the root may be partly restored"),
         }
     }
 }
@@ -316,10 +312,12 @@ pub enum Outcome {
         /// Lines of the image's accounts appended.
         merged: usize,
     },
-    /// Not restored, never retried: why, and where the archive is now.
-    Refused { why: Why, kept: String },
-    /// Not restored at this boot; the next boot tries again.
-    Deferred(String),
+    /// Not restored, never retried: why, and where the archive is now
+    /// (`None`: it could not be renamed, and stays).
+    Refused { why: Why, kept: Option<String> },
+    /// Not restored at this boot (what is missing, and the error); the next
+    /// boot tries again.
+    Deferred(&'static str, Option<io::Error>),
 }
 
 impl Outcome {
@@ -338,23 +336,39 @@ impl fmt::Display for Outcome {
                 merged,
             } => write!(
                 f,
-                "{ARCHIVE}: settings restored ({entries} entries, {} KiB; {merged} account line(s) of the image kept)",
+                "{ARCHIVE}: settings restored ({entries} entries, {} KiB; {merged} account line(s) of the image added)",
                 bytes.div_ceil(1024)
             ),
             Outcome::Refused { why, kept } => {
-                write!(f, "{ARCHIVE} not restored: {why}; it is kept as {kept}")
+                write!(f, "{ARCHIVE} not restored: {why}; ")?;
+                match kept {
+                    Some(k) => write!(f, "it is kept as {k}"),
+                    None => f.write_str("it cannot be renamed and stays"),
+                }
             }
-            Outcome::Deferred(why) => write!(
-                f,
-                "{ARCHIVE} not restored at this boot: {why}; the next boot tries again"
-            ),
+            Outcome::Deferred(what, err) => {
+                write!(f, "{ARCHIVE} not restored at this boot: {what}")?;
+                if let Some(e) = err {
+                    write!(f, ": {e}")?;
+                }
+                f.write_str("; the next boot tries again")
+            }
         }
     }
 }
 
 enum Fail {
-    Defer(String),
+    Defer(&'static str, Option<io::Error>),
     Refuse(Why),
+}
+
+fn defer(what: &'static str) -> impl FnOnce(io::Error) -> Fail {
+    move |e| Fail::Defer(what, Some(e))
+}
+
+/// `rename`/`unlink` made durable: the directory fsynced.
+fn synced(dir: &Path, r: io::Result<()>) -> io::Result<()> {
+    r.and_then(|()| std::fs::File::open(dir)?.sync_all())
 }
 
 /// Restores the archive, if there is one: at the root of the data
@@ -362,7 +376,7 @@ enum Fail {
 /// is the overlay (mounted, not yet switched into), `rom` the lower root
 /// (its accounts files). `cut` is the power-cut test hook (step
 /// `sysupgrade`: #1 after the extraction, #2 after the removal). `None`:
-/// no archive (one lstat, nothing written).
+/// no archive (two lstats, nothing written).
 pub fn run(
     sys: &dyn Sys,
     data: &Path,
@@ -385,31 +399,24 @@ pub fn run(
         return None;
     };
     log::info!("{shown}{ARCHIVE}: restoring the settings kept by sysupgrade");
-    let dir_fd = match rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(e) => return Some(Outcome::Deferred(format!("cannot open {}: {e}", dir.display()))),
-    };
-    let (entries, bytes, merged) = match restore(sys, &dir_fd, data, newroot, rom) {
+    let archive = dir.join(ARCHIVE);
+    let (entries, bytes, merged) = match restore(sys, &archive, data, newroot, rom) {
         Ok(r) => r,
-        Err(Fail::Defer(why)) => return Some(Outcome::Deferred(why)),
+        Err(Fail::Defer(what, err)) => return Some(Outcome::Deferred(what, err)),
         Err(Fail::Refuse(why)) => {
-            let kept = match rustix::fs::renameat(&dir_fd, ARCHIVE, &dir_fd, FAILED)
-                .and_then(|()| rustix::fs::fsync(&dir_fd))
-            {
-                Ok(()) => format!("{shown}{FAILED}"),
-                Err(e) => format!("{shown}{ARCHIVE} (cannot rename it: {e}; the next boot tries again)"),
-            };
+            let kept = synced(dir, std::fs::rename(&archive, dir.join(FAILED)))
+                .ok()
+                .map(|()| format!("{shown}{FAILED}"));
             return Some(Outcome::Refused { why, kept });
         }
     };
     cut.changed("sysupgrade");
     sys.sync();
-    if let Err(e) = rustix::fs::unlinkat(&dir_fd, ARCHIVE, rustix::fs::AtFlags::empty())
-        .and_then(|()| rustix::fs::fsync(&dir_fd))
-    {
-        return Some(Outcome::Deferred(format!(
-            "restored, but {shown}{ARCHIVE} cannot be removed ({e}): it would be restored again"
-        )));
+    if let Err(e) = synced(dir, std::fs::remove_file(&archive)) {
+        return Some(Outcome::Deferred(
+            "restored, but it cannot be removed (it would be restored again)",
+            Some(e),
+        ));
     }
     cut.changed("sysupgrade");
     Some(Outcome::Restored {
@@ -422,38 +429,28 @@ pub fn run(
 /// Steps 1 to 5 (the module doc), the staging tmpfs unmounted after.
 fn restore(
     sys: &dyn Sys,
-    dir: &rustix::fd::OwnedFd,
+    archive: &Path,
     data: &Path,
     newroot: &Path,
     rom: &Path,
 ) -> Result<(u64, u64, usize), Fail> {
     // Never opened unless regular: a FIFO would block, a device node's open
     // has side effects.
-    let src = rustix::fs::openat(
-        dir,
-        ARCHIVE,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Fail::Defer(format!("cannot open it: {e}")))?;
-    let st = rustix::fs::fstat(&src).map_err(|e| Fail::Defer(format!("cannot stat it: {e}")))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    let m = archive.symlink_metadata().map_err(defer("cannot stat it"))?;
+    if !m.is_file() {
         return Err(Fail::Refuse(Why::NotRegular));
     }
-    let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
-    if size > MAX_ARCHIVE {
-        return Err(Fail::Refuse(Why::TooLarge(size)));
+    if m.len() > MAX_ARCHIVE {
+        return Err(Fail::Refuse(Why::TooLarge(m.len())));
     }
-    let src = rustix::fs::openat(
-        dir,
-        ARCHIVE,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Fail::Defer(format!("cannot open it: {e}")))?;
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(archive)
+        .map_err(defer("cannot open it"))?;
     let tmp = newroot.join("tmp");
     if !tmp.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(Fail::Defer("the new root has no /tmp directory to unpack it in".into()));
+        return Err(Fail::Defer("the new root has no /tmp directory to unpack it in", None));
     }
     let flags = MountFlags {
         nosuid: true,
@@ -462,8 +459,8 @@ fn restore(
         ..MountFlags::NONE
     };
     sys.mount("tmpfs", &tmp, "tmpfs", flags, STAGING)
-        .map_err(|e| Fail::Defer(format!("cannot mount a tmpfs on {}: {e}", tmp.display())))?;
-    let r = staged(sys, std::fs::File::from(src), data, newroot, &tmp, rom);
+        .map_err(defer("cannot mount the staging tmpfs on the new root's /tmp"))?;
+    let r = staged(sys, src, data, newroot, &tmp, rom);
     if sys.unmount(&tmp, false).is_err() {
         let _ = sys.unmount(&tmp, true);
     }
@@ -477,6 +474,15 @@ fn in_root(newroot: &Path, argv: &[&str]) -> Command {
     }
 }
 
+/// Runs the image's `argv` chrooted in the new root: 0, or why not.
+fn run_in(sys: &dyn Sys, newroot: &Path, argv: &[&str], failed: fn(i32) -> Why) -> Result<(), Fail> {
+    match sys.run(&in_root(newroot, argv)) {
+        Ok(0) => Ok(()),
+        Ok(c) => Err(Fail::Refuse(failed(c))),
+        Err(e) => Err(Fail::Defer("cannot run the image's gunzip or tar", Some(e))),
+    }
+}
+
 fn staged(
     sys: &dyn Sys,
     mut src: std::fs::File,
@@ -485,18 +491,22 @@ fn staged(
     tmp: &Path,
     rom: &Path,
 ) -> Result<(u64, u64, usize), Fail> {
-    let defer = |what: &str, e: std::io::Error| Fail::Defer(format!("{what}: {e}"));
-    let gz: PathBuf = tmp.join("sysupgrade.tar.gz");
-    std::fs::File::create_new(&gz)
-        .and_then(|mut dst| std::io::copy(&mut src, &mut dst))
-        .map_err(|e| defer("cannot copy it to the staging tmpfs", e))?;
-    match sys.run(&in_root(newroot, &["gunzip", "/tmp/sysupgrade.tar.gz"])) {
-        Ok(0) => {}
-        Ok(c) => return Err(Fail::Refuse(Why::Gunzip(c))),
-        Err(e) => return Err(defer("cannot run gunzip", e)),
+    let mut dst = std::fs::File::create_new(tmp.join("sysupgrade.tar.gz"))
+        .map_err(defer("cannot copy it to the staging tmpfs"))?;
+    let mut buf = [0u8; 4096];
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => dst
+                .write_all(buf.get(..n).unwrap_or_default())
+                .map_err(defer("cannot copy it to the staging tmpfs"))?,
+            Err(e) => return Err(Fail::Defer("cannot read it", Some(e))),
+        }
     }
+    drop(dst);
+    run_in(sys, newroot, &["gunzip", "/tmp/sysupgrade.tar.gz"], Why::Gunzip)?;
     let mut tar = std::fs::File::open(tmp.join("sysupgrade.tar"))
-        .map_err(|e| defer("cannot open the unpacked stream", e))?;
+        .map_err(defer("cannot open the unpacked stream"))?;
     let len = tar.metadata().map(|m| m.len()).unwrap_or(0);
     let sum = check_tar(&mut tar, len).map_err(|e| Fail::Refuse(Why::Tar(e)))?;
     let free = sys.fs_space(data).map(|(free, _)| free).unwrap_or(0);
@@ -510,11 +520,7 @@ fn staged(
         .iter()
         .map(|f| crate::fsio::read_in_root(rom, f, MAX_ACCOUNTS).ok().flatten())
         .collect();
-    match sys.run(&in_root(newroot, &["tar", "-x", "-f", "/tmp/sysupgrade.tar", "-C", "/"])) {
-        Ok(0) => {}
-        Ok(c) => return Err(Fail::Refuse(Why::Extract(c))),
-        Err(e) => return Err(defer("cannot run tar", e)),
-    }
+    run_in(sys, newroot, &["tar", "-x", "-f", "/tmp/sysupgrade.tar", "-C", "/"], Why::Extract)?;
     let mut merged = 0;
     for (file, image) in ACCOUNTS.iter().zip(images) {
         let Some(image) = image.and_then(|b| String::from_utf8(b).ok()) else {
@@ -527,6 +533,7 @@ fn staged(
         if add.is_empty() {
             continue;
         }
+        // Resolved inside the new root, as the restored system will.
         let appended = rustix::fs::open(newroot, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .and_then(|root| {
                 rustix::fs::openat2(
@@ -537,7 +544,7 @@ fn staged(
                     ResolveFlags::IN_ROOT,
                 )
             })
-            .map_err(std::io::Error::from)
+            .map_err(io::Error::from)
             .and_then(|fd| std::fs::File::from(fd).write_all(add.as_bytes()));
         match appended {
             Ok(()) => merged += add.lines().filter(|l| !l.is_empty()).count(),
@@ -786,7 +793,7 @@ pub(crate) mod tests {
             assert!(!o.is_warning(), "{o}");
             assert_eq!(
                 o.to_string(),
-                "sysupgrade.tgz: settings restored (3 entries, 1 KiB; 1 account line(s) of the image kept)"
+                "sysupgrade.tgz: settings restored (3 entries, 1 KiB; 1 account line(s) of the image added)"
             );
             assert_eq!(
                 std::fs::read_to_string(t.p("root/etc/config/network")).unwrap(),
@@ -855,14 +862,14 @@ pub(crate) mod tests {
             let t = T::new("restore-gunzip");
             t.sys.run_results.borrow_mut().push(1);
             t.archive("data/sysupgrade.tgz", &SETTINGS);
-            assert!(t.run().unwrap().to_string().contains("gunzip failed (exit 1)"));
+            assert!(t.run().unwrap().to_string().contains("gunzip exit 1: "));
             assert!(t.p("data/sysupgrade.tgz.failed").exists());
 
             // Too large for the data filesystem's free space.
             let t = T::new("restore-room");
             t.archive("data/sysupgrade.tgz", &SETTINGS);
             t.sys.space.set((40, 1 << 20));
-            assert!(t.run().unwrap().to_string().contains("more than half the 0 KiB free"));
+            assert!(t.run().unwrap().to_string().contains("over half the 40 bytes free"));
             assert_eq!(t.ran().len(), 1, "not extracted");
 
             // A symlink, and an archive over the limit.
@@ -897,7 +904,7 @@ pub(crate) mod tests {
             t.archive("data/sysupgrade.tgz", &SETTINGS);
             t.sys.fail_when(2, |c| matches!(c, Call::Run(cmd) if cmd.argv[0] == "gunzip"));
             assert!(t.run().unwrap().to_string().starts_with(
-                "sysupgrade.tgz not restored at this boot: cannot run gunzip: "
+                "sysupgrade.tgz not restored at this boot: cannot run the image's gunzip or tar: "
             ));
             assert!(t.p("data/sysupgrade.tgz").exists());
             assert!(t.sys.calls().contains(&Call::Unmount(t.p("root/tmp"))), "unmounted");
