@@ -14,6 +14,7 @@
 mod debian;
 mod harness;
 mod nor;
+mod openwrt;
 mod plan;
 mod recovery;
 mod reset;
