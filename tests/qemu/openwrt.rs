@@ -169,7 +169,7 @@ fact archive "$(ls /overlay/sysupgrade.tgz /sysupgrade.tgz /overlay/sysupgrade.t
 /// fstools' `jffs2reset -y` on a running system finds the data mount (on
 /// UBIFS too, now that it is mounted from /dev/ubi0_0), deletes the upper's
 /// files (not those in hidden directories: fstools' glob skips them), and
-/// the next boot is on flash with `.fs_state` READY.
+/// the next boot is on flash.
 fn fstools_jffs2reset(fs: Fs) {
     let w = Work::new(&format!("owrt-jffs2reset-{}", fs.name()));
     let flash = flash(&w);
@@ -205,7 +205,6 @@ status"#
     assert!(b2.fact("junk").contains("No such file"), "reset: {}", b2.console);
     assert!(b2.fact("changed").contains("No such file"));
     assert_eq!(b2.fact("key"), "key", "fstools' reset leaves hidden directories");
-    assert_eq!(b2.fact("fs_state"), "2");
     assert_eq!(b2.fact("status_exit"), "0");
 }
 
@@ -244,7 +243,6 @@ fn openwrt_fstools_jffs2mark_reformats_jffs2() {
     expect_flash(&b2, Fs::Jffs2);
     b2.expect("overlay-init: rootfs_data: format marker found: erasing /dev/mtd2");
     assert!(b2.fact("f").contains("No such file"));
-    assert_eq!(b2.fact("fs_state"), "2", "a new filesystem is READY");
 }
 
 /// On UBIFS, fstools' `jffs2mark` empties the volume with a zero-byte
