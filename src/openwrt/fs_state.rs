@@ -63,8 +63,9 @@ pub fn parse(target: &[u8]) -> FsState {
     };
     let digits = t.iter().take_while(|b| b.is_ascii_digit()).count();
     let value = t.get(..digits).and_then(|d| {
-        d.iter()
-            .try_fold(0u32, |v, b| v.checked_mul(10)?.checked_add(u32::from(b - b'0')))
+        d.iter().try_fold(0u32, |v, b| {
+            v.checked_mul(10)?.checked_add(u32::from(b - b'0'))
+        })
     });
     match (neg, value) {
         (false, Some(1)) => FsState::Pending,
@@ -147,9 +148,27 @@ mod tests {
 
     #[test]
     fn what_each_state_asks() {
-        assert_eq!(todo(FsState::Ready), Todo { reset: false, write: false });
-        assert_eq!(todo(FsState::Unknown), Todo { reset: false, write: true });
-        assert_eq!(todo(FsState::Pending), Todo { reset: true, write: true });
+        assert_eq!(
+            todo(FsState::Ready),
+            Todo {
+                reset: false,
+                write: false
+            }
+        );
+        assert_eq!(
+            todo(FsState::Unknown),
+            Todo {
+                reset: false,
+                write: true
+            }
+        );
+        assert_eq!(
+            todo(FsState::Pending),
+            Todo {
+                reset: true,
+                write: true
+            }
+        );
     }
 
     #[test]
@@ -158,10 +177,14 @@ mod tests {
         let data = d.path();
         assert_eq!(read(data), FsState::Unknown);
         assert!(set_ready(data).unwrap());
-        assert_eq!(std::fs::read_link(data.join(FS_STATE)).unwrap(), Path::new("2"));
+        assert_eq!(
+            std::fs::read_link(data.join(FS_STATE)).unwrap(),
+            Path::new("2")
+        );
         assert_eq!(read(data), FsState::Ready);
         // Already READY: nothing written (the link is the same inode).
-        let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(p).unwrap());
+        let ino =
+            |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(p).unwrap());
         let before = ino(&data.join(FS_STATE));
         assert!(!set_ready(data).unwrap());
         assert_eq!(ino(&data.join(FS_STATE)), before);

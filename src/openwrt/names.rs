@@ -122,7 +122,9 @@ fn mount_root(args: &[String]) -> i32 {
         return 1;
     }
     if matches!(cmd, "start" | "ram") {
-        eprintln!("mount_root: the root was assembled by overlay-init (overlay-status); nothing to do");
+        eprintln!(
+            "mount_root: the root was assembled by overlay-init (overlay-status); nothing to do"
+        );
     }
     0
 }
@@ -143,7 +145,16 @@ mod tests {
         assert_eq!(flags(&["-y", "-r", "-k"]), f(true, true, true));
         assert_eq!(flags(&["-yrk"]), f(true, true, true));
         assert_eq!(flags(&["-ky"]), f(true, false, true));
-        for bad in [&["-x"][..], &["-yx"], &["y"], &["-"], &["--yes"], &["-y", "now"], &["-h"], &["--help"]] {
+        for bad in [
+            &["-x"][..],
+            &["-yx"],
+            &["y"],
+            &["-"],
+            &["--yes"],
+            &["-y", "now"],
+            &["-h"],
+            &["--help"],
+        ] {
             assert_eq!(flags(bad), None, "{bad:?}");
         }
     }
@@ -157,19 +168,53 @@ mod tests {
             // firstboot -y / jffs2reset -y / factoryreset -y
             (false, f(true, false, false), true, &["-y", "--no-reboot"]),
             (false, f(true, true, false), true, &["-y"]),
-            (false, f(true, false, true), true, &["-y", "--keep", "/sysupgrade.tgz", "--no-reboot"]),
-            (false, f(true, true, true), true, &["-y", "--keep", "/sysupgrade.tgz"]),
+            (
+                false,
+                f(true, false, true),
+                true,
+                &["-y", "--keep", "/sysupgrade.tgz", "--no-reboot"],
+            ),
+            (
+                false,
+                f(true, true, true),
+                true,
+                &["-y", "--keep", "/sysupgrade.tgz"],
+            ),
             // not mounted: fstools marks the partition
-            (false, f(true, false, false), false, &["--format", "-y", "--no-reboot"]),
+            (
+                false,
+                f(true, false, false),
+                false,
+                &["--format", "-y", "--no-reboot"],
+            ),
             (false, f(true, true, true), false, &["--format", "-y"]),
             // jffs2mark
-            (true, f(true, false, false), true, &["-y", "--keep-none", "--no-reboot"]),
-            (true, f(true, true, true), true, &["-y", "--keep-none", "--keep", "/sysupgrade.tgz"]),
-            (true, f(true, false, false), false, &["--format", "-y", "--no-reboot"]),
+            (
+                true,
+                f(true, false, false),
+                true,
+                &["-y", "--keep-none", "--no-reboot"],
+            ),
+            (
+                true,
+                f(true, true, true),
+                true,
+                &["-y", "--keep-none", "--keep", "/sysupgrade.tgz"],
+            ),
+            (
+                true,
+                f(true, false, false),
+                false,
+                &["--format", "-y", "--no-reboot"],
+            ),
             (true, f(true, true, false), false, &["--format", "-y"]),
         ];
         for (mark, flags, in_use, want) in table {
-            assert_eq!(reset_args(mark, flags, in_use), want, "{mark} {flags:?} {in_use}");
+            assert_eq!(
+                reset_args(mark, flags, in_use),
+                want,
+                "{mark} {flags:?} {in_use}"
+            );
         }
     }
 }

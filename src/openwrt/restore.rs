@@ -282,7 +282,10 @@ pub enum Why {
     /// `gunzip` failed with this status.
     Gunzip(i32),
     Tar(TarError),
-    NoRoom { need: u64, free: u64 },
+    NoRoom {
+        need: u64,
+        free: u64,
+    },
     /// `tar -x` failed with this status.
     Extract(i32),
 }
@@ -292,7 +295,10 @@ impl fmt::Display for Why {
         match self {
             Why::NotRegular => f.write_str("not a regular file"),
             Why::TooLarge(n) => write!(f, "{n} bytes, more than {MAX_ARCHIVE}"),
-            Why::Gunzip(c) => write!(f, "gunzip exit {c}: not gzip, damaged, or over 16 MiB unpacked"),
+            Why::Gunzip(c) => write!(
+                f,
+                "gunzip exit {c}: not gzip, damaged, or over 16 MiB unpacked"
+            ),
             Why::Tar(e) => e.fmt(f),
             Why::NoRoom { need, free } => write!(
                 f,
@@ -436,7 +442,9 @@ fn restore(
 ) -> Result<(u64, u64, usize), Fail> {
     // Never opened unless regular: a FIFO would block, a device node's open
     // has side effects.
-    let m = archive.symlink_metadata().map_err(defer("cannot stat it"))?;
+    let m = archive
+        .symlink_metadata()
+        .map_err(defer("cannot stat it"))?;
     if !m.is_file() {
         return Err(Fail::Refuse(Why::NotRegular));
     }
@@ -450,7 +458,10 @@ fn restore(
         .map_err(defer("cannot open it"))?;
     let tmp = newroot.join("tmp");
     if !tmp.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(Fail::Defer("the new root has no /tmp directory to unpack it in", None));
+        return Err(Fail::Defer(
+            "the new root has no /tmp directory to unpack it in",
+            None,
+        ));
     }
     let flags = MountFlags {
         nosuid: true,
@@ -459,7 +470,9 @@ fn restore(
         ..MountFlags::NONE
     };
     sys.mount("tmpfs", &tmp, "tmpfs", flags, STAGING)
-        .map_err(defer("cannot mount the staging tmpfs on the new root's /tmp"))?;
+        .map_err(defer(
+            "cannot mount the staging tmpfs on the new root's /tmp",
+        ))?;
     let r = staged(sys, src, data, newroot, &tmp, rom);
     if sys.unmount(&tmp, false).is_err() {
         let _ = sys.unmount(&tmp, true);
@@ -475,7 +488,12 @@ fn in_root(newroot: &Path, argv: &[&str]) -> Command {
 }
 
 /// Runs the image's `argv` chrooted in the new root: 0, or why not.
-fn run_in(sys: &dyn Sys, newroot: &Path, argv: &[&str], failed: fn(i32) -> Why) -> Result<(), Fail> {
+fn run_in(
+    sys: &dyn Sys,
+    newroot: &Path,
+    argv: &[&str],
+    failed: fn(i32) -> Why,
+) -> Result<(), Fail> {
     match sys.run(&in_root(newroot, argv)) {
         Ok(0) => Ok(()),
         Ok(c) => Err(Fail::Refuse(failed(c))),
@@ -504,7 +522,12 @@ fn staged(
         }
     }
     drop(dst);
-    run_in(sys, newroot, &["gunzip", "/tmp/sysupgrade.tar.gz"], Why::Gunzip)?;
+    run_in(
+        sys,
+        newroot,
+        &["gunzip", "/tmp/sysupgrade.tar.gz"],
+        Why::Gunzip,
+    )?;
     let mut tar = std::fs::File::open(tmp.join("sysupgrade.tar"))
         .map_err(defer("cannot open the unpacked stream"))?;
     let len = tar.metadata().map(|m| m.len()).unwrap_or(0);
@@ -518,9 +541,18 @@ fn staged(
     }
     let images: Vec<Option<Vec<u8>>> = ACCOUNTS
         .iter()
-        .map(|f| crate::fsio::read_in_root(rom, f, MAX_ACCOUNTS).ok().flatten())
+        .map(|f| {
+            crate::fsio::read_in_root(rom, f, MAX_ACCOUNTS)
+                .ok()
+                .flatten()
+        })
         .collect();
-    run_in(sys, newroot, &["tar", "-x", "-f", "/tmp/sysupgrade.tar", "-C", "/"], Why::Extract)?;
+    run_in(
+        sys,
+        newroot,
+        &["tar", "-x", "-f", "/tmp/sysupgrade.tar", "-C", "/"],
+        Why::Extract,
+    )?;
     let mut merged = 0;
     for (file, image) in ACCOUNTS.iter().zip(images) {
         let Some(image) = image.and_then(|b| String::from_utf8(b).ok()) else {
@@ -534,18 +566,26 @@ fn staged(
             continue;
         }
         // Resolved inside the new root, as the restored system will.
-        let appended = rustix::fs::open(newroot, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .and_then(|root| {
-                rustix::fs::openat2(
-                    &root,
-                    file.trim_start_matches('/'),
-                    OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT,
-                )
-            })
-            .map_err(io::Error::from)
-            .and_then(|fd| std::fs::File::from(fd).write_all(add.as_bytes()));
+        let appended = rustix::fs::open(
+            newroot,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|root| {
+            rustix::fs::openat2(
+                &root,
+                file.trim_start_matches('/'),
+                OFlags::WRONLY
+                    | OFlags::APPEND
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT,
+            )
+        })
+        .map_err(io::Error::from)
+        .and_then(|fd| std::fs::File::from(fd).write_all(add.as_bytes()));
         match appended {
             Ok(()) => merged += add.lines().filter(|l| !l.is_empty()).count(),
             Err(e) => log::warn!("{file}: cannot add the image's accounts: {e}"),
@@ -606,9 +646,21 @@ pub(crate) mod tests {
             (b"etc/hard", b'1', b""),
             (b"etc/old-style", 0, b"x"),
         ]);
-        assert_eq!(check(&v), Ok(TarSummary { entries: 5, bytes: 24 }));
+        assert_eq!(
+            check(&v),
+            Ok(TarSummary {
+                entries: 5,
+                bytes: 24
+            })
+        );
         // The end marker is optional (busybox stops at the stream's end).
-        assert_eq!(check(&v[..v.len() - 1024]), Ok(TarSummary { entries: 5, bytes: 24 }));
+        assert_eq!(
+            check(&v[..v.len() - 1024]),
+            Ok(TarSummary {
+                entries: 5,
+                bytes: 24
+            })
+        );
         // What follows the end marker is never read.
         let mut more = v.clone();
         more.extend_from_slice(&header(b"dev/evil", b'4', 0));
@@ -627,8 +679,17 @@ pub(crate) mod tests {
         let mut name = long.to_vec();
         name.push(0);
         let v = tar(&[(b"././@LongLink", b'L', &name), (b"aaaa", b'0', b"data")]);
-        assert_eq!(check(&v), Ok(TarSummary { entries: 1, bytes: 4 }));
-        let v = tar(&[(b"././@LongLink", b'L', b"x/../../etc\0"), (b"x", b'0', b"")]);
+        assert_eq!(
+            check(&v),
+            Ok(TarSummary {
+                entries: 1,
+                bytes: 4
+            })
+        );
+        let v = tar(&[
+            (b"././@LongLink", b'L', b"x/../../etc\0"),
+            (b"x", b'0', b""),
+        ]);
         assert_eq!(check(&v), Err(TarError::DotDot));
         let v = tar(&[(b"././@LongLink", b'L', &[b'a'; 5000]), (b"x", b'0', b"")]);
         assert_eq!(check(&v), Err(TarError::LongName));
@@ -645,13 +706,22 @@ pub(crate) mod tests {
             (tar(&[(b"etc/tty", b'3', b"")]), TarError::Type(b'3')),
             (tar(&[(b"etc/fifo", b'6', b"")]), TarError::Type(b'6')),
             (tar(&[(b"sparse", b'S', b"")]), TarError::Type(b'S')),
-            (tar(&[(b"PaxHeader", b'x', b"30 path=../../etc/passwd\n")]), TarError::Pax),
+            (
+                tar(&[(b"PaxHeader", b'x', b"30 path=../../etc/passwd\n")]),
+                TarError::Pax,
+            ),
             (tar(&[(b"../etc/passwd", b'0', b"x")]), TarError::DotDot),
             (tar(&[(b"etc/../../x", b'0', b"x")]), TarError::DotDot),
             (tar(&[(b"etc/l", b'2', b"hidden header")]), TarError::Data),
             (tar(&[(b"etc/d/", b'0', b"data")]), TarError::Data),
-            (tar(&[(b"x", b'0', b"data")])[..700].to_vec(), TarError::Truncated),
-            (tar(&[(b"x", b'0', b"data")])[..300].to_vec(), TarError::Truncated),
+            (
+                tar(&[(b"x", b'0', b"data")])[..700].to_vec(),
+                TarError::Truncated,
+            ),
+            (
+                tar(&[(b"x", b'0', b"data")])[..300].to_vec(),
+                TarError::Truncated,
+            ),
             (b"not a tar at all, just text".repeat(40), TarError::Magic),
         ];
         for (v, want) in cases {
@@ -661,7 +731,11 @@ pub(crate) mod tests {
         bad[0] = b'y';
         assert_eq!(check(&bad), Err(TarError::Checksum));
         // Size fields tars read differently: signs, base-256, garbage.
-        for size in [&b"-0000000001\0"[..], b"\x80\0\0\0\0\0\0\0\0\0\x10\0", b"00000000z01\0"] {
+        for size in [
+            &b"-0000000001\0"[..],
+            b"\x80\0\0\0\0\0\0\0\0\0\x10\0",
+            b"00000000z01\0",
+        ] {
             let mut h = header(b"x", b'0', 0);
             h[124..136].copy_from_slice(size);
             seal(&mut h);
@@ -721,7 +795,10 @@ pub(crate) mod tests {
                 for dir in ["data/upper", "root/tmp", "root/etc", "rom/etc"] {
                     std::fs::create_dir_all(d.path().join(dir)).unwrap();
                 }
-                d.write("rom/etc/passwd", "root:x:0:0::/root:/bin/sh\nntp:x:123:123::/:/bin/false\n");
+                d.write(
+                    "rom/etc/passwd",
+                    "root:x:0:0::/root:/bin/sh\nntp:x:123:123::/:/bin/false\n",
+                );
                 let sys = FakeSys::default();
                 let root = d.path().join("root");
                 sys.on_call(move |c| {
@@ -750,14 +827,24 @@ pub(crate) mod tests {
             fn archive(&self, rel: &str, entries: &[(&[u8], u8, &[u8])]) {
                 let raw = self.p("raw.tar");
                 std::fs::write(&raw, tar(entries)).unwrap();
-                let gz = std::process::Command::new("gzip").arg("-nc").arg(&raw).output().unwrap();
+                let gz = std::process::Command::new("gzip")
+                    .arg("-nc")
+                    .arg(&raw)
+                    .output()
+                    .unwrap();
                 std::fs::write(self.p(rel), gz.stdout).unwrap();
             }
 
             fn run(&self) -> Option<Outcome> {
                 let cfg = Config::default();
                 let mut cut = PowerCut::new(&self.sys, &cfg);
-                run(&self.sys, &self.p("data"), &self.p("root"), &self.p("rom"), &mut cut)
+                run(
+                    &self.sys,
+                    &self.p("data"),
+                    &self.p("root"),
+                    &self.p("rom"),
+                    &mut cut,
+                )
             }
 
             fn ran(&self) -> Vec<String> {
@@ -808,7 +895,10 @@ pub(crate) mod tests {
             assert!(!t.p("data/sysupgrade.tgz.failed").exists());
             assert_eq!(
                 t.ran(),
-                ["gunzip /tmp/sysupgrade.tar.gz", "tar -x -f /tmp/sysupgrade.tar -C /"]
+                [
+                    "gunzip /tmp/sysupgrade.tar.gz",
+                    "tar -x -f /tmp/sysupgrade.tar -C /"
+                ]
             );
             let calls = t.sys.calls();
             assert!(calls.iter().all(|c| match c {
@@ -818,7 +908,9 @@ pub(crate) mod tests {
             let staging = t.p("root/tmp");
             assert!(matches!(&calls[0], Call::Mount { target, fstype, data, .. }
                 if *target == staging && fstype == "tmpfs" && data == STAGING));
-            let unmount = calls.iter().position(|c| *c == Call::Unmount(staging.clone()));
+            let unmount = calls
+                .iter()
+                .position(|c| *c == Call::Unmount(staging.clone()));
             let sync = calls.iter().position(|c| *c == Call::Sync);
             assert!(unmount.is_some() && unmount < sync, "{calls:?}");
         }
@@ -831,7 +923,10 @@ pub(crate) mod tests {
             std::fs::copy(t.p("data/upper/sysupgrade.tgz"), t.p("root/sysupgrade.tgz")).unwrap();
             assert!(!t.run().unwrap().is_warning());
             assert!(t.p("root/etc/config/network").exists());
-            assert!(!t.p("root/sysupgrade.tgz").exists(), "removed through the overlay");
+            assert!(
+                !t.p("root/sysupgrade.tgz").exists(),
+                "removed through the overlay"
+            );
         }
 
         #[test]
@@ -839,7 +934,10 @@ pub(crate) mod tests {
             let t = T::new("restore-hostile");
             t.archive(
                 "data/sysupgrade.tgz",
-                &[(b"etc/config/network", b'0', b"x"), (b"dev/mtdblock2", b'4', b"")],
+                &[
+                    (b"etc/config/network", b'0', b"x"),
+                    (b"dev/mtdblock2", b'4', b""),
+                ],
             );
             let o = t.run().unwrap();
             assert_eq!(
@@ -847,7 +945,11 @@ pub(crate) mod tests {
                 "sysupgrade.tgz not restored: it holds a device node; it is kept as /overlay/sysupgrade.tgz.failed"
             );
             assert!(o.is_warning());
-            assert_eq!(t.ran(), ["gunzip /tmp/sysupgrade.tar.gz"], "never extracted");
+            assert_eq!(
+                t.ran(),
+                ["gunzip /tmp/sysupgrade.tar.gz"],
+                "never extracted"
+            );
             assert!(!t.p("root/etc/config/network").exists());
             assert!(t.p("data/sysupgrade.tgz.failed").is_file());
             assert!(!t.p("data/sysupgrade.tgz").exists());
@@ -869,18 +971,30 @@ pub(crate) mod tests {
             let t = T::new("restore-room");
             t.archive("data/sysupgrade.tgz", &SETTINGS);
             t.sys.space.set((40, 1 << 20));
-            assert!(t.run().unwrap().to_string().contains("over half the 40 bytes free"));
+            assert!(t
+                .run()
+                .unwrap()
+                .to_string()
+                .contains("over half the 40 bytes free"));
             assert_eq!(t.ran().len(), 1, "not extracted");
 
             // A symlink, and an archive over the limit.
             let t = T::new("restore-link");
             std::os::unix::fs::symlink("/dev/mtd2", t.p("data/sysupgrade.tgz")).unwrap();
             assert!(t.run().unwrap().to_string().contains("not a regular file"));
-            assert!(t.p("data/sysupgrade.tgz.failed").symlink_metadata().unwrap().is_symlink());
+            assert!(t
+                .p("data/sysupgrade.tgz.failed")
+                .symlink_metadata()
+                .unwrap()
+                .is_symlink());
             let t = T::new("restore-big");
             let f = std::fs::File::create(t.p("data/sysupgrade.tgz")).unwrap();
             f.set_len(MAX_ARCHIVE + 1).unwrap();
-            assert!(t.run().unwrap().to_string().contains("bytes, more than 4194304"));
+            assert!(t
+                .run()
+                .unwrap()
+                .to_string()
+                .contains("bytes, more than 4194304"));
             assert_eq!(t.sys.calls(), [], "nothing mounted, nothing run");
         }
 
@@ -902,13 +1016,18 @@ pub(crate) mod tests {
 
             let t = T::new("restore-notar");
             t.archive("data/sysupgrade.tgz", &SETTINGS);
-            t.sys.fail_when(2, |c| matches!(c, Call::Run(cmd) if cmd.argv[0] == "gunzip"));
+            t.sys.fail_when(
+                2,
+                |c| matches!(c, Call::Run(cmd) if cmd.argv[0] == "gunzip"),
+            );
             assert!(t.run().unwrap().to_string().starts_with(
                 "sysupgrade.tgz not restored at this boot: cannot run the image's gunzip or tar: "
             ));
             assert!(t.p("data/sysupgrade.tgz").exists());
-            assert!(t.sys.calls().contains(&Call::Unmount(t.p("root/tmp"))), "unmounted");
+            assert!(
+                t.sys.calls().contains(&Call::Unmount(t.p("root/tmp"))),
+                "unmounted"
+            );
         }
     }
-
 }

@@ -16,8 +16,8 @@
 //! `openwrt::fs_state` and `openwrt::restore` (wired by the plan).
 
 use crate::harness::{
-    boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo,
-    Boot, Work, NOR_BOARD,
+    boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo, Boot,
+    Work, NOR_BOARD,
 };
 use crate::reset::{CHANGES, VIEW_VS_ROM};
 use std::io::Write;
@@ -70,7 +70,11 @@ const SETTLE: &str = "sync; sleep 2; sync";
 /// The boot ran on the flash upper `fs`, from the device fstools matches.
 fn expect_flash(b: &Boot, fs: Fs) {
     b.expect_clean_run();
-    assert!(!b.has("RUNNING ON RAM"), "no tmpfs fallback:\n{}", b.console);
+    assert!(
+        !b.has("RUNNING ON RAM"),
+        "no tmpfs fallback:\n{}",
+        b.console
+    );
     assert_eq!(b.fact("root"), "overlay");
     assert_eq!(b.fact("overlay"), fs.name());
     assert_eq!(b.fact("src"), fs.source());
@@ -98,7 +102,12 @@ struct E<'a> {
 }
 
 fn file<'a>(name: &'a str, data: &'a [u8]) -> E<'a> {
-    E { name, typ: b'0', data, link: "" }
+    E {
+        name,
+        typ: b'0',
+        data,
+        link: "",
+    }
 }
 
 /// A gzipped ustar archive of `entries`, as busybox's tar writes one.
@@ -107,7 +116,11 @@ fn tgz(entries: &[E]) -> Vec<u8> {
     for e in entries {
         let mut h = [0u8; 512];
         h[..e.name.len()].copy_from_slice(e.name.as_bytes());
-        let mode = if e.typ == b'5' { "0000755\0" } else { "0000644\0" };
+        let mode = if e.typ == b'5' {
+            "0000755\0"
+        } else {
+            "0000644\0"
+        };
         h[100..108].copy_from_slice(mode.as_bytes());
         h[108..116].copy_from_slice(b"0000000\0");
         h[116..124].copy_from_slice(b"0000000\0");
@@ -154,9 +167,17 @@ fn put(path: &str, bytes: &[u8]) -> String {
 /// the old image (it lacks the new image's `nobody`).
 fn settings() -> Vec<u8> {
     tgz(&[
-        E { name: "etc/config/", typ: b'5', data: b"", link: "" },
+        E {
+            name: "etc/config/",
+            typ: b'5',
+            data: b"",
+            link: "",
+        },
         file("etc/config/network", b"config interface 'lan'\n"),
-        file("etc/passwd", b"root:$1$kept$:0:0:root:/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n"),
+        file(
+            "etc/passwd",
+            b"root:$1$kept$:0:0:root:/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n",
+        ),
     ])
 }
 
@@ -202,9 +223,17 @@ status"#
         ),
     );
     expect_flash(&b2, fs);
-    assert!(b2.fact("junk").contains("No such file"), "reset: {}", b2.console);
+    assert!(
+        b2.fact("junk").contains("No such file"),
+        "reset: {}",
+        b2.console
+    );
     assert!(b2.fact("changed").contains("No such file"));
-    assert_eq!(b2.fact("key"), "key", "fstools' reset leaves hidden directories");
+    assert_eq!(
+        b2.fact("key"),
+        "key",
+        "fstools' reset leaves hidden directories"
+    );
     assert_eq!(b2.fact("status_exit"), "0");
 }
 
@@ -239,7 +268,12 @@ fn openwrt_fstools_jffs2mark_reformats_jffs2() {
     b1.expect("/dev/mtdblock2 will be erased on next mount");
     let (off, _) = flash_partition("rootfs_data");
     assert_eq!(read_bytes(&flash, off, 4), [0xde, 0xad, 0xc0, 0xde]);
-    let b2 = boot_nor(&w, &flash, "", &format!("{FACTS}\nfact f \"$(cat /root/f 2>&1)\""));
+    let b2 = boot_nor(
+        &w,
+        &flash,
+        "",
+        &format!("{FACTS}\nfact f \"$(cat /root/f 2>&1)\""),
+    );
     expect_flash(&b2, Fs::Jffs2);
     b2.expect("overlay-init: rootfs_data: format marker found: erasing /dev/mtd2");
     assert!(b2.fact("f").contains("No such file"));
@@ -262,7 +296,12 @@ fn openwrt_fstools_jffs2mark_reformats_an_unused_ubifs_volume() {
         &format!("{FACTS}\necho mine > /root/f; sync\njffs2mark -y; fact rc $?"),
     );
     expect_flash(&b1, Fs::Ubifs);
-    assert_eq!(b1.fact("rc"), "255", "UBI's one-writer rule: {}", b1.console);
+    assert_eq!(
+        b1.fact("rc"),
+        "255",
+        "UBI's one-writer rule: {}",
+        b1.console
+    );
     let b2 = boot_nor(
         &w,
         &flash,
@@ -272,7 +311,12 @@ fn openwrt_fstools_jffs2mark_reformats_an_unused_ubifs_volume() {
     b2.expect_clean_run();
     assert_eq!(b2.fact("overlay"), "tmpfs");
     assert_eq!(b2.fact("rc"), "0", "{}", b2.console);
-    let b3 = boot_nor(&w, &flash, "", &format!("{FACTS}\nfact f \"$(cat /root/f 2>&1)\""));
+    let b3 = boot_nor(
+        &w,
+        &flash,
+        "",
+        &format!("{FACTS}\nfact f \"$(cat /root/f 2>&1)\""),
+    );
     expect_flash(&b3, Fs::Ubifs);
     b3.expect("UBIFS (ubi0:0): default file-system created");
     assert!(b3.fact("f").contains("No such file"));
@@ -285,7 +329,12 @@ fn openwrt_fstools_jffs2mark_reformats_an_unused_ubifs_volume() {
 fn mount_root_changes_nothing(fs: Fs) {
     let w = Work::new(&format!("owrt-mount-root-{}", fs.name()));
     let flash = flash(&w);
-    let b1 = boot_nor(&w, &flash, fs.first(), &format!("{FACTS}\necho mine > /root/f\n{SETTLE}"));
+    let b1 = boot_nor(
+        &w,
+        &flash,
+        fs.first(),
+        &format!("{FACTS}\necho mine > /root/f\n{SETTLE}"),
+    );
     expect_flash(&b1, fs);
     assert_eq!(b1.fact("fs_state"), "2", "READY from the first boot");
     let b2 = boot_nor(
@@ -312,7 +361,11 @@ fact f "$(cat /root/f)""#
     );
     expect_flash(&b2, fs);
     assert_eq!(b2.fact("fs_state"), "2");
-    assert_eq!(b2.fact("fs_state_id"), b1.fact("fs_state_id"), "not rewritten");
+    assert_eq!(
+        b2.fact("fs_state_id"),
+        b1.fact("fs_state_id"),
+        "not rewritten"
+    );
     let dev = match fs {
         Fs::Jffs2 => "/dev/mtdblock2",
         Fs::Ubifs => "/dev/ubi0_0",
@@ -329,7 +382,11 @@ fact f "$(cat /root/f)""#
         assert_eq!(b2.fact(k), v, "{k}");
     }
     assert_eq!(b2.fact("mounts_after"), b2.fact("mounts_before"));
-    assert_eq!(b2.fact("flash_after"), b2.fact("flash_before"), "flash bytes changed");
+    assert_eq!(
+        b2.fact("flash_after"),
+        b2.fact("flash_before"),
+        "flash bytes changed"
+    );
     assert_eq!(b2.fact("f"), "mine");
 }
 
@@ -394,13 +451,22 @@ fn own_names(fs: Fs) {
     );
     expect_flash(&b3, fs);
     assert!(b3.fact("junk").contains("No such file"));
-    assert_eq!(b3.fact("by_k"), "kept by -k", "-k kept it and the boot restored it");
+    assert_eq!(
+        b3.fact("by_k"),
+        "kept by -k",
+        "-k kept it and the boot restored it"
+    );
     assert!(b3.fact("archive").contains("No such file"));
     assert_eq!(b3.fact("rc"), "0", "{}", b3.console);
 
     let b4 = boot_nor(&w, &flash, "", &format!("{FACTS}\n{VIEW_VS_ROM}"));
     expect_flash(&b4, fs);
-    assert_eq!(b4.fact("diff"), "", "jffs2mark keeps nothing:\n{}", b4.console);
+    assert_eq!(
+        b4.fact("diff"),
+        "",
+        "jffs2mark keeps nothing:\n{}",
+        b4.console
+    );
 }
 
 #[test]
@@ -452,7 +518,10 @@ fn openwrt_own_jffs2mark_reclaims_a_foreign_ubi_volume() {
     flash(&w); // builds rootfs-openwrt.sqfs
     let flash = w.flash(
         "flash-ubi.img",
-        &[("rootfs", &w.path("rootfs-openwrt.sqfs")), ("rootfs_data", &ubi)],
+        &[
+            ("rootfs", &w.path("rootfs-openwrt.sqfs")),
+            ("rootfs_data", &ubi),
+        ],
     );
     let b1 = boot_nor(
         &w,
@@ -465,7 +534,12 @@ fn openwrt_own_jffs2mark_reclaims_a_foreign_ubi_volume() {
     assert_eq!(b1.fact("overlay"), "tmpfs");
     assert_eq!(b1.fact("rc"), "0", "{}", b1.console);
     assert_eq!(b1.fact("head"), "ffffffff", "emptied");
-    let b2 = boot_nor(&w, &flash, "", &format!("{FACTS}\necho new > /root/f && sync && fact write ok"));
+    let b2 = boot_nor(
+        &w,
+        &flash,
+        "",
+        &format!("{FACTS}\necho new > /root/f && sync && fact write ok"),
+    );
     expect_flash(&b2, Fs::Ubifs);
     b2.expect("UBIFS (ubi0:0): default file-system created");
     assert_eq!(b2.fact("write"), "ok");
@@ -482,7 +556,10 @@ fn sysupgrade_restored_once(fs: Fs) {
         &w,
         &flash,
         fs.first(),
-        &format!("{FACTS}\n{}sync", put("/overlay/sysupgrade.tgz", &settings())),
+        &format!(
+            "{FACTS}\n{}sync",
+            put("/overlay/sysupgrade.tgz", &settings())
+        ),
     );
     expect_flash(&b1, fs);
     let b2 = boot_nor(
@@ -534,19 +611,26 @@ fn openwrt_sysupgrade_tgz_survives_a_power_cut_at_each_step() {
     let flash = flash(&w);
     // Many files: the extraction takes long enough to be cut in.
     let names: Vec<String> = (0..300).map(|i| format!("etc/many/f{i:03}")).collect();
-    let mut entries = vec![E { name: "etc/many/", typ: b'5', data: b"", link: "" }];
+    let mut entries = vec![E {
+        name: "etc/many/",
+        typ: b'5',
+        data: b"",
+        link: "",
+    }];
     entries.extend(names.iter().map(|n| file(n, b"restored\n")));
     entries.push(file("etc/config/network", b"config interface 'lan'\n"));
     let b1 = boot_nor(
         &w,
         &flash,
         "",
-        &format!("{FACTS}\n{}{SETTLE}", put("/overlay/sysupgrade.tgz", &tgz(&entries))),
+        &format!(
+            "{FACTS}\n{}{SETTLE}",
+            put("/overlay/sysupgrade.tgz", &tgz(&entries))
+        ),
     );
     expect_flash(&b1, Fs::Jffs2);
-    let check = format!(
-        "{FACTS}\n{RESTORED}\nfact many \"$(cat /etc/many/f* | grep -c restored)\""
-    );
+    let check =
+        format!("{FACTS}\n{RESTORED}\nfact many \"$(cat /etc/many/f* | grep -c restored)\"");
     let expect_restored = |b: &Boot, what: &str| {
         expect_flash(b, Fs::Jffs2);
         assert_eq!(b.fact("network"), "config interface 'lan'", "{what}");
@@ -580,7 +664,11 @@ fn openwrt_sysupgrade_tgz_survives_a_power_cut_at_each_step() {
     eprintln!(
         "figure: restore of 302 entries: {:.0} ms (kernel timestamps); the kill landed {} it ended",
         took * 1000.0,
-        if cut.has("settings restored") { "after" } else { "before" }
+        if cut.has("settings restored") {
+            "after"
+        } else {
+            "before"
+        }
     );
 }
 
@@ -595,9 +683,19 @@ fn openwrt_hostile_sysupgrade_tgz_is_refused_or_contained() {
     let flash = flash(&w);
     let node = tgz(&[
         file("etc/benign", b"b\n"),
-        E { name: "etc/mtd", typ: b'4', data: b"", link: "" },
+        E {
+            name: "etc/mtd",
+            typ: b'4',
+            data: b"",
+            link: "",
+        },
     ]);
-    let b1 = boot_nor(&w, &flash, "", &format!("{FACTS}\n{}sync", put("/overlay/sysupgrade.tgz", &node)));
+    let b1 = boot_nor(
+        &w,
+        &flash,
+        "",
+        &format!("{FACTS}\n{}sync", put("/overlay/sysupgrade.tgz", &node)),
+    );
     expect_flash(&b1, Fs::Jffs2);
 
     let zeros = vec![0u8; 20 << 20];
@@ -615,12 +713,20 @@ fn openwrt_hostile_sysupgrade_tgz_is_refused_or_contained() {
     expect_flash(&b2, Fs::Jffs2);
     let refused = "sysupgrade.tgz not restored: it holds a device node; it is kept as /overlay/sysupgrade.tgz.failed";
     b2.expect(&format!("warning:    {refused}"));
-    assert!(b2.fact("benign").contains("No such file"), "nothing extracted");
+    assert!(
+        b2.fact("benign").contains("No such file"),
+        "nothing extracted"
+    );
     assert_eq!(b2.fact("failed"), "/overlay/sysupgrade.tgz.failed");
     assert_eq!(b2.fact("status_exit"), "0", "still on flash");
 
     let escape = tgz(&[
-        E { name: "etc/esc", typ: b'2', data: b"", link: "/run/overlay-init" },
+        E {
+            name: "etc/esc",
+            typ: b'2',
+            data: b"",
+            link: "/run/overlay-init",
+        },
         file("etc/esc/evil", b"evil\n"),
         file("/abs-file", b"abs\n"),
     ]);
@@ -634,7 +740,9 @@ fn openwrt_hostile_sysupgrade_tgz_is_refused_or_contained() {
         ),
     );
     expect_flash(&b3, Fs::Jffs2);
-    b3.expect("sysupgrade.tgz not restored: gunzip exit 1: not gzip, damaged, or over 16 MiB unpacked");
+    b3.expect(
+        "sysupgrade.tgz not restored: gunzip exit 1: not gzip, damaged, or over 16 MiB unpacked",
+    );
     assert!(b3.fact("big").contains("No such file"));
 
     let b4 = boot_nor(
@@ -651,8 +759,15 @@ status"#
         ),
     );
     expect_flash(&b4, Fs::Jffs2);
-    assert!(b4.fact("evil").contains("No such file"), "nothing written outside the root");
-    assert_ne!(b4.fact("esc"), "symbolic link", "busybox skips a symlink out of the root");
+    assert!(
+        b4.fact("evil").contains("No such file"),
+        "nothing written outside the root"
+    );
+    assert_ne!(
+        b4.fact("esc"),
+        "symbolic link",
+        "busybox skips a symlink out of the root"
+    );
     assert_eq!(b4.fact("abs"), "abs", "an absolute name lands in the root");
     assert_eq!(b4.fact("state"), "1");
     assert_eq!(b4.fact("status_exit"), "0");
@@ -672,7 +787,12 @@ fn openwrt_pending_fs_state_is_finished_as_a_reset() {
         &format!("{FACTS}\necho junk > /root/junk\nln -sfn 1 /overlay/.fs_state\n{SETTLE}"),
     );
     expect_flash(&b1, Fs::Jffs2);
-    let b2 = boot_nor(&w, &flash, "", &format!("{FACTS}\nfact junk \"$(cat /root/junk 2>&1)\""));
+    let b2 = boot_nor(
+        &w,
+        &flash,
+        "",
+        &format!("{FACTS}\nfact junk \"$(cat /root/junk 2>&1)\""),
+    );
     expect_flash(&b2, Fs::Jffs2);
     assert!(b2.fact("junk").contains("No such file"), "{}", b2.console);
     assert_eq!(b2.fact("fs_state"), "2");
@@ -703,10 +823,19 @@ echo stock > /root/stock; sync"#,
     b2.expect_clean_run();
     b2.expect("owrt-preinit: mount_root exit 0");
     assert!(!b2.has("overlay-init: overlay-init"), "a stock boot");
-    assert!(!b2.has("has not been fully initialized"), "no wipe:\n{}", b2.console);
+    assert!(
+        !b2.has("has not been fully initialized"),
+        "no wipe:\n{}",
+        b2.console
+    );
     assert_eq!(b2.fact("root"), "overlay");
     assert_eq!(b2.fact("overlay"), fs.name());
-    assert_eq!(b2.fact("mine"), "mine", "the user's data kept:\n{}", b2.console);
+    assert_eq!(
+        b2.fact("mine"),
+        "mine",
+        "the user's data kept:\n{}",
+        b2.console
+    );
     assert_eq!(b2.fact("key"), "key");
     let b3 = boot_nor(
         &w,
