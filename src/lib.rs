@@ -65,7 +65,9 @@ pub fn main() -> ! {
         "overlay-reset" => reset::cli::main(rest),
         "overlay-wear-monitor" => wear_monitor(rest),
         // OpenWrt's names (fstools): firstboot, jffs2reset, jffs2mark, ...
-        n if openwrt::names::NAMES.contains(&n) => openwrt::names::main(n, rest),
+        n if openwrt::names::lookup(n.as_bytes()).is_some() => {
+            openwrt::names::main(n.as_bytes(), rest)
+        }
         _ => match rest.first().map(String::as_str) {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),

@@ -84,8 +84,16 @@ fn ask(mark: bool) -> bool {
     matches!(std::io::stdin().read(&mut b), Ok(1)) && b == [b'y']
 }
 
-/// Runs `name` (one of [`NAMES`]) with `args`; returns the exit status.
-pub fn main(name: &str, args: &[String]) -> i32 {
+/// The name of [`NAMES`] a role (argv[0]'s last component, bytes) is.
+pub fn lookup(role: &[u8]) -> Option<&'static str> {
+    NAMES.into_iter().find(|n| n.as_bytes() == role)
+}
+
+/// Runs the tool `role` names (one of [`NAMES`]) with `args`; returns the
+/// exit status.
+pub fn main(role: &[u8], args: &[String]) -> i32 {
+    // (Only called for one of NAMES; anything else does nothing, as mount_root.)
+    let name = lookup(role).unwrap_or("mount_root");
     if name == "mount_root" {
         return mount_root(args);
     }
@@ -135,6 +143,14 @@ mod tests {
 
     fn flags(v: &[&str]) -> Option<Flags> {
         parse_flags(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn names_by_role() {
+        assert_eq!(lookup(b"jffs2mark"), Some("jffs2mark"));
+        assert_eq!(lookup(b"firstboot"), Some("firstboot"));
+        assert_eq!(lookup(b"overlay-reset"), None);
+        assert_eq!(lookup(b"mount_root\0"), None);
     }
 
     #[test]
