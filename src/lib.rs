@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod json;
 pub mod kmsg;
 pub mod modules;
+pub mod openwrt;
 pub mod paths;
 pub mod pid1;
 pub mod plan;
@@ -78,6 +79,8 @@ pub fn main() -> ! {
         b"overlay-status" => status::main(&rest),
         b"overlay-reset" => reset::cli::main(&rest),
         b"overlay-wear-monitor" => wear_monitor(&rest),
+        // OpenWrt's names (fstools): firstboot, jffs2reset, jffs2mark, ...
+        n if openwrt::names::lookup(n).is_some() => openwrt::names::main(n, &rest),
         _ => match rest.first().map(String::as_str) {
             Some("status") => status::main(rest.get(1..).unwrap_or(&[])),
             Some("reset") => reset::cli::main(rest.get(1..).unwrap_or(&[])),

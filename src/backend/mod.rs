@@ -12,7 +12,7 @@
 //!
 //! | priority | backend | data | mount |
 //! | --- | --- | --- | --- |
-//! | 1 | [`ubi::Ubi`] | a UBI volume (created on an attached device lacking it) | UBIFS `ubiN:NAME` |
+//! | 1 | [`ubi::Ubi`] | a UBI volume (created on an attached device lacking it) | UBIFS `/dev/ubiN_M` |
 //! | 2 | [`jffs2::Mtd`] | an MTD partition (JFFS2, erased, marked, or UBI to attach) | JFFS2 `mtd:NAME` |
 //! | 3 | [`block::Block`] | a block partition (ext4, f2fs, blank, marked) | `/dev/NAME` |
 //! | 4 | [`tmpfs::Tmpfs`] | RAM | tmpfs |

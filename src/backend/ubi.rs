@@ -2,6 +2,15 @@
 //! UBI volume, mounted as UBIFS. A volume of that name on an attached UBI
 //! device; or an attached device lacking it, to create it on (with all its
 //! free eraseblocks: UBIFS formats the empty volume at its first mount).
+//!
+//! The mount source is the volume's character device, `/dev/ubiN_M`
+//! (UBIFS accepts a volume node as its source): `/proc/self/mountinfo` then
+//! names that device, which is how OpenWrt's tools (fstools
+//! `find_mount_point`: `jffs2reset`, `mount_root`) find the mounted data.
+//! `ubiN:NAME` would show there as itself and match nothing. A volume
+//! created at this boot is given, by UBI, the lowest id no volume of the
+//! device has ([`next_volume_id`]): the plan names it so, and the executor
+//! checks the id `UBI_IOCMKVOL` returns before anything is mounted.
 
 use super::{Backend, Content, Inventory, Location, MountSpec, PrepareEnv, Prepared, Wanted};
 use crate::config::DEFAULT_DATA_NAME;
@@ -160,7 +169,7 @@ pub fn prepare_volume(
         Some(VolumeContent::Ubifs) | None => Ok(Prepared::Ready {
             action: Action::Mount,
             steps: Vec::new(),
-            mount: ubifs(at),
+            mount: ubifs(node(vol.ubi, vol.id)),
             fresh: false,
         }),
         Some(c @ (VolumeContent::Empty | VolumeContent::Unfinished)) => {
@@ -177,11 +186,23 @@ pub fn prepare_volume(
                     lebs: vol.reserved_ebs,
                     why,
                 }],
-                mount: ubifs(at),
+                mount: ubifs(node(vol.ubi, vol.id)),
                 fresh: true,
             })
         }
     }
+}
+
+/// `/dev/ubiN_M`, the mount source of volume M of ubiN.
+fn node(ubi: u32, id: u32) -> String {
+    format!("/dev/ubi{ubi}_{id}")
+}
+
+/// The id UBI gives a volume created with `UBI_VOL_NUM_AUTO` on `dev`: the
+/// lowest one no volume has (drivers/mtd/ubi/vmt.c `ubi_create_volume`
+/// takes the first free slot of its volume table).
+pub fn next_volume_id(dev: &UbiDevice) -> u32 {
+    (0..).find(|id| !dev.volumes.iter().any(|v| v.id == *id)).unwrap_or(0)
 }
 
 /// An attached device that lacks the volume: create it with all the free
@@ -208,7 +229,7 @@ pub fn prepare_device(dev: &UbiDevice, name: &str) -> Result<Prepared, Reason> {
             name: name.into(),
             bytes: dev.free_bytes(),
         }],
-        mount: ubifs(format!("ubi{}:{name}", dev.num)),
+        mount: ubifs(node(dev.num, next_volume_id(dev))),
         fresh: true,
     })
 }
@@ -288,11 +309,11 @@ pub(crate) mod tests {
         let d = dev(0, 1, 0, false, &[]);
         assert_eq!(
             prepare_volume(&d, &vol(|_| {}), Some(VolumeContent::Ubifs)).unwrap(),
-            mount("ubi0:rootfs_data")
+            mount("/dev/ubi0_1")
         );
         assert_eq!(
             prepare_volume(&d, &vol(|_| {}), None).unwrap(),
-            mount("ubi0:rootfs_data"),
+            mount("/dev/ubi0_1"),
             "unreadable: UBIFS decides"
         );
         for (content, why) in [
@@ -314,7 +335,7 @@ pub(crate) mod tests {
                         lebs: 200,
                         why: why.into()
                     }],
-                    mount: ubifs("ubi0:rootfs_data".into()),
+                    mount: ubifs("/dev/ubi0_1".into()),
                     fresh: true,
                 }
             );
@@ -365,10 +386,24 @@ pub(crate) mod tests {
                     name: "rootfs_data".into(),
                     bytes: 240 * 262016
                 }],
-                mount: ubifs("ubi0:rootfs_data".into()),
+                mount: ubifs("/dev/ubi0_0".into()),
                 fresh: true,
             }
         );
+    }
+
+    /// A new volume's mount source is the node UBI will give it: the
+    /// lowest id no volume has (gaps are filled first).
+    #[test]
+    fn a_new_volume_is_mounted_by_the_node_ubi_gives_it() {
+        let source = |vols: &[(&str, u32)]| match prepare_device(&dev(2, 1, 240, false, vols), "rootfs_data") {
+            Ok(Prepared::Ready { mount, .. }) => mount.source,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(source(&[]), "/dev/ubi2_0");
+        assert_eq!(source(&[("kernel", 0), ("rootfs", 1)]), "/dev/ubi2_2");
+        assert_eq!(source(&[("kernel", 0), ("rootfs", 2)]), "/dev/ubi2_1");
+        assert_eq!(source(&[("rootfs", 1)]), "/dev/ubi2_0");
     }
 
     fn inv(mtds: Vec<MtdInfo>, ubis: Vec<UbiDevice>) -> Inventory {

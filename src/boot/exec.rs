@@ -340,7 +340,20 @@ impl<'a> Boot<'a> {
                     "creating UBI volume {name} on ubi{n} ({} KiB)",
                     bytes / 1024
                 );
-                ubi::make_volume(self.sys, *n, name, *bytes)?;
+                let id = ubi::make_volume(self.sys, *n, name, *bytes)?;
+                // The plan mounts the node UBI gives a new volume
+                // (backend/ubi.rs `next_volume_id`); another one is never
+                // mounted in its place.
+                let node = format!("/dev/ubi{n}_{id}");
+                if let Some(fs) = rung.data.as_ref().filter(|fs| fs.device != node) {
+                    return Err(Reason::Mount {
+                        source: fs.device.clone(),
+                        fstype: fs.fstype,
+                        err: std::io::Error::other(format!(
+                            "UBI made the new volume {name} {node}; it is used from the next boot"
+                        )),
+                    });
+                }
             }
             Step::ClearVolume { vol, lebs, why } => {
                 log::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
@@ -561,6 +574,15 @@ impl<'a> Boot<'a> {
             }
             Step::Upgrade(u) => self.upgrade_step(rung, u, cut),
             Step::UpgradeBackground => self.upgrade_background(rung),
+            Step::FsStateReady => {
+                match crate::openwrt::fs_state::set_ready(&self.data_dir(rung)) {
+                    Ok(true) => log::info!("fstools' .fs_state set to READY"),
+                    Ok(false) => {}
+                    Err(e) => self.warn(format!("cannot set fstools' .fs_state: {e}")),
+                }
+            }
+            // Its place is after the overlay's mount (Boot::assemble).
+            Step::RestoreSettings => self.restore_settings = true,
             Step::MountRam { place, size } => {
                 let _ = self.sys.mkdir(&place.at_boot, 0o755);
                 let data = format!("mode=0755,size={size}");

@@ -215,6 +215,8 @@ impl Boot<'_> {
             });
         }
         records.upgrade = Some(self.upgrade_facts(&data));
+        records.fs_state = crate::openwrt::fs_state::read(&data);
+        records.sysupgrade = crate::openwrt::restore::waiting(&data);
         if let Some(w) = &self.wear {
             if w.assessment.decision.writes_flash() {
                 let mut warnings = Vec::new();

@@ -121,6 +121,8 @@ pub struct Boot<'a> {
     upgrade_ids: Vec<crate::upgrade::identity::Identity>,
     /// Lowers left out because they name the data partition.
     lower_conflicts: Vec<String>,
+    /// The plan's `RestoreSettings`: done once the overlay is mounted.
+    restore_settings: bool,
 }
 
 /// One of the kernel filesystems mounted first.
@@ -196,6 +198,7 @@ impl<'a> Boot<'a> {
             failsafe: None,
             upgrade_ids: Vec::new(),
             lower_conflicts: Vec::new(),
+            restore_settings: false,
         }
     }
 
@@ -560,6 +563,9 @@ impl<'a> Boot<'a> {
                 self.fall_back(crate::reason::Reason::OverlayReadOnly);
                 continue;
             }
+            if on_flash && std::mem::take(&mut self.restore_settings) {
+                self.restore_sysupgrade(&newroot);
+            }
             match crate::switch::check_runnable(&self.root.join(&newroot), &self.cfg.init) {
                 Ok(()) => break,
                 // The upper shadows the init: drop it. When no lower has a
@@ -581,6 +587,32 @@ impl<'a> Boot<'a> {
         }
         self.stage_done("overlay");
         Ok(())
+    }
+
+    /// OpenWrt's `sysupgrade.tgz`, restored into the new root through the
+    /// overlay (openwrt/restore.rs: contained, power-safe, once).
+    fn restore_sysupgrade(&mut self, newroot: &Path) {
+        let Some(at) = self
+            .upper
+            .as_ref()
+            .and_then(|u| u.data.as_ref())
+            .filter(|fs| fs.read_write)
+            .map(|fs| fs.place.at_boot.clone())
+        else {
+            return;
+        };
+        let mut cut = crate::reset::boot::PowerCut::new(self.sys, &self.cfg);
+        match crate::openwrt::restore::run(
+            self.sys,
+            &self.root.join(&at),
+            &self.root.join(newroot),
+            &self.root.path(self.mode.rom()),
+            &mut cut,
+        ) {
+            Some(o) if o.is_warning() => self.warn(o.to_string()),
+            Some(o) => log::info!("{o}"),
+            None => {}
+        }
     }
 
     /// Stage 7: enter the new root, keeping the layers at /rom and /overlay.

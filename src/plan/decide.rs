@@ -91,6 +91,10 @@ pub struct Records {
     pub wear_log_due: bool,
     /// The boot counter (read when boot counting is on).
     pub count: Option<CountState>,
+    /// fstools' `.fs_state` (OpenWrt's tools read and write it).
+    pub fs_state: crate::openwrt::fs_state::FsState,
+    /// A `sysupgrade.tgz` (OpenWrt's saved settings) waits to be restored.
+    pub sysupgrade: bool,
     /// The upgrade facts and the identity of each lower, top first; `Err`
     /// when an identity cannot be read (nothing is decided this boot).
     pub upgrade: Option<Result<(merge::Facts, Vec<Identity>), String>>,
@@ -416,13 +420,19 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
             keep: *keep,
         }),
         _ if cfg.reset => Some(ResetStep::FromCommandLine),
+        // A reset fstools began and did not finish (`.fs_state` PENDING).
+        _ if crate::openwrt::fs_state::todo(records.fs_state).reset => {
+            Some(ResetStep::FsToolsPending)
+        }
         PendingReset::Stale(seq) => Some(ResetStep::Stale { seq: *seq }),
         PendingReset::Corrupt => Some(ResetStep::Corrupt),
         PendingReset::None => None,
     };
     let mut wipes = matches!(
         reset,
-        Some(ResetStep::Request { .. } | ResetStep::FromCommandLine)
+        Some(
+            ResetStep::Request { .. } | ResetStep::FromCommandLine | ResetStep::FsToolsPending
+        )
     );
     // The boot counter, before anything is written: a reset removes what
     // may be broken and starts the count again.
@@ -491,6 +501,15 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
         base: fs.place.clone(),
         on_flash: true,
     });
+    // OpenWrt's tools: READY once in use (written only when it changes),
+    // and the settings a sysupgrade saved, restored into the new root once
+    // the overlay is there.
+    if crate::openwrt::fs_state::todo(records.fs_state).write {
+        steps.push(Step::FsStateReady);
+    }
+    if records.sysupgrade {
+        steps.push(Step::RestoreSettings);
+    }
     if records.wear_log_due {
         steps.push(Step::WearLog);
     }

@@ -207,6 +207,11 @@ pub enum Step {
     /// Fork the background job of the upgrade handling: the manifest of
     /// a new image, the check of an image without one.
     UpgradeBackground,
+    /// `ln -sfn 2 .fs_state`, atomically: fstools' READY.
+    FsStateReady,
+    /// Restore OpenWrt's `sysupgrade.tgz` into the new root (once the
+    /// overlay is mounted, before the switch), then remove it.
+    RestoreSettings,
 }
 
 /// The firmware-upgrade steps, from `upgrade::merge::decide`.
@@ -235,6 +240,10 @@ pub enum ResetStep {
     Stale { seq: u64 },
     /// A request that does not check out: report it, remove it, wipe nothing.
     Corrupt,
+    /// fstools' `.fs_state` says PENDING (a reset it began, cut short):
+    /// record a request with the root's keep list and `/sysupgrade.tgz`,
+    /// then carry it out.
+    FsToolsPending,
     /// `overlay.upgrade=reset` on a new image: record a request with the
     /// root's keep list (unless one is pending), then carry it out.
     ForUpgrade,
@@ -274,6 +283,8 @@ impl Step {
             | Step::CountBoot { .. }
             | Step::Upgrade(_)
             | Step::UpgradeBackground
+            | Step::FsStateReady
+            | Step::RestoreSettings
             | Step::WearLog => Write::Data,
         }
     }
@@ -341,6 +352,9 @@ impl fmt::Display for Step {
                 ResetStep::Stale { seq } => write!(f, "# remove the finished request #{seq}"),
                 ResetStep::Corrupt => write!(f, "# remove the unusable reset request"),
                 ResetStep::ForUpgrade => write!(f, "# factory reset (overlay.upgrade=reset)"),
+                ResetStep::FsToolsPending => {
+                    write!(f, "# factory reset (fstools' .fs_state says PENDING)")
+                }
             },
             Step::DeleteTrash { budget } => write!(
                 f,
@@ -388,6 +402,8 @@ impl fmt::Display for Step {
             Step::UpgradeBackground => {
                 write!(f, "# in the background: the images' manifests and checks")
             }
+            Step::FsStateReady => write!(f, "ln -sfn 2 .fs_state"),
+            Step::RestoreSettings => write!(f, "# restore sysupgrade.tgz into the new root"),
         }
     }
 }

@@ -240,6 +240,8 @@ pub fn records(s: Situation) -> Records {
         } else {
             PendingReset::None
         },
+        // A system overlay-init booted before: fstools' state is READY.
+        fs_state: crate::openwrt::fs_state::FsState::Ready,
         count: (s == Situation::CountExceeded).then_some(
             crate::recovery::bootcount::CountState::Ok(crate::recovery::bootcount::CountRecord {
                 seq: 3,
@@ -321,6 +323,8 @@ fn name(s: &Step) -> &'static str {
         Step::CountBoot { .. } => "count",
         Step::Upgrade(_) => "upgrade",
         Step::UpgradeBackground => "upgrade-bg",
+        Step::FsStateReady => "fs_state",
+        Step::RestoreSettings => "restore",
     }
 }
 
@@ -614,4 +618,32 @@ fn the_steps_read_as_shell_commands() {
             "mkdir /run/overlay-init/ram/upper /run/overlay-init/ram/work",
         ]
     );
+}
+
+/// fstools' `.fs_state`: PENDING (a reset fstools was cut short in) is
+/// finished as a reset (keeping sysupgrade.tgz), then READY is written;
+/// READY writes nothing; unknown writes READY once.
+#[test]
+fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
+    use crate::openwrt::fs_state::FsState;
+    let cfg = Config::default();
+    let (plan, _) = whole(Mode::Pivot, U::Jffs2, S::Normal);
+    for (state, want) in [
+        (FsState::Pending, vec!["remount-rw", "reset", "trash", "dirs", "fs_state"]),
+        (FsState::Ready, vec!["remount-rw", "dirs"]),
+        (FsState::Unknown, vec!["remount-rw", "dirs", "fs_state"]),
+    ] {
+        let r = Records {
+            fs_state: state,
+            ..Records::default()
+        };
+        let decide::DataPlan::Steps(steps) = decide::data(&cfg, &plan.upper, r).unwrap() else {
+            panic!()
+        };
+        let got: Vec<&str> = steps.iter().filter(|s| s.writes() != Write::None).map(name).collect();
+        assert_eq!(got, want, "{state:?}");
+        if state == FsState::Pending {
+            assert!(steps.contains(&Step::Reset(super::ResetStep::FsToolsPending)));
+        }
+    }
 }

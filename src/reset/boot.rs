@@ -84,16 +84,24 @@ pub fn carry_out(
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
         }
-        (ResetStep::FromCommandLine | ResetStep::ForUpgrade, p)
+        (ResetStep::FromCommandLine | ResetStep::ForUpgrade | ResetStep::FsToolsPending, p)
             if !matches!(p, Pending::Request(_)) =>
         {
-            let keep = keep_list(&data.join("upper"), rom, warnings);
+            let mut keep = keep_list(&data.join("upper"), rom, warnings);
+            if *step == ResetStep::FsToolsPending {
+                keep.push(crate::openwrt::fs_state::KEEP_ON_PENDING.into());
+            }
             let req = area
                 .write_request(keep)
                 .map_err(|e| format!("cannot record the reset request: {e}"))?;
             if *step == ResetStep::ForUpgrade {
                 log::warn!(
                     "factory reset #{} for the new image (overlay.upgrade=reset)",
+                    req.seq
+                );
+            } else if *step == ResetStep::FsToolsPending {
+                log::warn!(
+                    "factory reset #{}: fstools began one and was cut short (.fs_state PENDING): finishing it",
                     req.seq
                 );
             } else {

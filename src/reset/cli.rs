@@ -19,7 +19,7 @@ pub const DRY_RUN_LIMITS: Limits = Limits {
     deadline: None,
 };
 
-const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--dry-run] [--cancel]
+const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--keep-none] [--dry-run] [--cancel]
        overlay-reset --format [-y] [--no-reboot]
 
 Factory reset: at the next boot, everything in the writable layer (the upper
@@ -32,6 +32,7 @@ boot finishes it at the next boot, and a finished reset is never repeated.
   --keep PATH    keep PATH (absolute; a glob like /etc/dropbear/* works) through
                  the reset; repeatable. Added to the keep list in
                  /etc/overlay-reset.keep (one path or glob a line, # comments)
+  --keep-none    do not read /etc/overlay-reset.keep: keep only what --keep names
   --dry-run      list what would be removed and what kept; change nothing
   --cancel       withdraw a pending reset
   --format       reclaim a data partition that holds something unrecognised
@@ -52,6 +53,7 @@ struct Args {
     dry_run: bool,
     cancel: bool,
     format: bool,
+    keep_none: bool,
     keep: Vec<String>,
 }
 
@@ -65,6 +67,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--dry-run" | "-n" => a.dry_run = true,
             "--cancel" => a.cancel = true,
             "--format" => a.format = true,
+            "--keep-none" => a.keep_none = true,
             "--keep" => {
                 let p = it.next().ok_or("--keep needs a path")?;
                 validate_pattern(p).map_err(|e| format!("--keep {p}: {e}"))?;
@@ -74,10 +77,10 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if a.cancel && (a.dry_run || !a.keep.is_empty()) {
+    if a.cancel && (a.dry_run || a.keep_none || !a.keep.is_empty()) {
         return Err("--cancel takes no other option".into());
     }
-    if a.format && (a.cancel || a.dry_run || !a.keep.is_empty()) {
+    if a.format && (a.cancel || a.dry_run || a.keep_none || !a.keep.is_empty()) {
         return Err("--format takes only -y and --no-reboot".into());
     }
     Ok(Some(a))
@@ -103,18 +106,9 @@ pub fn main(args: &[String]) -> i32 {
     if !rustix::process::geteuid().is_root() {
         return refuse("must be run as root");
     }
-    let state = match crate::fsio::read_path(Path::new(paths::STATE_FILE), MAX_STATE_FILE)
-        .map_err(|e| e.to_string())
-        .and_then(|b| b.ok_or_else(|| "no such file".to_string()))
-        .and_then(|b| BootState::parse(&String::from_utf8_lossy(&b)).map_err(|e| e.to_string()))
-    {
+    let state = match read_state() {
         Ok(s) => s,
-        Err(e) => {
-            return refuse(&format!(
-                "cannot read {}: {e} (was this system booted by overlay-init?)",
-                paths::STATE_FILE
-            ))
-        }
+        Err(e) => return refuse(&e),
     };
     if a.format {
         return format(&a, &state);
@@ -147,7 +141,12 @@ pub fn main(args: &[String]) -> i32 {
         };
     }
     // Read like a record: a regular file (a FIFO would block), bounded.
-    let mut keep = match crate::fsio::read_path(Path::new(KEEP_FILE), MAX_KEEP_FILE) {
+    let read = if a.keep_none {
+        Ok(None)
+    } else {
+        crate::fsio::read_path(Path::new(KEEP_FILE), MAX_KEEP_FILE)
+    };
+    let mut keep = match read {
         Ok(None) => Vec::new(),
         Ok(Some(b)) => match std::str::from_utf8(&b) {
             Err(_) => return refuse(&format!("{KEEP_FILE}: not UTF-8")),
@@ -194,6 +193,20 @@ pub fn main(args: &[String]) -> i32 {
     reboot("the reset")
 }
 
+/// This boot's state (/run/overlay-init/state); `Err` says why there is none.
+pub fn read_state() -> Result<BootState, String> {
+    crate::fsio::read_path(Path::new(paths::STATE_FILE), MAX_STATE_FILE)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.ok_or_else(|| "no such file".to_string()))
+        .and_then(|b| BootState::parse(&String::from_utf8_lossy(&b)).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e} (was this system booted by overlay-init?)",
+                paths::STATE_FILE
+            )
+        })
+}
+
 /// Asks on the terminal unless `yes`. `Err` is why not to go on.
 fn confirm(yes: bool, question: &str) -> Result<(), &'static str> {
     if yes {
@@ -237,11 +250,11 @@ fn format(a: &Args, state: &BootState) -> i32 {
         Err(e) => return refuse(&e),
     };
     let dev = match &target {
-        Target::Mtd(d) | Target::Block(d) => d.display().to_string(),
+        Target::Mtd(d) | Target::Block(d) | Target::Ubi(d, _) => d.display().to_string(),
     };
     if let Err(e) = confirm(
         a.yes,
-        &format!("Erase everything on {dev} at the next boot?"),
+        &format!("Erase everything on {dev} (the next boot formats it)?"),
     ) {
         return refuse(e);
     }
@@ -395,5 +408,9 @@ mod tests {
         assert!(args(&["--keep", "/etc/../x"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert!(args(&["--cancel", "--dry-run"]).is_err());
+        let a = args(&["-y", "--keep-none", "--keep", "/sysupgrade.tgz"]).unwrap().unwrap();
+        assert!(a.keep_none && a.yes);
+        assert!(args(&["--format", "--keep-none"]).is_err());
+        assert!(args(&["--cancel", "--keep-none"]).is_err());
     }
 }

@@ -3,7 +3,10 @@
 //! such a partition on its own, and boots on tmpfs saying why). It writes
 //! OpenWrt's `0xdeadc0de` "format me" marker at the start of the partition;
 //! the next boot sees the marker, formats (a block partition with the
-//! lower's mkfs, an MTD partition by erasing it for JFFS2) and uses it.
+//! lower's mkfs, an MTD partition by erasing it for JFFS2) and uses it. A
+//! UBI volume is emptied instead (every LEB unmapped, as fstools' `jffs2mark`
+//! empties it with a zero-byte volume update): the next boot finds no UBIFS
+//! on it and UBIFS formats it at the mount.
 //! Only while the partition is not mounted: this boot must be on RAM.
 
 use crate::backend::{self, Location};
@@ -19,6 +22,8 @@ use std::path::PathBuf;
 pub enum Target {
     Mtd(PathBuf),
     Block(PathBuf),
+    /// A UBI volume's node and its LEBs.
+    Ubi(PathBuf, u64),
 }
 
 /// The data partition this system boots with, as the pre-init finds it:
@@ -39,9 +44,10 @@ pub fn target_of(loc: &Location) -> Result<Target, String> {
             Err(format!("mtd{} ({}) is read-only", mtd.index, mtd.name))
         }
         Location::Mtd { mtd, .. } => Ok(Target::Mtd(mtd.node())),
-        Location::UbiVolume { .. } | Location::UbiDevice { .. } => Err(format!(
-            "{} is a UBI volume: remove and recreate it (ubirmvol, ubimkvol) to reclaim it",
-            loc.describe()
+        Location::UbiVolume { volume, .. } => Ok(Target::Ubi(volume.node(), volume.reserved_ebs)),
+        Location::UbiDevice { device, volume } => Err(format!(
+            "there is no volume {volume} on ubi{}: the next boot creates it",
+            device.num
         )),
         Location::Block(d) => Ok(Target::Block(d.node.clone())),
         Location::Ram => Err("this system is set to boot without a flash upper".into()),
@@ -53,6 +59,9 @@ pub fn target_of(loc: &Location) -> Result<Target, String> {
 pub fn write_marker(t: &Target) -> Result<(), String> {
     match t {
         Target::Mtd(dev) => jffs2::write_format_marker(&LinuxSys, dev).map_err(|e| e.to_string()),
+        Target::Ubi(vol, lebs) => {
+            crate::flash::ubi::clear_volume(&LinuxSys, vol, *lebs).map_err(|e| e.to_string())
+        }
         Target::Block(dev) => {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -85,4 +94,30 @@ pub fn in_use(state: &BootState) -> Option<String> {
                 paths::OVERLAY
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ubi::tests::dev;
+
+    /// A UBI volume is reclaimed by emptying it (jffs2mark on UBI); a
+    /// missing one has nothing to reclaim.
+    #[test]
+    fn ubi_targets() {
+        let d = dev(0, 2, 0, false, &[("rootfs_data", 1)]);
+        let loc = Location::UbiVolume {
+            device: d.clone(),
+            volume: d.volumes[0].clone(),
+        };
+        assert_eq!(target_of(&loc), Ok(Target::Ubi("/dev/ubi0_1".into(), 200)));
+        let loc = Location::UbiDevice {
+            device: d,
+            volume: "data".into(),
+        };
+        assert_eq!(
+            target_of(&loc),
+            Err("there is no volume data on ubi0: the next boot creates it".into())
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod debian;
 mod harness;
 mod badinput;
 mod nor;
+mod openwrt;
 mod plan;
 mod recovery;
 mod pid1;

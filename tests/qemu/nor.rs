@@ -54,7 +54,7 @@ impl Fs {
     fn source(self) -> &'static str {
         match self {
             Fs::Jffs2 => "mtd:rootfs_data",
-            Fs::Ubifs => "ubi0:rootfs_data",
+            Fs::Ubifs => "/dev/ubi0_0",
         }
     }
 
@@ -256,7 +256,7 @@ echo persisted > /root/f && sync && fact write ok"#
     b1.expect("overlay-init: data on raw flash: ubi0:rootfs_data (to be created)");
     b1.expect("overlay-init: creating UBI volume rootfs_data on ubi0 (");
     b1.expect("UBIFS (ubi0:0): default file-system created");
-    b1.expect("persistent: yes, changes are saved on ubi0:rootfs_data (ubifs)");
+    b1.expect("persistent: yes, changes are saved on /dev/ubi0_0 (ubifs)");
     expect_flash_upper(&b1, Fs::Ubifs);
     assert_eq!(b1.fact("vol"), "rootfs_data");
     assert_eq!(b1.fact("vols"), "1");

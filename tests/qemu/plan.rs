@@ -65,7 +65,7 @@ status"#,
     );
     b2.expect_clean_run();
     assert!(!b2.has("FATAL"), "{}", b2.console);
-    b2.expect("flash protected: ubi0:rootfs_data is read-only at /overlay");
+    b2.expect("flash protected: /dev/ubi0_0 is read-only at /overlay");
     b2.expect("lowerdir=/run/overlay-init/overlay/upper:/,upperdir=/run/overlay-init/ram/upper");
     assert_eq!(b2.fact("f"), "mine", "the user's file is visible");
     assert!(
@@ -76,7 +76,7 @@ status"#,
     assert_eq!(b2.fact("flash_writable"), "no");
     assert_eq!(b2.fact("new"), "new", "new files go to RAM");
     assert_eq!(b2.fact("status_exit"), "2");
-    b2.expect("lower 0:    ubi0:rootfs_data (ubifs, extra) at /overlay/upper");
+    b2.expect("lower 0:    /dev/ubi0_0 (ubifs, extra) at /overlay/upper");
     assert_eq!(
         data_bytes(&flash),
         before,

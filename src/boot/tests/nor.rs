@@ -238,7 +238,7 @@ fn ubi_on_mtd_is_attached_and_gets_a_volume() {
     assert_eq!(
         b.state.upper,
         Upper::Flash {
-            device: "ubi0:rootfs_data".into(),
+            device: "/dev/ubi0_0".into(),
             fstype: "ubifs".into()
         }
     );
@@ -262,6 +262,26 @@ fn ubi_on_mtd_is_attached_and_gets_a_volume() {
             },
         ]
     );
+}
+
+/// The plan mounts `/dev/ubi0_0`, the id UBI gives the first volume; a
+/// kernel that numbers it otherwise gets no mount of the wrong volume: the
+/// boot runs on RAM, saying so, and the next boot finds the volume by name.
+#[test]
+fn a_new_volume_numbered_otherwise_is_not_mounted() {
+    let n = Nor::new("", &ubi_image());
+    n.kernel_attaches(240, &[]);
+    n.sys.ubi_vol_id.set(3);
+    let b = n.boot();
+    assert_eq!(
+        reason(&b),
+        "cannot mount /dev/ubi0_0 (ubifs): UBI made the new volume rootfs_data /dev/ubi0_3; it is used from the next boot"
+    );
+    assert!(!n
+        .sys
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "ubifs")));
 }
 
 #[test]
@@ -397,7 +417,7 @@ fn a_worn_ubi_volume_is_protected_in_pivot_mode() {
     assert_eq!(flash_writes(&n.sys), [], "protect writes nothing");
     b.switch().unwrap();
     assert_eq!(b.state.lowers[0].mountpoint, "/overlay/upper");
-    assert_eq!(b.state.lowers[0].device, "ubi0:rootfs_data");
+    assert_eq!(b.state.lowers[0].device, "/dev/ubi0_1");
 }
 
 /// UBI erase-count headers (count 5) on every block of the partition.
