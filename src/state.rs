@@ -170,8 +170,9 @@ impl BootState {
         matches!(self.upper, Upper::Flash { .. })
     }
 
-    /// The flash upper's device name as sysfs names it (`vda2` of
-    /// `/dev/vda2`, `ubi0:rootfs_data` as it is): what the wear sources are
+    /// The flash upper's device name as sysfs names it (`vda2`, `mtd2`,
+    /// `ubi0`: the backend's answer, `data_sysfs`; a state written before it
+    /// existed gives the device's last component): what the wear sources are
     /// keyed by. `None` when the upper is not on flash.
     pub fn data_dev(&self) -> Option<&str> {
         match &self.upper {

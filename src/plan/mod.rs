@@ -431,7 +431,7 @@ pub struct UpperPlan {
 /// The data filesystem of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataFs {
-    /// `/dev/vda2`, `mtd:rootfs_data`, `ubi0:rootfs_data`.
+    /// `/dev/vda2`, `mtd:rootfs_data`, `/dev/ubi0_0`.
     pub device: String,
     pub fstype: &'static str,
     /// Where it is mounted.

@@ -163,7 +163,7 @@ impl Fs {
         match self {
             Fs::Ext4 => "overlay-init: upper: /dev/vda2 (ext4) at /overlay",
             Fs::Jffs2 => "overlay-init: upper: mtd:rootfs_data (jffs2) at /overlay",
-            Fs::Ubifs => "overlay-init: upper: ubi0:rootfs_data (ubifs) at /overlay",
+            Fs::Ubifs => "overlay-init: upper: /dev/ubi0_0 (ubifs) at /overlay",
         }
     }
 
