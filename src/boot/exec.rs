@@ -41,6 +41,22 @@ fn write_intent(node: &Path, on: bool) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// The long operations: what the watchdog's feeding is measured over (and
+/// the test build's `overlay.test_slow=` stretches).
+fn is_long(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Mkfs { .. }
+            | Step::Fsck { .. }
+            | Step::Erase { .. }
+            | Step::CreateVolume { .. }
+            | Step::ClearVolume { .. }
+            | Step::Reset(_)
+            | Step::DeleteTrash { .. }
+            | Step::Upgrade(crate::plan::UpgradeStep::Merge(_))
+    )
+}
+
 /// A rung failed with `err`; `prev` is the reason the rung itself ran for.
 fn combine(prev: Option<Reason>, err: Reason) -> Reason {
     match (prev, err) {
@@ -168,8 +184,9 @@ impl<'a> Boot<'a> {
                     self.state.recovery.failsafe = Some(why.to_string());
                     self.failsafe = Some(why.clone());
                 }
-                self.state.recovery.failsafe_data =
-                    data.as_ref().map(|fs| (fs.device.clone(), fs.fstype.to_string()));
+                self.state.recovery.failsafe_data = data
+                    .as_ref()
+                    .map(|fs| (fs.device.clone(), fs.fstype.to_string()));
                 Upper::Tmpfs { reason, size }
             }
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },
@@ -288,12 +305,24 @@ impl<'a> Boot<'a> {
             }
             _ => log::info!("{step}"),
         }
+        // A long operation: the longest interval between two feeds of the
+        // watchdog during it is logged (measured from its start), and the
+        // test build stretches it (the watchdog tests): a child (mkfs,
+        // fsck) sleeps before it runs, so that the child wait feeds;
+        // the others are followed by the stretch, fed as they feed.
+        let long = is_long(step);
+        if long {
+            crate::recovery::watchdog::with_feeder(|f| {
+                let _ = f.take_longest_gap();
+            });
+        }
         self.run_step_inner(rung, step, cut)?;
-        if step.writes() == crate::plan::Write::Data {
-            // A long operation: stretched in the test build (the watchdog
-            // tests), and the longest interval between two feeds logged.
+        if long {
             #[cfg(feature = "test-hooks")]
-            if let Some(d) = self.cfg.test_slow {
+            if let (Some(d), false) = (
+                self.cfg.test_slow,
+                matches!(step, Step::Mkfs { .. } | Step::Fsck { .. }),
+            ) {
                 log::warn!(
                     "test hook: stretching `{step}` by {} ms",
                     crate::state::WholeMillis(d)
@@ -364,10 +393,15 @@ impl<'a> Boot<'a> {
                         err,
                     });
                 }
-                match self.run_in_lower(block::mkfs_argv(fstype, prog, device)) {
+                let argv = block::mkfs_argv(fstype, prog, device);
+                #[cfg(feature = "test-hooks")]
+                let argv = crate::recovery::watchdog::slow_child(argv, self.cfg.test_slow);
+                match self.run_in_lower(argv) {
                     Ok(0) => {
                         if let Err(e) = write_intent(&node, false) {
-                            self.warn(format!("{device}: cannot remove the format's intent tag: {e}"));
+                            self.warn(format!(
+                                "{device}: cannot remove the format's intent tag: {e}"
+                            ));
                         }
                     }
                     Ok(code) => {
@@ -387,7 +421,10 @@ impl<'a> Boot<'a> {
                 due,
             } => {
                 log::info!("{device}: {due}: checking");
-                match self.run_in_lower(block::fsck_argv(fstype, prog, device)) {
+                let argv = block::fsck_argv(fstype, prog, device);
+                #[cfg(feature = "test-hooks")]
+                let argv = crate::recovery::watchdog::slow_child(argv, self.cfg.test_slow);
+                match self.run_in_lower(argv) {
                     Err(e) => self.warn(format!(
                         "cannot run {prog}: {e}; mounting {device} unchecked"
                     )),

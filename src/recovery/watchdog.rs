@@ -603,6 +603,27 @@ pub fn test_slow(feeder: &mut Feeder, total: Duration) {
     feeder.feed();
 }
 
+/// Test build only: a child (mkfs, fsck) stretched by `slow`
+/// (`overlay.test_slow=`): run as `sh -c 'sleep S; exec "$@"' sh ARGV...`,
+/// so that the boot's own child wait is what feeds the watchdog meanwhile.
+#[cfg(feature = "test-hooks")]
+pub fn slow_child(argv: Vec<String>, slow: Option<Duration>) -> Vec<String> {
+    let Some(d) = slow else { return argv };
+    log::warn!(
+        "test hook: stretching `{}` by {} ms (the child sleeps first)",
+        argv.join(" "),
+        crate::state::WholeMillis(d)
+    );
+    let mut v: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("sleep {}; exec \"$@\"", d.as_secs()),
+        "sh".into(),
+    ];
+    v.extend(argv);
+    v
+}
+
 /// A fake watchdog for tests: records the (fake) time of each feed.
 #[cfg(test)]
 pub mod fake {
