@@ -389,7 +389,7 @@ impl Config {
                 let (step, n) = s.split_once(':').unwrap_or((s, "1"));
                 // The reset's steps (reset/wipe.rs), the upgrade merge's
                 // (upgrade/merge.rs, prefixed), the boot counter's.
-                const STEPS: [&str; 13] = [
+                const STEPS: [&str; 17] = [
                     "keep",
                     "trash",
                     "fresh",
@@ -403,6 +403,10 @@ impl Config {
                     "upgrade-last",
                     "upgrade-state",
                     "upgrade-done",
+                    "count-write",
+                    "count-sync",
+                    "mark-write",
+                    "mark-sync",
                 ];
                 if !STEPS.contains(&step) {
                     return Err(format!("unknown step (one of {})", STEPS.join(", ")));

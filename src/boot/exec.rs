@@ -590,7 +590,8 @@ impl<'a> Boot<'a> {
             }
             Step::CountBoot { restart } => {
                 let data = self.data_dir(rung);
-                match crate::recovery::bootcount::count_boot(&data, *restart) {
+                let hook = &mut |s: &str| cut.changed(s);
+                match crate::recovery::bootcount::count_boot_with(&data, *restart, hook) {
                     Ok(rec) => self.state.recovery.boot_count = Some(rec.attempts),
                     Err(e) => self.warn(format!("boot counter: {e}; this boot is not counted")),
                 }
