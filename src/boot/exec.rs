@@ -305,42 +305,26 @@ impl<'a> Boot<'a> {
             }
             _ => log::info!("{step}"),
         }
-        // A long operation: the longest interval between two feeds of the
-        // watchdog during it is logged (measured from its start), and the
-        // test build stretches it (the watchdog tests): a child (mkfs,
-        // fsck) sleeps before it runs, so that the child wait feeds;
-        // the others are followed by the stretch, fed as they feed.
-        let long = is_long(step);
-        if long {
-            crate::recovery::watchdog::with_feeder(|f| {
-                let _ = f.take_longest_gap();
-            });
-        }
         self.run_step_inner(rung, step, cut)?;
-        if long {
-            #[cfg(feature = "test-hooks")]
-            if let (Some(d), false) = (
-                self.cfg.test_slow,
-                matches!(step, Step::Mkfs { .. } | Step::Fsck { .. }),
-            ) {
-                log::warn!(
-                    "test hook: stretching `{step}` by {} ms",
-                    crate::state::WholeMillis(d)
-                );
-                crate::recovery::watchdog::with_feeder(|f| {
-                    crate::recovery::watchdog::test_slow(f, d)
-                });
-            }
-            let gap = crate::recovery::watchdog::with_feeder(|f| {
-                f.active().then(|| f.take_longest_gap())
-            });
-            if let Some(g) = gap {
-                log::info!(
-                    "watchdog: longest interval between feeds during `{step}`: {} ms",
-                    crate::state::WholeMillis(g)
-                );
-            }
+        // A long operation: the longest interval between two feeds of the
+        // watchdog during it is logged (measured from the end of the step
+        // before), and the test build stretches it (the watchdog tests): a
+        // child (mkfs, fsck) sleeps before it runs, so that the child wait
+        // feeds; the others are followed by the stretch, fed as they feed.
+        let long = is_long(step);
+        #[cfg(feature = "test-hooks")]
+        if let (Some(d), true, false) = (
+            self.cfg.test_slow,
+            long,
+            matches!(step, Step::Mkfs { .. } | Step::Fsck { .. }),
+        ) {
+            log::warn!(
+                "test hook: stretching `{step}` by {} ms",
+                crate::state::WholeMillis(d)
+            );
+            crate::recovery::watchdog::with_feeder(|f| crate::recovery::watchdog::test_slow(f, d));
         }
+        crate::recovery::watchdog::log_longest_gap(step, long);
         Ok(())
     }
 

@@ -576,6 +576,21 @@ pub fn with_feeder<R>(f: impl FnOnce(&mut Feeder) -> R) -> R {
     })
 }
 
+/// After each step of the boot: logs the longest interval between two
+/// feeds since the step before, when `long` (a long operation) and a
+/// watchdog is fed, and starts the next measurement. Out of line: the
+/// executor's step loop stays small.
+#[inline(never)]
+pub fn log_longest_gap(what: &dyn fmt::Display, long: bool) {
+    let gap = with_feeder(|f| f.active().then(|| f.take_longest_gap()));
+    if let (Some(g), true) = (gap, long) {
+        log::info!(
+            "watchdog: longest interval between feeds during `{what}`: {} ms",
+            crate::state::WholeMillis(g)
+        );
+    }
+}
+
 /// Takes the feeder out (for the hand-over).
 pub fn take() -> Option<Feeder> {
     FEEDER.with(|c| c.borrow_mut().take())
