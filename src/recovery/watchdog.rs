@@ -591,6 +591,19 @@ pub fn log_longest_gap(what: &dyn fmt::Display, long: bool) {
     }
 }
 
+/// In a child forked to work in the background (`Sys::background`: the
+/// upgrade's manifest, an erase or a trash deletion that outlives the
+/// boot): closes this process's copy of the watchdog. Kept, the child
+/// would feed it (a hung pre-init kept alive by its own background job)
+/// and hold the device open after the hand-over, so that the real init
+/// could not open it (EBUSY; found in QEMU: busybox `watchdog` started by
+/// the init failed while the upgrade's manifest was being computed, and
+/// the board was reset) and the kernel's release, with its last ping,
+/// came only when the child exited.
+pub fn leave_in_child() {
+    drop(take());
+}
+
 /// Takes the feeder out (for the hand-over).
 pub fn take() -> Option<Feeder> {
     FEEDER.with(|c| c.borrow_mut().take())
