@@ -772,6 +772,20 @@ sleep 60
 fact survived yes
 "#;
 
+/// The script of a boot whose init feeds the watchdog it was handed (as
+/// procd or systemd would): busybox `watchdog`, then twice the timeout.
+const INIT_FEEDS: &str = r#"
+if watchdog -T 5 -t 1 /dev/watchdog0; then fact feeder started; fi
+sleep 12
+fact survived yes
+"#;
+
+/// The init took the watchdog over and the system stayed up.
+fn assert_init_feeds_it(b: &crate::harness::Boot) {
+    assert_eq!(b.fact("feeder"), "started", "the init can open it");
+    assert_eq!(b.fact("survived"), "yes");
+}
+
 /// Asserts that the board was reset by the watchdog handed to an init that
 /// never feeds it (timeout `secs`), within a few timeouts of the hand-over.
 fn assert_reset_after_hand_over(d: &Driven, dev: &str, secs: u32) {
@@ -856,6 +870,39 @@ fn softdog_guards_a_slow_first_boot_and_resets_an_init_that_never_feeds_it() {
         mkfs.1
     );
     assert_reset_after_hand_over(&d, "/dev/watchdog0", WDT_SECS);
+
+    // The boot after that reset: the journal needs recovery (fsck), and a
+    // factory reset from the command line with its deletion, each
+    // stretched past three timeouts; then the init's own feeder (busybox
+    // `watchdog`) opens the device the pre-init handed over, and the
+    // system stays up.
+    let append = format!(
+        "overlay.watchdog=/dev/watchdog0:{WDT_SECS} overlay.test_slow={SLOW_SECS} overlay.reset=1"
+    );
+    let run = Run {
+        append: &append,
+        timeout: 200,
+        ..Run::disk(&disk)
+    };
+    let d = drive(&w, &run, INIT_FEEDS);
+    let b = &d.boot;
+    b.expect_clean_run();
+    b.expect("journal needs recovery");
+    b.expect("test hook: stretching `/sbin/e2fsck");
+    b.expect("test hook: stretching `# factory reset (command line)`");
+    let gaps = feed_gaps(b);
+    eprintln!("softdog ({WDT_SECS} s): longest intervals between feeds: {gaps:?}");
+    for op in ["e2fsck", "# factory reset", "# delete the reset trash"] {
+        let (_, ms) = gaps
+            .iter()
+            .find(|(o, _)| o.contains(op))
+            .unwrap_or_else(|| panic!("no interval logged for {op}:\n{}", b.console));
+        assert!(
+            *ms < u64::from(WDT_SECS) * 1000,
+            "{op}: {ms} ms between two feeds"
+        );
+    }
+    assert_init_feeds_it(b);
 }
 
 /// A pre-init that hangs (test build: `overlay.test_hang=1`, after the
@@ -940,6 +987,40 @@ fn i6300esb_guards_a_slow_erase_and_resets_an_init_that_never_feeds_it() {
     );
     assert_eq!(b.fact("overlay"), "jffs2", "the erased partition is used");
     assert_reset_after_hand_over(&d, "/dev/watchdog0", WDT_SECS);
+
+    // UBI: the kernel attaches a blank partition (ubi.mtd=), the pre-init
+    // creates the volume, stretched past three timeouts; the init's own
+    // feeder takes the watchdog over.
+    let flash = w.flash("ubi.img", &[]);
+    let append = format!(
+        "ubi.mtd=rootfs_data overlay.watchdog=/dev/watchdog0:{WDT_SECS} overlay.test_slow={SLOW_SECS}"
+    );
+    let run = Run {
+        append: &append,
+        qemu: esb(),
+        timeout: 200,
+        ..Run::nor(&flash)
+    };
+    let d = drive(
+        &w,
+        &run,
+        &format!("fact overlay \"$(fstype /overlay)\"\n{INIT_FEEDS}"),
+    );
+    let b = &d.boot;
+    b.expect_clean_run();
+    b.expect("test hook: stretching `ubimkvol /dev/ubi0 -N rootfs_data");
+    assert_eq!(b.fact("overlay"), "ubifs");
+    let gaps = feed_gaps(b);
+    eprintln!("i6300esb ({WDT_SECS} s): longest intervals between feeds: {gaps:?}");
+    let (_, ms) = gaps
+        .iter()
+        .find(|(o, _)| o.starts_with("ubimkvol"))
+        .unwrap_or_else(|| panic!("no interval logged for ubimkvol:\n{}", b.console));
+    assert!(
+        *ms < u64::from(WDT_SECS) * 1000,
+        "ubimkvol: {ms} ms between two feeds"
+    );
+    assert_init_feeds_it(b);
 }
 
 /// A watchdog armed before Linux starts, as a bootloader leaves one (here
