@@ -1460,3 +1460,49 @@ fn failsafe_with_data_that_does_not_mount_on_both_boards() {
     failsafe_with_data_that_does_not_mount(Board::Block);
     failsafe_with_data_that_does_not_mount(Board::Nor);
 }
+
+/// Real power cuts (QEMU killed with SIGKILL, harness `boot_nor_cut`) a
+/// few milliseconds after the boot says it counts itself, on the NOR
+/// board (pflash writes reach the image file as the guest makes them):
+/// wherever a cut lands in the JFFS2 write, the next boot reads the count
+/// of before or the one the cut boot wrote, never an unreadable record.
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn sigkill_cuts_while_the_nor_board_counts_keep_the_count() {
+    let w = Work::new("count-sigkill");
+    let flash = w.nor_flash(None);
+    let append = "overlay.boot_attempts=50";
+    let run = Run {
+        append,
+        ..Run::nor(&flash)
+    };
+    let d = drive(&w, &run, COUNT_FACTS);
+    d.boot.expect_clean_run();
+    let mut count = count_of(&d.boot);
+    assert_eq!(count, 1);
+    let mut outcomes = Vec::new();
+    for ms in [0u64, 2, 5, 10, 20] {
+        let cut = crate::harness::boot_nor_cut(
+            &w,
+            &flash,
+            append,
+            "fact reached yes",
+            "overlay-init: # count this boot in .boot/count",
+            Duration::from_millis(ms),
+        );
+        assert!(cut.killed, "{ms} ms: no cut:\n{}", cut.console);
+        let d = drive(&w, &run, COUNT_FACTS);
+        d.boot.expect_clean_run();
+        assert!(!d.boot.has("FAILSAFE BOOT"), "{}", d.boot.console);
+        let now = count_of(&d.boot);
+        assert!(
+            now == count + 1 || now == count + 2,
+            "{ms} ms after the count's line: {count} before, {now} after"
+        );
+        outcomes.push((ms, now - count - 1));
+        count = now;
+    }
+    eprintln!(
+        "SIGKILL cuts (ms after the count's line, 1 = the cut boot's count landed): {outcomes:?}"
+    );
+}
