@@ -1506,3 +1506,39 @@ fn sigkill_cuts_while_the_nor_board_counts_keep_the_count() {
         "SIGKILL cuts (ms after the count's line, 1 = the cut boot's count landed): {outcomes:?}"
     );
 }
+
+/// The button, in a whole boot (NOR board; gpio-mockup's lines read low):
+/// named active-low it is held, and the boot is failsafe; named
+/// active-high it is not, and the boot is normal.
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn failsafe_by_the_gpio_button_on_the_nor_board() {
+    let w = Work::new("failsafe-gpio");
+    let flash = w.nor_flash(None);
+    let d = drive(&w, &Run::nor(&flash), USER_CHANGES);
+    d.boot.expect_clean_run();
+    let before = Board::Nor.data_crc(&flash);
+    let run = Run {
+        append: "gpio_mockup.gpio_mockup_ranges=-1,8 overlay.failsafe_gpio=gpiochip0:3:active-low",
+        ..Run::nor(&flash)
+    };
+    let d = drive(&w, &run, FAILSAFE_FACTS);
+    assert_failsafe(
+        Board::Nor,
+        &d.boot,
+        "the failsafe button (gpiochip0:3:active-low) was held at boot",
+    );
+    assert_eq!(Board::Nor.data_crc(&flash), before);
+    let run = Run {
+        append: "gpio_mockup.gpio_mockup_ranges=-1,8 overlay.failsafe_gpio=gpiochip0:3",
+        ..Run::nor(&flash)
+    };
+    let d = drive(
+        &w,
+        &run,
+        "fact user \"$(cat /root/user-file 2>/dev/null || echo absent)\"",
+    );
+    d.boot.expect_clean_run();
+    assert!(!d.boot.has("FAILSAFE BOOT"));
+    assert_eq!(d.boot.fact("user"), "user-data");
+}
