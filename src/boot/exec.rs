@@ -184,9 +184,8 @@ impl<'a> Boot<'a> {
                     self.state.recovery.failsafe = Some(why.to_string());
                     self.failsafe = Some(why.clone());
                 }
-                self.state.recovery.failsafe_data = data
-                    .as_ref()
-                    .map(|fs| (fs.device.clone(), fs.fstype.to_string()));
+                self.state.recovery.failsafe_data =
+                    data.as_ref().map(|fs| (fs.device.clone(), fs.fstype.to_string()));
                 Upper::Tmpfs { reason, size }
             }
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },
@@ -383,9 +382,7 @@ impl<'a> Boot<'a> {
                 match self.run_in_lower(argv) {
                     Ok(0) => {
                         if let Err(e) = write_intent(&node, false) {
-                            self.warn(format!(
-                                "{device}: cannot remove the format's intent tag: {e}"
-                            ));
+                            self.warn(format!("{device}: cannot remove the format's intent tag: {e}"));
                         }
                     }
                     Ok(code) => {

@@ -197,6 +197,23 @@ fn write(
     })
 }
 
+/// Runs `f` with the test build's power-cut hook: `overlay.test_crash=
+/// mark-write|mark-sync` on the command line reboots without sync at that
+/// instant of the record's write (reset::boot::PowerCut).
+#[cfg(feature = "test-hooks")]
+fn with_cut_hook<R>(f: impl FnOnce(&mut dyn FnMut(&str)) -> R) -> R {
+    let cfg = crate::config::read_configured(&crate::paths::SysRoot::host());
+    let sys = crate::sys::linux::LinuxSys;
+    let mut cut = crate::reset::boot::PowerCut::new(&sys, &cfg);
+    f(&mut |s| cut.changed(s))
+}
+
+/// The release build: no hook.
+#[cfg(not(feature = "test-hooks"))]
+fn with_cut_hook<R>(f: impl FnOnce(&mut dyn FnMut(&str)) -> R) -> R {
+    f(&mut |_| {})
+}
+
 /// `overlay-status --mark-good [--state FILE]`: exit 0 when marked or when
 /// there was nothing to mark, 1 when it could not be done.
 pub fn main(state_file: &str) -> i32 {
@@ -233,19 +250,7 @@ pub fn main(state_file: &str) -> i32 {
         failsafe_data: rec.failsafe_data.clone(),
         boot_id: crate::wear::read_boot_id(&crate::paths::SysRoot::host()).unwrap_or(0),
     };
-    // The test build's power cuts (`overlay.test_crash=mark-write` or
-    // `mark-sync` on the command line: reboot without sync there).
-    #[cfg(feature = "test-hooks")]
-    let cfg = crate::config::read_configured(&crate::paths::SysRoot::host());
-    #[cfg(feature = "test-hooks")]
-    let sys = crate::sys::linux::LinuxSys;
-    #[cfg(feature = "test-hooks")]
-    let mut cut = crate::reset::boot::PowerCut::new(&sys, &cfg);
-    #[cfg(feature = "test-hooks")]
-    let mut hook = |s: &str| cut.changed(s);
-    #[cfg(not(feature = "test-hooks"))]
-    let mut hook = |_: &str| {};
-    match mark_good_with(data, &ctx, &mut LinuxMounts, &mut hook) {
+    match with_cut_hook(|hook| mark_good_with(data, &ctx, &mut LinuxMounts, hook)) {
         Ok(o) => {
             println!(
                 "overlay-status: {}",
