@@ -389,7 +389,7 @@ impl Config {
                 let (step, n) = s.split_once(':').unwrap_or((s, "1"));
                 // The reset's steps (reset/wipe.rs), the upgrade merge's
                 // (upgrade/merge.rs, prefixed), the boot counter's.
-                const STEPS: [&str; 14] = [
+                const STEPS: [&str; 18] = [
                     "keep",
                     "trash",
                     "fresh",
@@ -404,6 +404,10 @@ impl Config {
                     "upgrade-state",
                     "upgrade-done",
                     "sysupgrade",
+                    "count-write",
+                    "count-sync",
+                    "mark-write",
+                    "mark-sync",
                 ];
                 if !STEPS.contains(&step) {
                     return Err(format!("unknown step (one of {})", STEPS.join(", ")));

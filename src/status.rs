@@ -232,9 +232,12 @@ pub fn render_text(st: &BootState) -> String {
         }
         Upper::Tmpfs { size, .. } => {
             // A protected boot (boot/wear.rs) keeps the read-only flash at
-            // /overlay, its upper/ the top lower layer: the RAM upper is elsewhere.
+            // /overlay, its upper/ the top lower layer, and a failsafe boot
+            // its data there for rescue: the RAM upper is elsewhere.
             let protected = format!("{}/upper", paths::OVERLAY);
-            let at = if st.lowers.iter().any(|l| l.mountpoint == protected) {
+            let at = if st.recovery.failsafe.is_some()
+                || st.lowers.iter().any(|l| l.mountpoint == protected)
+            {
                 crate::paths::PROTECT_RAM
             } else {
                 paths::OVERLAY
@@ -380,6 +383,18 @@ mod tests {
                 mountpoint: "/overlay/upper".into(),
             },
         );
+        let t = render_text(&st);
+        assert!(
+            t.contains("upper:      tmpfs (25% of RAM at most) at /run/overlay-init/ram\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_failsafe_boot_shows_where_its_ram_upper_is() {
+        // Its data (when it mounted) is at /overlay, read-only, for rescue.
+        let mut st = tmpfs_state();
+        st.recovery.failsafe = Some("overlay.failsafe=1 on the command line".into());
         let t = render_text(&st);
         assert!(
             t.contains("upper:      tmpfs (25% of RAM at most) at /run/overlay-init/ram\n"),

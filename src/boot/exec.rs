@@ -41,6 +41,22 @@ fn write_intent(node: &Path, on: bool) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// The long operations: what the watchdog's feeding is measured over (and
+/// the test build's `overlay.test_slow=` stretches).
+fn is_long(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Mkfs { .. }
+            | Step::Fsck { .. }
+            | Step::Erase { .. }
+            | Step::CreateVolume { .. }
+            | Step::ClearVolume { .. }
+            | Step::Reset(_)
+            | Step::DeleteTrash { .. }
+            | Step::Upgrade(crate::plan::UpgradeStep::Merge(_))
+    )
+}
+
 /// A rung failed with `err`; `prev` is the reason the rung itself ran for.
 fn combine(prev: Option<Reason>, err: Reason) -> Reason {
     match (prev, err) {
@@ -289,29 +305,25 @@ impl<'a> Boot<'a> {
             _ => log::info!("{step}"),
         }
         self.run_step_inner(rung, step, cut)?;
-        if step.writes() == crate::plan::Write::Data {
-            // A long operation: stretched in the test build (the watchdog
-            // tests), and the longest interval between two feeds logged.
-            #[cfg(feature = "test-hooks")]
-            if let Some(d) = self.cfg.test_slow {
-                log::warn!(
-                    "test hook: stretching `{step}` by {} ms",
-                    crate::state::WholeMillis(d)
-                );
-                crate::recovery::watchdog::with_feeder(|f| {
-                    crate::recovery::watchdog::test_slow(f, d)
-                });
-            }
-            let gap = crate::recovery::watchdog::with_feeder(|f| {
-                f.active().then(|| f.take_longest_gap())
-            });
-            if let Some(g) = gap {
-                log::info!(
-                    "watchdog: longest interval between feeds during `{step}`: {} ms",
-                    crate::state::WholeMillis(g)
-                );
-            }
+        // A long operation: the longest interval between two feeds of the
+        // watchdog during it is logged (measured from the end of the step
+        // before), and the test build stretches it (the watchdog tests): a
+        // child (mkfs, fsck) sleeps before it runs, so that the child wait
+        // feeds; the others are followed by the stretch, fed as they feed.
+        let long = is_long(step);
+        #[cfg(feature = "test-hooks")]
+        if let (Some(d), true, false) = (
+            self.cfg.test_slow,
+            long,
+            matches!(step, Step::Mkfs { .. } | Step::Fsck { .. }),
+        ) {
+            log::warn!(
+                "test hook: stretching `{step}` by {} ms",
+                crate::state::WholeMillis(d)
+            );
+            crate::recovery::watchdog::with_feeder(|f| crate::recovery::watchdog::test_slow(f, d));
         }
+        crate::recovery::watchdog::log_longest_gap(step, long);
         Ok(())
     }
 
@@ -377,7 +389,10 @@ impl<'a> Boot<'a> {
                         err,
                     });
                 }
-                match self.run_in_lower(block::mkfs_argv(fstype, prog, device)) {
+                let argv = block::mkfs_argv(fstype, prog, device);
+                #[cfg(feature = "test-hooks")]
+                let argv = crate::recovery::watchdog::slow_child(argv, self.cfg.test_slow);
+                match self.run_in_lower(argv) {
                     Ok(0) => {
                         if let Err(e) = write_intent(&node, false) {
                             self.warn(format!("{device}: cannot remove the format's intent tag: {e}"));
@@ -400,7 +415,10 @@ impl<'a> Boot<'a> {
                 due,
             } => {
                 log::info!("{device}: {due}: checking");
-                match self.run_in_lower(block::fsck_argv(fstype, prog, device)) {
+                let argv = block::fsck_argv(fstype, prog, device);
+                #[cfg(feature = "test-hooks")]
+                let argv = crate::recovery::watchdog::slow_child(argv, self.cfg.test_slow);
+                match self.run_in_lower(argv) {
                     Err(e) => self.warn(format!(
                         "cannot run {prog}: {e}; mounting {device} unchecked"
                     )),
@@ -566,7 +584,8 @@ impl<'a> Boot<'a> {
             }
             Step::CountBoot { restart } => {
                 let data = self.data_dir(rung);
-                match crate::recovery::bootcount::count_boot(&data, *restart) {
+                let hook = &mut |s: &str| cut.changed(s);
+                match crate::recovery::bootcount::count_boot_with(&data, *restart, hook) {
                     Ok(rec) => self.state.recovery.boot_count = Some(rec.attempts),
                     Err(e) => self.warn(format!("boot counter: {e}; this boot is not counted")),
                 }

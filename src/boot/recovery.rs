@@ -36,10 +36,17 @@ impl Boot<'_> {
     /// `overlay.failsafe=1`, the button, the console key: before any
     /// device of the data is used.
     pub(super) fn failsafe_entry(&mut self) {
+        let t0 = self.sys.now();
         let (why, warnings) = failsafe::early(
             &self.cfg.recovery,
             &mut LinuxGpio,
             &mut Console::stdio(),
+        );
+        // What the entry cost this boot (0 µs at the defaults: nothing is
+        // read; README "Failsafe").
+        log::debug!(
+            "failsafe entry checked in {} µs",
+            crate::state::Micros(self.sys.now().saturating_sub(t0))
         );
         for w in warnings {
             self.warn(w.to_string());
@@ -57,6 +64,12 @@ impl Boot<'_> {
     /// the magic character: the real init gets it armed). Last thing
     /// before the state is written.
     pub fn finish_recovery(&mut self) {
+        // A failsafe boot with its data at /overlay does not count itself,
+        // yet overlay-status shows the count it found there (and
+        // `--mark-good` works from it): boot counting is on.
+        if self.state.recovery.failsafe_data.is_some() {
+            self.state.recovery.boot_attempts = self.cfg.recovery.boot_attempts;
+        }
         if let (Some(why), true) = (&self.failsafe, self.is_failsafe()) {
             let data = self.state.recovery.failsafe_data.as_ref().map(|d| d.0.clone());
             log::warn!("{}", "*".repeat(72));

@@ -434,6 +434,39 @@ pub fn read(data_root: &Path) -> Result<CountState, CountError> {
 /// existing file (one 32-byte `pwrite` + `fdatasync`), or, when there is
 /// no good file, as a new file replacing whatever is there atomically.
 pub fn write(data_root: &Path, state: &CountState, rec: &CountRecord) -> Result<(), CountError> {
+    write_with(data_root, state, rec, COUNT, &mut |_| {})
+}
+
+/// The names of the two instants of a change of the record, as the test
+/// build's power cuts know them (`overlay.test_crash=NAME`, src/config.rs):
+/// `written` after the record's bytes are written (a new file: before its
+/// fsync and rename), `synced` once they are durable.
+#[derive(Clone, Copy, Debug)]
+pub struct Instants {
+    pub written: &'static str,
+    pub synced: &'static str,
+}
+
+/// A boot counting itself.
+pub const COUNT: Instants = Instants {
+    written: "count-write",
+    synced: "count-sync",
+};
+/// `overlay-status --mark-good`.
+pub const MARK: Instants = Instants {
+    written: "mark-write",
+    synced: "mark-sync",
+};
+
+/// [`write`], calling `hook` with each of the `instants` as it passes it
+/// (the test build cuts the power there: reset::boot::PowerCut).
+pub fn write_with(
+    data_root: &Path,
+    state: &CountState,
+    rec: &CountRecord,
+    instants: Instants,
+    hook: &mut dyn FnMut(&str),
+) -> Result<(), CountError> {
     use rustix::fs::{FileType, Mode, OFlags};
     let (root, dev) = open_root(data_root)?;
     let area = match open_area(root.as_fd(), dev)? {
@@ -470,16 +503,24 @@ pub fn write(data_root: &Path, state: &CountState, rec: &CountRecord) -> Result<
                     err: io::ErrorKind::WriteZero.into(),
                 });
             }
-            return rustix::fs::fdatasync(&fd).map_err(fail(Step::Sync));
+            hook(instants.written);
+            rustix::fs::fdatasync(&fd).map_err(fail(Step::Sync))?;
+            hook(instants.synced);
+            return Ok(());
         }
     }
-    create(area.as_fd(), rec)
+    create(area.as_fd(), rec, instants, hook)
 }
 
 /// A new record file holding `rec`: both blocks written (so that the slot
 /// writes to come allocate nothing), fsynced, renamed over `count`, the
 /// directory fsynced.
-fn create(area: BorrowedFd, rec: &CountRecord) -> Result<(), CountError> {
+fn create(
+    area: BorrowedFd,
+    rec: &CountRecord,
+    instants: Instants,
+    hook: &mut dyn FnMut(&str),
+) -> Result<(), CountError> {
     use rustix::fs::{Mode, OFlags};
     let tmp = "count.tmp";
     let fd = rustix::fs::openat(
@@ -501,18 +542,30 @@ fn create(area: BorrowedFd, rec: &CountRecord) -> Result<(), CountError> {
         step: Step::Create,
         err,
     })?;
+    hook(instants.written);
     rustix::fs::fsync(&f).map_err(fail(Step::Sync))?;
     rustix::fs::renameat(area, tmp, area, FILE).map_err(fail(Step::Rename))?;
-    rustix::fs::fsync(area).map_err(fail(Step::Sync))
+    rustix::fs::fsync(area).map_err(fail(Step::Sync))?;
+    hook(instants.synced);
+    Ok(())
 }
 
 /// Counts this boot: reads the record, writes the next one. The boot calls
 /// it once, right after the data filesystem is mounted read-write, and only
 /// with boot counting on. Returns the record written.
 pub fn count_boot(data_root: &Path, fresh: bool) -> Result<CountRecord, CountError> {
+    count_boot_with(data_root, fresh, &mut |_| {})
+}
+
+/// [`count_boot`] with the test build's power-cut hook ([`COUNT`]).
+pub fn count_boot_with(
+    data_root: &Path,
+    fresh: bool,
+    hook: &mut dyn FnMut(&str),
+) -> Result<CountRecord, CountError> {
     let state = read(data_root)?;
     let rec = next_count(&state, fresh);
-    write(data_root, &state, &rec)?;
+    write_with(data_root, &state, &rec, COUNT, hook)?;
     Ok(rec)
 }
 
@@ -721,6 +774,33 @@ mod tests {
                 attempts: 0,
                 good_boot: 5
             })
+        );
+    }
+
+    #[test]
+    fn the_power_cut_hook_sees_each_write_then_its_sync() {
+        // What the test build's cuts (overlay.test_crash=count-write, ...)
+        // are called at, and what the file holds at each: a cut at
+        // `written` may leave either record, one at `synced` the new one.
+        let d = TempDir::new("bootcount-hook");
+        let root = d.path();
+        let mut seen = Vec::new();
+        let mut hook = |s: &str| seen.push((s.to_string(), read(root).unwrap().attempts()));
+        count_boot_with(root, false, &mut hook).unwrap(); // creates the file
+        count_boot_with(root, false, &mut hook).unwrap(); // writes a slot
+        let state = read(root).unwrap();
+        let m = next_mark(&state, 9).unwrap();
+        write_with(root, &state, &m, MARK, &mut hook).unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("count-write".to_string(), 0),
+                ("count-sync".to_string(), 1),
+                ("count-write".to_string(), 2),
+                ("count-sync".to_string(), 2),
+                ("mark-write".to_string(), 0),
+                ("mark-sync".to_string(), 0),
+            ]
         );
     }
 

@@ -151,19 +151,28 @@ impl KeyReader for Console<'_> {
     }
 }
 
-/// Polls `fd` until `key` is read or `window` has passed.
+/// Polls `fd` until `key` is read or `window` has passed, feeding the
+/// watchdog (when one is open) as the wait goes: the window may be longer
+/// than its timeout (found in QEMU: a 16 s window under a 5 s softdog reset
+/// the board).
 fn watch(fd: BorrowedFd, key: u8, window: Duration) -> Result<bool, ConsoleError> {
     use rustix::event::{PollFd, PollFlags};
     let deadline = super::watchdog::monotonic().saturating_add(window);
     let mut buf = [0u8; 64];
     loop {
+        let due = super::watchdog::with_feeder(|f| {
+            f.feed();
+            f.until_due()
+        });
         let left = deadline.saturating_sub(super::watchdog::monotonic());
         if left.is_zero() {
             return Ok(false);
         }
+        let wait = due.map_or(left, |d| left.min(d.max(Duration::from_millis(1))));
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, poll_ms(left)) {
-            Ok(0) => return Ok(false),
+        match rustix::event::poll(&mut fds, poll_ms(wait)) {
+            // The window is over, or only the next feed is due.
+            Ok(0) => continue,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(ConsoleError::Poll(os(e))),
@@ -356,6 +365,34 @@ mod tests {
         assert!(!c.wait_key("", b'f', Duration::from_millis(200)).unwrap());
         assert!(t.elapsed() < Duration::from_secs(1));
         assert_eq!(tcgetattr(&slave).unwrap().local_modes, before.local_modes);
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_through_a_window_longer_than_its_timeout() {
+        use crate::recovery::watchdog::{self, fake::FakeWatchdog, Feeder};
+        // A 1 s watchdog (fed every 0.5 s) on the real clock; a 1.3 s window.
+        let (mut dog, log) = FakeWatchdog::new(Some(1));
+        dog.real_clock = true;
+        watchdog::install(Feeder::new(dog, watchdog::monotonic));
+        let (r, _w) = pipe();
+        let (_out_r, out_w) = pipe();
+        let mut c = Console {
+            input: r.as_fd(),
+            output: out_w.as_fd(),
+        };
+        let window = Duration::from_millis(1300);
+        let t = Instant::now();
+        assert!(!c.wait_key("p\n", b'f', window).unwrap());
+        let took = t.elapsed();
+        let _ = watchdog::take();
+        assert!(
+            took >= window && took < window + Duration::from_millis(400),
+            "the window is the same with a watchdog: {took:?}"
+        );
+        let feeds = log.borrow().feeds.clone();
+        assert!(feeds.len() >= 3, "fed while waiting: {feeds:?}");
+        let gap = feeds.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(gap <= Duration::from_millis(650), "longest gap {gap:?}");
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl fmt::Display for FailsafeReason {
                 console::FAILSAFE_KEY as char
             ),
             FailsafeReason::BootCount { attempts, .. } => {
-                write!(f, "{attempts} boots without mark-good")
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(f, "{attempts} boot{s} without mark-good")
             }
             FailsafeReason::CounterUnreadable(e) => {
                 write!(f, "the boot counter record is unreadable ({e})")
@@ -310,6 +311,10 @@ mod tests {
         assert_eq!(
             from_count(3, &ok(7), false).map(|r| r.to_string()).unwrap(),
             "7 boots without mark-good"
+        );
+        assert_eq!(
+            from_count(1, &ok(1), false).unwrap().to_string(),
+            "1 boot without mark-good"
         );
         assert_eq!(from_count(0, &ok(99), false), None, "off by default");
         assert_eq!(

@@ -132,6 +132,17 @@ pub fn mark_good(
     ctx: &MarkContext,
     ops: &mut dyn MountOps,
 ) -> Result<MarkOutcome, MarkError> {
+    mark_good_with(data, ctx, ops, &mut |_| {})
+}
+
+/// [`mark_good`] with the test build's power-cut hook
+/// ([`bootcount::MARK`]).
+pub fn mark_good_with(
+    data: &Path,
+    ctx: &MarkContext,
+    ops: &mut dyn MountOps,
+    hook: &mut dyn FnMut(&str),
+) -> Result<MarkOutcome, MarkError> {
     let state = bootcount::read(data).map_err(MarkError::Count)?;
     if bootcount::next_mark(&state, ctx.boot_id).is_none() {
         return Ok(match state {
@@ -140,7 +151,7 @@ pub fn mark_good(
         });
     }
     if !ctx.readonly {
-        return write(data, ctx.boot_id, false);
+        return write(data, ctx.boot_id, false, hook);
     }
     let Some((source, fstype)) = &ctx.failsafe_data else {
         return Err(MarkError::ReadOnly);
@@ -162,23 +173,45 @@ pub fn mark_good(
         return Err(MarkError::Mount(true, err));
     }
     // Re-read: a journal replayed by this mount may hold a newer record.
-    let result = write(data, ctx.boot_id, true);
+    let result = write(data, ctx.boot_id, true, hook);
     if let Err(e) = ops.remount_ro(data) {
         log::warn!("cannot remount /overlay read-only again: {e}");
     }
     result
 }
 
-fn write(data: &Path, boot_id: u64, remounted: bool) -> Result<MarkOutcome, MarkError> {
+fn write(
+    data: &Path,
+    boot_id: u64,
+    remounted: bool,
+    hook: &mut dyn FnMut(&str),
+) -> Result<MarkOutcome, MarkError> {
     let state = bootcount::read(data).map_err(MarkError::Count)?;
     let Some(rec) = bootcount::next_mark(&state, boot_id) else {
         return Ok(MarkOutcome::AlreadyGood);
     };
-    bootcount::write(data, &state, &rec).map_err(MarkError::Count)?;
+    bootcount::write_with(data, &state, &rec, bootcount::MARK, hook).map_err(MarkError::Count)?;
     Ok(MarkOutcome::Marked {
         was: state.attempts(),
         remounted,
     })
+}
+
+/// Runs `f` with the test build's power-cut hook: `overlay.test_crash=
+/// mark-write|mark-sync` on the command line reboots without sync at that
+/// instant of the record's write (reset::boot::PowerCut).
+#[cfg(feature = "test-hooks")]
+fn with_cut_hook<R>(f: impl FnOnce(&mut dyn FnMut(&str)) -> R) -> R {
+    let cfg = crate::config::read_configured(&crate::paths::SysRoot::host());
+    let sys = crate::sys::linux::LinuxSys;
+    let mut cut = crate::reset::boot::PowerCut::new(&sys, &cfg);
+    f(&mut |s| cut.changed(s))
+}
+
+/// The release build: no hook.
+#[cfg(not(feature = "test-hooks"))]
+fn with_cut_hook<R>(f: impl FnOnce(&mut dyn FnMut(&str)) -> R) -> R {
+    f(&mut |_| {})
 }
 
 /// `overlay-status --mark-good [--state FILE]`: exit 0 when marked or when
@@ -217,7 +250,7 @@ pub fn main(state_file: &str) -> i32 {
         failsafe_data: rec.failsafe_data.clone(),
         boot_id: crate::wear::read_boot_id(&crate::paths::SysRoot::host()).unwrap_or(0),
     };
-    match mark_good(data, &ctx, &mut LinuxMounts) {
+    match with_cut_hook(|hook| mark_good_with(data, &ctx, &mut LinuxMounts, hook)) {
         Ok(o) => {
             println!(
                 "overlay-status: {}",

@@ -576,6 +576,34 @@ pub fn with_feeder<R>(f: impl FnOnce(&mut Feeder) -> R) -> R {
     })
 }
 
+/// After each step of the boot: logs the longest interval between two
+/// feeds since the step before, when `long` (a long operation) and a
+/// watchdog is fed, and starts the next measurement. Out of line: the
+/// executor's step loop stays small.
+#[inline(never)]
+pub fn log_longest_gap(what: &dyn fmt::Display, long: bool) {
+    let gap = with_feeder(|f| f.active().then(|| f.take_longest_gap()));
+    if let (Some(g), true) = (gap, long) {
+        log::info!(
+            "watchdog: longest interval between feeds during `{what}`: {} ms",
+            crate::state::WholeMillis(g)
+        );
+    }
+}
+
+/// In a child forked to work in the background (`Sys::background`: the
+/// upgrade's manifest, an erase or a trash deletion that outlives the
+/// boot): closes this process's copy of the watchdog. Kept, the child
+/// would feed it (a hung pre-init kept alive by its own background job)
+/// and hold the device open after the hand-over, so that the real init
+/// could not open it (EBUSY; found in QEMU: busybox `watchdog` started by
+/// the init failed while the upgrade's manifest was being computed, and
+/// the board was reset) and the kernel's release, with its last ping,
+/// came only when the child exited.
+pub fn leave_in_child() {
+    drop(take());
+}
+
 /// Takes the feeder out (for the hand-over).
 pub fn take() -> Option<Feeder> {
     FEEDER.with(|c| c.borrow_mut().take())
@@ -601,6 +629,27 @@ pub fn test_slow(feeder: &mut Feeder, total: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
     feeder.feed();
+}
+
+/// Test build only: a child (mkfs, fsck) stretched by `slow`
+/// (`overlay.test_slow=`): run as `sh -c 'sleep S; exec "$@"' sh ARGV...`,
+/// so that the boot's own child wait is what feeds the watchdog meanwhile.
+#[cfg(feature = "test-hooks")]
+pub fn slow_child(argv: Vec<String>, slow: Option<Duration>) -> Vec<String> {
+    let Some(d) = slow else { return argv };
+    log::warn!(
+        "test hook: stretching `{}` by {} ms (the child sleeps first)",
+        argv.join(" "),
+        crate::state::WholeMillis(d)
+    );
+    let mut v: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("sleep {}; exec \"$@\"", d.as_secs()),
+        "sh".into(),
+    ];
+    v.extend(argv);
+    v
 }
 
 /// A fake watchdog for tests: records the (fake) time of each feed.

@@ -257,6 +257,9 @@ impl Sys for LinuxSys {
             nix::unistd::ForkResult::Child => {
                 // The parent is about to move /dev away: keep kmsg reachable.
                 crate::kmsg::hold_kmsg();
+                // Not the watchdog: the child neither feeds it nor keeps
+                // it open past the hand-over (recovery/watchdog.rs).
+                crate::recovery::watchdog::leave_in_child();
                 let _ = rustix::process::setpriority_process(None, 19);
                 job();
                 std::process::exit(0)
