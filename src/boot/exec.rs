@@ -453,7 +453,7 @@ impl<'a> Boot<'a> {
                     return Ok(());
                 };
                 let records = if *fresh {
-                    self.fresh_records()
+                    self.fresh_records(&fs)
                 } else {
                     self.read_records(&fs)
                 };

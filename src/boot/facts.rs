@@ -138,9 +138,14 @@ impl Boot<'_> {
 
     /// A filesystem made at this boot holds no records, and keeps no wear
     /// record yet: the log starts at the next boot, with a history to
-    /// compare against.
-    pub(super) fn fresh_records(&mut self) -> crate::plan::decide::Records {
-        crate::plan::decide::Records::default()
+    /// compare against. The images it starts with are recorded (and their
+    /// manifests made) now: an upper written at this boot follows them.
+    pub(super) fn fresh_records(&mut self, fs: &DataFs) -> crate::plan::decide::Records {
+        let data = self.root.join(&fs.place.at_boot);
+        crate::plan::decide::Records {
+            upgrade: Some(self.upgrade_facts(&data)),
+            ..Default::default()
+        }
     }
 
     /// The records of the data filesystem `fs`, mounted read-only: the
