@@ -118,30 +118,33 @@ impl Boot<'_> {
     }
 
     /// Forks the background job: the manifest of an image that has none
-    /// recorded, the check of an image that ships none. Everything it needs
-    /// is opened here: the boot moves /dev and the lowers away meanwhile.
+    /// recorded. Everything it needs is opened here: the boot moves the
+    /// lowers away meanwhile. Its log line says what it cost (time, and
+    /// how far it raised the child's peak memory above what it inherited).
     pub(super) fn upgrade_background(&mut self, rung: &UpperPlan) {
         let Some(data) = open_dir(&self.data_dir(rung)) else {
             return;
         };
         let lowers = self.lower_roots();
         let roots: Vec<OwnedFd> = lowers.iter().filter_map(|(r, _)| open_dir(r)).collect();
-        let devices: Vec<std::fs::File> = lowers
-            .iter()
-            .filter_map(|(_, d)| std::fs::File::open(d).ok())
-            .collect();
-        if roots.len() != lowers.len() || devices.len() != lowers.len() {
+        if roots.len() != lowers.len() {
             return;
         }
         let ids = self.upgrade_ids.clone();
-        let check_image = ids.iter().any(|i| i.shipped.is_none());
         let started = self.sys.background(&mut || {
+            let t = Instant::now();
+            let hwm = crate::pid1::status_kb("VmHWM").unwrap_or(0);
             let fds: Vec<BorrowedFd> = roots.iter().map(AsFd::as_fd).collect();
-            let devs: Vec<&std::fs::File> = devices.iter().collect();
-            match merge::background(data.as_fd(), &fds, &devs, &ids, check_image) {
+            match merge::background(data.as_fd(), &fds, &ids) {
                 Ok(lines) => {
+                    let grew = crate::pid1::status_kb("VmHWM")
+                        .unwrap_or(0)
+                        .saturating_sub(hwm);
                     for l in lines {
-                        log::info!("firmware upgrade: {l}");
+                        log::info!(
+                            "firmware upgrade: {l} in {} ms (peak memory +{grew} kB)",
+                            crate::state::WholeMillis(t.elapsed())
+                        );
                     }
                 }
                 Err(e) => log::warn!("firmware upgrade (background): {e}"),

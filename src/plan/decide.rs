@@ -494,8 +494,10 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
     if records.wear_log_due {
         steps.push(Step::WearLog);
     }
-    if matches!(records.upgrade, Some(Ok(_))) {
-        steps.push(Step::UpgradeBackground);
+    if let Some(Ok((facts, ids))) = &records.upgrade {
+        if merge::needs_background(facts, ids) {
+            steps.push(Step::UpgradeBackground);
+        }
     }
     Ok(DataPlan::Steps(steps))
 }
