@@ -182,6 +182,11 @@ impl Boot<'_> {
                     records.trash = area.has_trash();
                     records.reset = match area.pending() {
                         Ok(Pending::None) => PendingReset::None,
+                        // A factory reset on the command line replaces a
+                        // pending per-path revert (reset/boot.rs).
+                        Ok(Pending::Request(r)) if self.cfg.reset && !r.revert.is_empty() => {
+                            PendingReset::None
+                        }
                         Ok(Pending::Request(r)) => PendingReset::Request {
                             seq: r.seq,
                             keep: r.keep.len(),

@@ -204,7 +204,8 @@ fn reset_facts(data: &Path) -> (u64, bool) {
     match crate::reset::wipe::ResetArea::open(data, false) {
         Ok(a) => (
             a.last_done().ok().flatten().unwrap_or(0),
-            matches!(a.pending(), Ok(crate::reset::wipe::Pending::Request(_))),
+            // A factory reset; a per-path revert is no reset.
+            matches!(a.pending(), Ok(crate::reset::wipe::Pending::Request(r)) if r.revert.is_empty()),
         ),
         Err(_) => (0, false),
     }
