@@ -464,7 +464,10 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
                     if !up.resume {
                         upgrade.push(Step::Upgrade(UpgradeStep::BeginReset(up.clone())));
                     }
-                    if request && reset.is_none() {
+                    // `request`: no factory reset is pending. One asked for
+                    // on the command line runs at this boot anyway; a stale
+                    // or corrupt request, or a per-path revert, is no reset.
+                    if request && reset != Some(ResetStep::FromCommandLine) {
                         upgrade.push(Step::Reset(ResetStep::ForUpgrade));
                         wipes = true;
                     }
