@@ -9,12 +9,8 @@ use crate::plan::{UpgradeStep, UpperPlan};
 use crate::reset::boot::PowerCut;
 use crate::upgrade::merge::{self, Lowerdirs, Outcome};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long the classification may hold the boot; an interrupted one goes
-/// on at the next boot (the upper is usable meanwhile: only unchanged
-/// copies were removed).
-const MERGE_BUDGET: Duration = Duration::from_secs(5);
 
 fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
     rustix::fs::open(
@@ -68,14 +64,12 @@ impl Boot<'_> {
                     "firmware upgrade: a new image; classifying the upper (overlay.upgrade={})",
                     up.policy.name()
                 );
-                merge::run(
-                    &data,
-                    &lowers,
-                    up,
-                    when,
-                    Some(Instant::now() + MERGE_BUDGET),
-                    &mut hook,
-                )
+                // No deadline: a merge cut short by one leaves stale
+                // copies until a later boot finishes it, and each later
+                // run walks again what the first kept. It runs once per
+                // image, feeding the watchdog at each entry; its cost is
+                // the part of the upper that overlaps the images.
+                merge::run(&data, &lowers, up, when, None, &mut hook)
                 .map(|o| match o {
                     Outcome::Done(r) => Some((true, r)),
                     Outcome::Stopped(r) => Some((false, r)),

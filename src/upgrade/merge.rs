@@ -453,6 +453,9 @@ impl Walk<'_, '_> {
 
 impl crate::walk::Visitor for Walk<'_, '_> {
     fn enter(&mut self, e: &crate::walk::Entry<'_>) -> crate::walk::Step {
+        // A long walk removes nothing for a while: the watchdog is fed at
+        // each entry too (one clock read when none is due).
+        crate::recovery::watchdog::feed();
         let st = match e.stat() {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => return crate::walk::Step::Next,
