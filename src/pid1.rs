@@ -220,7 +220,7 @@ fn log_floor(total: Duration) {
 /// A field of /proc/self/status in kB: `VmHWM` (peak resident memory so
 /// far) or `VmStk` (the stack mapping, which grows with the deepest use
 /// and never shrinks: the peak stack).
-pub(crate) fn status_kb(field: &str) -> Option<u64> {
+fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

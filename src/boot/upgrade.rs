@@ -11,6 +11,26 @@ use crate::upgrade::merge::{self, Lowerdirs, Outcome};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
+/// A `kB` field of `self/status` under the /proc at `proc`.
+fn status_kb(proc: BorrowedFd, field: &str) -> Option<u64> {
+    let fd = rustix::fs::openat(
+        proc,
+        "self/status",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
 
 fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
     rustix::fs::open(
@@ -69,8 +89,7 @@ impl Boot<'_> {
                 // run walks again what the first kept. It runs once per
                 // image, feeding the watchdog at each entry; its cost is
                 // the part of the upper that overlaps the images.
-                merge::run(&data, &lowers, up, when, None, &mut hook)
-                .map(|o| match o {
+                merge::run(&data, &lowers, up, when, None, &mut hook).map(|o| match o {
                     Outcome::Done(r) => Some((true, r)),
                     Outcome::Stopped(r) => Some((false, r)),
                 })
@@ -125,15 +144,28 @@ impl Boot<'_> {
             return;
         }
         let ids = self.upgrade_ids.clone();
+        // /proc as it is now: the boot moves it into the new root while
+        // the job runs, and `self` below it names the job.
+        let proc = open_dir(&self.root.path("/proc"));
         let started = self.sys.background(&mut || {
             let t = Instant::now();
-            let hwm = crate::pid1::status_kb("VmHWM").unwrap_or(0);
+            // The peak the job inherited is the boot's: reset it (Linux
+            // 4.0 clear_refs "5"), then its own peak is what it adds.
+            let base = proc.as_ref().and_then(|p| {
+                let _ = rustix::fs::openat(
+                    p,
+                    "self/clear_refs",
+                    rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .and_then(|fd| rustix::io::write(fd, b"5"));
+                status_kb(p.as_fd(), "VmRSS")
+            });
             let fds: Vec<BorrowedFd> = roots.iter().map(AsFd::as_fd).collect();
             match merge::background(data.as_fd(), &fds, &ids) {
                 Ok(lines) => {
-                    let grew = crate::pid1::status_kb("VmHWM")
-                        .unwrap_or(0)
-                        .saturating_sub(hwm);
+                    let peak = proc.as_ref().and_then(|p| status_kb(p.as_fd(), "VmHWM"));
+                    let grew = peak.zip(base).map_or(0, |(p, b)| p.saturating_sub(b));
                     for l in lines {
                         log::info!(
                             "firmware upgrade: {l} in {} ms (peak memory +{grew} kB)",
