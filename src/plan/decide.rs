@@ -452,6 +452,7 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
     }
     // The firmware upgrade, decided from the records and the images.
     let mut upgrade = Vec::new();
+    let mut trashes = false;
     // A reset at this boot first, then the upgrade (which then finds little
     // to classify): merge::decide knows a pending request.
     if let Some(Ok((facts, ids))) = &records.upgrade {
@@ -459,7 +460,12 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
             match merge::decide(facts, ids, cfg.upgrade) {
                 merge::Decision::None => {}
                 merge::Decision::Record => upgrade.push(Step::Upgrade(UpgradeStep::Record)),
-                merge::Decision::Upgrade(up) => upgrade.push(Step::Upgrade(UpgradeStep::Merge(up))),
+                merge::Decision::Upgrade(up) => {
+                    // The copies it removes go to the reset's trash, and
+                    // out of it within this boot's budget.
+                    trashes = up.policy == crate::upgrade::Policy::Merge;
+                    upgrade.push(Step::Upgrade(UpgradeStep::Merge(up)))
+                }
                 merge::Decision::Reset { up, request } => {
                     if !up.resume {
                         upgrade.push(Step::Upgrade(UpgradeStep::BeginReset(up.clone())));
@@ -485,7 +491,7 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
         steps.push(Step::Reset(r));
     }
     steps.extend(upgrade);
-    if (records.trash && !fresh) || wipes {
+    if (records.trash && !fresh) || wipes || trashes {
         steps.push(Step::DeleteTrash {
             budget: TRASH_BUDGET,
         });

@@ -700,3 +700,50 @@ fn an_upgrade_with_policy_reset_resets_whatever_else_is_pending() {
     let s = steps(PendingReset::None, false, true);
     assert_eq!(resets(&s), [ResetStep::FromCommandLine]);
 }
+
+/// The merge of an upgrade moves the unchanged copies into the reset's
+/// trash: the same boot deletes it within its budget (it was left for
+/// the next boot, found by tests/qemu/upgrade.rs's figures run).
+#[test]
+fn an_upgrade_merge_deletes_its_trash_at_the_same_boot() {
+    use crate::upgrade::{identity::Identity, merge, record, Policy};
+    let id = |n: u32| Identity {
+        squashfs: true,
+        size: 4096,
+        time: n,
+        sb: n,
+        tables: n,
+        shipped: None,
+    };
+    let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
+    for (policy, trash) in [(Policy::Merge, true), (Policy::Keep, false)] {
+        let cfg = Config {
+            upgrade: policy,
+            ..Config::default()
+        };
+        let facts = merge::Facts {
+            state: Ok(Some(record::State {
+                lowers: vec![record::Lower { id: id(1) }],
+            })),
+            pending: Ok(None),
+            upper_empty: false,
+            reset_done: 0,
+            reset_pending: false,
+            manifests: vec![Some(id(1))],
+        };
+        let r = Records {
+            upgrade: Some(Ok((facts, vec![id(2)]))),
+            ..Records::default()
+        };
+        let decide::DataPlan::Steps(steps) = decide::data(&cfg, &plan.upper, r).unwrap() else {
+            panic!()
+        };
+        let names: Vec<&str> = steps.iter().map(name).collect();
+        let merge_at = names.iter().position(|n| *n == "upgrade").unwrap();
+        let trash_at = names.iter().position(|n| *n == "trash");
+        assert_eq!(trash_at.is_some(), trash, "{policy:?}: {names:?}");
+        if let Some(t) = trash_at {
+            assert!(t > merge_at, "after the merge: {names:?}");
+        }
+    }
+}
