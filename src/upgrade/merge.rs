@@ -371,10 +371,28 @@ impl Walk<'_, '_> {
             (Ok(_), None) => Old::Absent,
             (Ok(_), Some(m)) => Old::Has(m),
         };
+        // A file of the old version's size is read first: equal to it,
+        // it is an unchanged copy, removed whatever the new image has, and
+        // the lowers are not looked up (their lookups in a large squashfs
+        // directory are most of a merge's time).
+        let mut read = meta.clone();
+        let mut have = false;
+        let copy = !inside
+            && meta.kind == Kind::File
+            && scan::nlink(st) <= 1
+            && !x.metacopy
+            && old_meta
+                .as_ref()
+                .is_some_and(|o| o.kind == Kind::File && o.size == meta.size);
+        if copy {
+            scan::read_content(dir, path, &mut read)?;
+            have = true;
+        }
+        let unchanged = copy && old_meta.as_ref().is_some_and(|o| read.same(o));
         // The new version's contents are read when they can decide: the
         // same size as the upper's or the old version.
         let sizes = [Some(meta.size), old_meta.as_ref().map(|o| o.size)];
-        let (new, lower) = if inside {
+        let (new, lower) = if inside || unchanged {
             (None, 0)
         } else {
             match self.lowers.get(path, &|n: &Meta| {
@@ -391,9 +409,11 @@ impl Walk<'_, '_> {
             redirect: x.redirect,
             metacopy: x.metacopy,
         };
-        let mut read = meta.clone();
-        if !inside && (needs_crc(&u, old, new.as_ref()) || meta.kind == Kind::Symlink) {
+        if !have && !inside && (needs_crc(&u, old, new.as_ref()) || meta.kind == Kind::Symlink) {
             scan::read_content(dir, path, &mut read)?;
+            have = true;
+        }
+        if have {
             u.meta = &read;
         }
         let meta = u.meta;
