@@ -67,6 +67,9 @@ pub fn carry_out(
         .pending()
         .map_err(|e| format!("cannot read the reset request: {e}"))?;
     let mut hook = |s: &str| cut.changed(s);
+    // A pending per-path revert is replaced by a reset: it removes those
+    // paths too.
+    let full_pending = matches!(&pending, Pending::Request(r) if r.revert.is_empty());
     let req = match (step, pending) {
         (ResetStep::Corrupt, Pending::Corrupt(e)) => {
             let msg = format!(
@@ -84,10 +87,7 @@ pub fn carry_out(
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
         }
-        // A pending per-path revert is replaced: the reset removes those
-        // paths too.
-        (ResetStep::FromCommandLine | ResetStep::ForUpgrade, p) if !matches!(&p, Pending::Request(r) if r.revert.is_empty()) =>
-        {
+        (ResetStep::FromCommandLine | ResetStep::ForUpgrade, _) if !full_pending => {
             let keep = keep_list(&data.join("upper"), rom, warnings);
             let req = area
                 .write_request(keep)
