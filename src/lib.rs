@@ -60,6 +60,15 @@ pub fn main() -> ! {
         pid1::main();
     }
     kmsg::init_cli("overlay-init");
+    // A command's output piped into `head` must end it quietly, not make
+    // print! panic on EPIPE (std ignores SIGPIPE at start).
+    // SAFETY: single-threaded here; SIG_DFL is always a valid disposition.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let name = argv
         .first()

@@ -101,7 +101,11 @@ pub fn main(args: &[String]) -> i32 {
         }
         print!("{out}");
     } else {
-        print!("{}{}", recovery.text(), render_text(&st));
+        // --upgrade and --changes show their view alone: its first line
+        // (`manifest: ...`) is what scripts read.
+        if !(upgrade || changes) {
+            print!("{}{}", recovery.text(), render_text(&st));
+        }
         if wear {
             println!();
             print!(
@@ -110,11 +114,11 @@ pub fn main(args: &[String]) -> i32 {
             );
         }
         if upgrade {
-            print!("\n{}", crate::upgrade::report::status_text(&st));
+            print!("{}", crate::upgrade::report::status_text(&st));
         }
         if changes {
             match crate::upgrade::report::status_changes(&st) {
-                Ok(t) => print!("\n{t}"),
+                Ok(t) => print!("{}{t}", if upgrade { "\n" } else { "" }),
                 Err(e) => eprintln!("overlay-status: --changes: {e}"),
             }
         }

@@ -138,11 +138,9 @@ impl Boot<'_> {
 
     /// A filesystem made at this boot holds no records, and keeps no wear
     /// record yet: the log starts at the next boot, with a history to
-    /// compare against.
+    /// compare against. The images it starts with are recorded (and their
+    /// manifests made) now: an upper written at this boot follows them.
     pub(super) fn fresh_records(&mut self, fs: &DataFs) -> crate::plan::decide::Records {
-        // The images' identities are recorded from the first boot on, so
-        // that the first new image is known as one (and the next boot of the
-        // same image writes nothing for them).
         let data = self.root.join(&fs.place.at_boot);
         crate::plan::decide::Records {
             upgrade: Some(self.upgrade_facts(&data)),
@@ -184,6 +182,11 @@ impl Boot<'_> {
                     records.trash = area.has_trash();
                     records.reset = match area.pending() {
                         Ok(Pending::None) => PendingReset::None,
+                        // A factory reset on the command line replaces a
+                        // pending per-path revert (reset/boot.rs).
+                        Ok(Pending::Request(r)) if self.cfg.reset && !r.revert.is_empty() => {
+                            PendingReset::None
+                        }
                         Ok(Pending::Request(r)) => PendingReset::Request {
                             seq: r.seq,
                             keep: r.keep.len(),

@@ -9,12 +9,28 @@ use crate::plan::{UpgradeStep, UpperPlan};
 use crate::reset::boot::PowerCut;
 use crate::upgrade::merge::{self, Lowerdirs, Outcome};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long the classification may hold the boot; an interrupted one goes
-/// on at the next boot (the upper is usable meanwhile: only unchanged
-/// copies were removed).
-const MERGE_BUDGET: Duration = Duration::from_secs(5);
+/// A `kB` field of `self/status` under the /proc at `proc`.
+fn status_kb(proc: BorrowedFd, field: &str) -> Option<u64> {
+    let fd = rustix::fs::openat(
+        proc,
+        "self/status",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
 
 fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
     rustix::fs::open(
@@ -68,15 +84,12 @@ impl Boot<'_> {
                     "firmware upgrade: a new image; classifying the upper (overlay.upgrade={})",
                     up.policy.name()
                 );
-                merge::run(
-                    &data,
-                    &lowers,
-                    up,
-                    when,
-                    Some(Instant::now() + MERGE_BUDGET),
-                    &mut hook,
-                )
-                .map(|o| match o {
+                // No deadline: a merge cut short by one leaves stale
+                // copies until a later boot finishes it, and each later
+                // run walks again what the first kept. It runs once per
+                // image, feeding the watchdog at each entry; its cost is
+                // the part of the upper that overlaps the images.
+                merge::run(&data, &lowers, up, when, None, &mut hook).map(|o| match o {
                     Outcome::Done(r) => Some((true, r)),
                     Outcome::Stopped(r) => Some((false, r)),
                 })
@@ -118,30 +131,46 @@ impl Boot<'_> {
     }
 
     /// Forks the background job: the manifest of an image that has none
-    /// recorded, the check of an image that ships none. Everything it needs
-    /// is opened here: the boot moves /dev and the lowers away meanwhile.
+    /// recorded. Everything it needs is opened here: the boot moves the
+    /// lowers away meanwhile. Its log line says what it cost (time, and
+    /// how far it raised the child's peak memory above what it inherited).
     pub(super) fn upgrade_background(&mut self, rung: &UpperPlan) {
         let Some(data) = open_dir(&self.data_dir(rung)) else {
             return;
         };
         let lowers = self.lower_roots();
         let roots: Vec<OwnedFd> = lowers.iter().filter_map(|(r, _)| open_dir(r)).collect();
-        let devices: Vec<std::fs::File> = lowers
-            .iter()
-            .filter_map(|(_, d)| std::fs::File::open(d).ok())
-            .collect();
-        if roots.len() != lowers.len() || devices.len() != lowers.len() {
+        if roots.len() != lowers.len() {
             return;
         }
         let ids = self.upgrade_ids.clone();
-        let check_image = ids.iter().any(|i| i.shipped.is_none());
+        // /proc as it is now: the boot moves it into the new root while
+        // the job runs, and `self` below it names the job.
+        let proc = open_dir(&self.root.path("/proc"));
         let started = self.sys.background(&mut || {
+            let t = Instant::now();
+            // The peak the job inherited is the boot's: reset it (Linux
+            // 4.0 clear_refs "5"), then its own peak is what it adds.
+            let base = proc.as_ref().and_then(|p| {
+                let _ = rustix::fs::openat(
+                    p,
+                    "self/clear_refs",
+                    rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .and_then(|fd| rustix::io::write(fd, b"5"));
+                status_kb(p.as_fd(), "VmRSS")
+            });
             let fds: Vec<BorrowedFd> = roots.iter().map(AsFd::as_fd).collect();
-            let devs: Vec<&std::fs::File> = devices.iter().collect();
-            match merge::background(data.as_fd(), &fds, &devs, &ids, check_image) {
+            match merge::background(data.as_fd(), &fds, &ids) {
                 Ok(lines) => {
+                    let peak = proc.as_ref().and_then(|p| status_kb(p.as_fd(), "VmHWM"));
+                    let grew = peak.zip(base).map_or(0, |(p, b)| p.saturating_sub(b));
                     for l in lines {
-                        log::info!("firmware upgrade: {l}");
+                        log::info!(
+                            "firmware upgrade: {l} in {} ms (peak memory +{grew} kB)",
+                            crate::state::WholeMillis(t.elapsed())
+                        );
                     }
                 }
                 Err(e) => log::warn!("firmware upgrade (background): {e}"),

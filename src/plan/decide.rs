@@ -462,6 +462,7 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
     }
     // The firmware upgrade, decided from the records and the images.
     let mut upgrade = Vec::new();
+    let mut trashes = false;
     // A reset at this boot first, then the upgrade (which then finds little
     // to classify): merge::decide knows a pending request.
     if let Some(Ok((facts, ids))) = &records.upgrade {
@@ -469,12 +470,20 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
             match merge::decide(facts, ids, cfg.upgrade) {
                 merge::Decision::None => {}
                 merge::Decision::Record => upgrade.push(Step::Upgrade(UpgradeStep::Record)),
-                merge::Decision::Upgrade(up) => upgrade.push(Step::Upgrade(UpgradeStep::Merge(up))),
+                merge::Decision::Upgrade(up) => {
+                    // The copies it removes go to the reset's trash, and
+                    // out of it within this boot's budget.
+                    trashes = up.policy == crate::upgrade::Policy::Merge;
+                    upgrade.push(Step::Upgrade(UpgradeStep::Merge(up)))
+                }
                 merge::Decision::Reset { up, request } => {
                     if !up.resume {
                         upgrade.push(Step::Upgrade(UpgradeStep::BeginReset(up.clone())));
                     }
-                    if request && reset.is_none() {
+                    // `request`: no factory reset is pending. One asked for
+                    // on the command line runs at this boot anyway; a stale
+                    // or corrupt request, or a per-path revert, is no reset.
+                    if request && reset != Some(ResetStep::FromCommandLine) {
                         upgrade.push(Step::Reset(ResetStep::ForUpgrade));
                         wipes = true;
                     }
@@ -492,7 +501,7 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
         steps.push(Step::Reset(r));
     }
     steps.extend(upgrade);
-    if (records.trash && !fresh) || wipes {
+    if (records.trash && !fresh) || wipes || trashes {
         steps.push(Step::DeleteTrash {
             budget: TRASH_BUDGET,
         });
@@ -513,8 +522,10 @@ pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPla
     if records.wear_log_due {
         steps.push(Step::WearLog);
     }
-    if matches!(records.upgrade, Some(Ok(_))) {
-        steps.push(Step::UpgradeBackground);
+    if let Some(Ok((facts, ids))) = &records.upgrade {
+        if merge::needs_background(facts, ids) {
+            steps.push(Step::UpgradeBackground);
+        }
     }
     Ok(DataPlan::Steps(steps))
 }

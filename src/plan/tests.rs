@@ -647,3 +647,135 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
         }
     }
 }
+
+/// `overlay.upgrade=reset` on a new image: the factory reset is asked for
+/// whatever else the reset area holds, except a full reset that happens at
+/// this boot anyway (pending, or on the command line). A stale or corrupt
+/// request, or a per-path revert, used to suppress it (issue 12): the
+/// upgrade then recorded a reset that never happened.
+#[test]
+fn an_upgrade_with_policy_reset_resets_whatever_else_is_pending() {
+    use crate::plan::{ResetStep, UpgradeStep};
+    use crate::upgrade::{identity::Identity, merge, record, Policy};
+    let id = |n: u32| Identity {
+        squashfs: true,
+        size: 4096,
+        time: n,
+        sb: n,
+        tables: n,
+        shipped: None,
+    };
+    let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
+    let cfg = Config {
+        upgrade: Policy::Reset,
+        ..Config::default()
+    };
+    let steps = |reset: PendingReset, full_pending: bool, cmdline: bool| {
+        let mut cfg = cfg.clone();
+        cfg.reset = cmdline;
+        let facts = merge::Facts {
+            state: Ok(Some(record::State {
+                lowers: vec![record::Lower { id: id(1) }],
+            })),
+            pending: Ok(None),
+            upper_empty: false,
+            reset_done: 2,
+            reset_pending: full_pending,
+            manifests: vec![Some(id(1))],
+        };
+        let r = Records {
+            reset,
+            upgrade: Some(Ok((facts, vec![id(2)]))),
+            ..Records::default()
+        };
+        match decide::data(&cfg, &plan.upper, r).unwrap() {
+            decide::DataPlan::Steps(s) => s,
+            decide::DataPlan::Failsafe { .. } => panic!(),
+        }
+    };
+    let resets = |s: &[Step]| -> Vec<ResetStep> {
+        s.iter()
+            .filter_map(|s| match s {
+                Step::Reset(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for (pending, want) in [
+        (PendingReset::None, vec![ResetStep::ForUpgrade]),
+        (
+            PendingReset::Stale(2),
+            vec![ResetStep::Stale { seq: 2 }, ResetStep::ForUpgrade],
+        ),
+        (
+            PendingReset::Corrupt,
+            vec![ResetStep::Corrupt, ResetStep::ForUpgrade],
+        ),
+        // A per-path revert (not a full reset: merge's reset_pending false).
+        (
+            PendingReset::Request { seq: 3, keep: 0 },
+            vec![
+                ResetStep::Request { seq: 3, keep: 0 },
+                ResetStep::ForUpgrade,
+            ],
+        ),
+    ] {
+        let s = steps(pending.clone(), false, false);
+        assert_eq!(resets(&s), want, "{pending:?}");
+        assert!(s
+            .iter()
+            .any(|s| matches!(s, Step::Upgrade(UpgradeStep::FinishReset(_)))));
+    }
+    // A full reset pending, or on the command line: one reset, not two.
+    let s = steps(PendingReset::Request { seq: 3, keep: 1 }, true, false);
+    assert_eq!(resets(&s), [ResetStep::Request { seq: 3, keep: 1 }]);
+    let s = steps(PendingReset::None, false, true);
+    assert_eq!(resets(&s), [ResetStep::FromCommandLine]);
+}
+
+/// The merge of an upgrade moves the unchanged copies into the reset's
+/// trash: the same boot deletes it within its budget (it was left for
+/// the next boot, found by tests/qemu/upgrade.rs's figures run).
+#[test]
+fn an_upgrade_merge_deletes_its_trash_at_the_same_boot() {
+    use crate::upgrade::{identity::Identity, merge, record, Policy};
+    let id = |n: u32| Identity {
+        squashfs: true,
+        size: 4096,
+        time: n,
+        sb: n,
+        tables: n,
+        shipped: None,
+    };
+    let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
+    for (policy, trash) in [(Policy::Merge, true), (Policy::Keep, false)] {
+        let cfg = Config {
+            upgrade: policy,
+            ..Config::default()
+        };
+        let facts = merge::Facts {
+            state: Ok(Some(record::State {
+                lowers: vec![record::Lower { id: id(1) }],
+            })),
+            pending: Ok(None),
+            upper_empty: false,
+            reset_done: 0,
+            reset_pending: false,
+            manifests: vec![Some(id(1))],
+        };
+        let r = Records {
+            upgrade: Some(Ok((facts, vec![id(2)]))),
+            ..Records::default()
+        };
+        let decide::DataPlan::Steps(steps) = decide::data(&cfg, &plan.upper, r).unwrap() else {
+            panic!()
+        };
+        let names: Vec<&str> = steps.iter().map(name).collect();
+        let merge_at = names.iter().position(|n| *n == "upgrade").unwrap();
+        let trash_at = names.iter().position(|n| *n == "trash");
+        assert_eq!(trash_at.is_some(), trash, "{policy:?}: {names:?}");
+        if let Some(t) = trash_at {
+            assert!(t > merge_at, "after the merge: {names:?}");
+        }
+    }
+}

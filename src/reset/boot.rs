@@ -67,6 +67,9 @@ pub fn carry_out(
         .pending()
         .map_err(|e| format!("cannot read the reset request: {e}"))?;
     let mut hook = |s: &str| cut.changed(s);
+    // A pending per-path revert is replaced by a reset: it removes those
+    // paths too.
+    let full_pending = matches!(&pending, Pending::Request(r) if r.revert.is_empty());
     let req = match (step, pending) {
         (ResetStep::Corrupt, Pending::Corrupt(e)) => {
             let msg = format!(
@@ -84,9 +87,10 @@ pub fn carry_out(
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
         }
-        (ResetStep::FromCommandLine | ResetStep::ForUpgrade | ResetStep::FsToolsPending, p)
-            if !matches!(p, Pending::Request(_)) =>
-        {
+        (
+            ResetStep::FromCommandLine | ResetStep::ForUpgrade | ResetStep::FsToolsPending,
+            _,
+        ) if !full_pending => {
             let mut keep = keep_list(&data.join("upper"), rom, warnings);
             if *step == ResetStep::FsToolsPending {
                 keep.push(crate::openwrt::fs_state::KEEP_ON_PENDING.into());
@@ -116,6 +120,9 @@ pub fn carry_out(
         // The records changed between reading them and now: nothing to do.
         _ => return Ok(None),
     };
+    if !req.revert.is_empty() {
+        return revert(sys, &area, &req, &mut hook);
+    }
     log::warn!(
         "factory reset #{}: wiping the upper layer (keeping {} path(s))",
         req.seq,
@@ -134,6 +141,36 @@ pub fn carry_out(
     log::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
     Ok(Some(format!(
         "reset #{} done in {ms} ms, kept: {kept}",
+        req.seq
+    )))
+}
+
+/// A per-path revert (`overlay-reset --path`): what it matches leaves the
+/// upper, the lowers' versions show. `Ok(Some(line))` for overlay-status.
+fn revert(
+    sys: &dyn Sys,
+    area: &ResetArea,
+    req: &super::Request,
+    hook: &mut dyn FnMut(&str),
+) -> Result<Option<String>, String> {
+    log::warn!(
+        "revert #{}: removing {} from the upper layer",
+        req.seq,
+        req.revert.join(", ")
+    );
+    let t = sys.now();
+    let report = area
+        .carry_out(req, hook)
+        .map_err(|e| format!("revert #{} failed: {e}", req.seq))?;
+    let ms = WholeMillis(sys.now().saturating_sub(t));
+    let removed = if report.kept.is_empty() {
+        "nothing (no such entry in the upper)".to_string()
+    } else {
+        report.kept.join(", ")
+    };
+    log::warn!("revert #{}: done in {ms} ms; removed: {removed}", req.seq);
+    Ok(Some(format!(
+        "revert #{} done in {ms} ms, removed: {removed}",
         req.seq
     )))
 }

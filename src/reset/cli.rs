@@ -20,6 +20,7 @@ pub const DRY_RUN_LIMITS: Limits = Limits {
 };
 
 const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--keep-none] [--dry-run] [--cancel]
+       overlay-reset --path PATH... [-y] [--no-reboot] [--dry-run]
        overlay-reset --format [-y] [--no-reboot]
 
 Factory reset: at the next boot, everything in the writable layer (the upper
@@ -33,8 +34,13 @@ boot finishes it at the next boot, and a finished reset is never repeated.
                  the reset; repeatable. Added to the keep list in
                  /etc/overlay-reset.keep (one path or glob a line, # comments)
   --keep-none    do not read /etc/overlay-reset.keep: keep only what --keep names
+  --path PATH    remove only PATH from the writable layer (absolute; globs
+                 as --keep; repeatable; added to a revert already pending):
+                 the firmware's version shows again, everything else stays.
+                 E.g. take the new image's version of a file in conflict
+                 after an upgrade (overlay-status --upgrade)
   --dry-run      list what would be removed and what kept; change nothing
-  --cancel       withdraw a pending reset
+  --cancel       withdraw a pending reset or revert
   --format       reclaim a data partition that holds something unrecognised
                  (this boot runs on RAM because of it): mark it for formatting
                  (OpenWrt's 0xdeadc0de marker); the next boot formats it.
@@ -55,6 +61,7 @@ struct Args {
     format: bool,
     keep_none: bool,
     keep: Vec<String>,
+    paths: Vec<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
@@ -68,10 +75,14 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--cancel" => a.cancel = true,
             "--format" => a.format = true,
             "--keep-none" => a.keep_none = true,
-            "--keep" => {
-                let p = it.next().ok_or("--keep needs a path")?;
-                validate_pattern(p).map_err(|e| format!("--keep {p}: {e}"))?;
-                a.keep.push(p.clone());
+            "--keep" | "--path" => {
+                let p = it.next().ok_or_else(|| format!("{arg} needs a path"))?;
+                validate_pattern(p).map_err(|e| format!("{arg} {p}: {e}"))?;
+                if arg == "--keep" {
+                    a.keep.push(p.clone());
+                } else {
+                    a.paths.push(p.clone());
+                }
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
@@ -80,8 +91,13 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     if a.cancel && (a.dry_run || a.keep_none || !a.keep.is_empty()) {
         return Err("--cancel takes no other option".into());
     }
-    if a.format && (a.cancel || a.dry_run || a.keep_none || !a.keep.is_empty()) {
+    if a.format
+        && (a.cancel || a.dry_run || a.keep_none || !a.keep.is_empty() || !a.paths.is_empty())
+    {
         return Err("--format takes only -y and --no-reboot".into());
+    }
+    if !a.paths.is_empty() && (a.cancel || !a.keep.is_empty()) {
+        return Err("--path takes no --keep or --cancel (nothing else is removed)".into());
     }
     Ok(Some(a))
 }
@@ -140,6 +156,9 @@ pub fn main(args: &[String]) -> i32 {
             Err(e) => refuse(&format!("cannot cancel: {e}")),
         };
     }
+    if !a.paths.is_empty() {
+        return revert(&a, data);
+    }
     // Read like a record: a regular file (a FIFO would block), bounded.
     let read = if a.keep_none {
         Ok(None)
@@ -191,6 +210,44 @@ pub fn main(args: &[String]) -> i32 {
         return 0;
     }
     reboot("the reset")
+}
+
+/// `--path`: schedule (or, with `--dry-run`, list) the removal of those
+/// paths from the upper at the next boot.
+fn revert(a: &Args, data: &Path) -> i32 {
+    if a.dry_run {
+        return dry_run_with(data, &a.paths, true);
+    }
+    let area = match ResetArea::open(data, true) {
+        Ok(ar) => ar,
+        Err(e) => {
+            return refuse(&format!(
+                "cannot open {}/{}: {e}",
+                data.display(),
+                super::RESET_DIR
+            ))
+        }
+    };
+    let question = format!(
+        "Remove {} from the writable layer at the next boot (the firmware's version shows again)?",
+        a.paths.join(", ")
+    );
+    if let Err(e) = confirm(a.yes, &question) {
+        return refuse(e);
+    }
+    let req = match area.write_revert(a.paths.clone()) {
+        Ok(r) => r,
+        Err(e) => return refuse(&format!("cannot record the request: {e}")),
+    };
+    println!(
+        "overlay-reset: revert #{} scheduled for the next boot: {}; cancel with overlay-reset --cancel",
+        req.seq,
+        req.revert.join(", ")
+    );
+    if a.no_reboot {
+        return 0;
+    }
+    reboot("the revert")
 }
 
 /// This boot's state (/run/overlay-init/state); `Err` says why there is none.
@@ -273,6 +330,8 @@ fn format(a: &Args, state: &BootState) -> i32 {
 /// `skip   PATH: why`. Paths are escaped ([`walk::escape_into`]).
 struct DryRun<'a, W: Write> {
     set: &'a KeepSet,
+    /// `set` names what to remove (`--path`), not what to keep.
+    revert: bool,
     out: W,
     line: String,
     removed: u64,
@@ -294,12 +353,23 @@ impl<W: Write> DryRun<'_, W> {
 
 impl<W: Write> Visitor for DryRun<'_, W> {
     fn enter(&mut self, e: &Entry<'_>) -> Step {
+        let dir = e.kind == Kind::Dir;
+        if self.revert {
+            return if self.set.keeps(e.path) {
+                self.say("remove ", e.path, if dir { "/" } else { "" });
+                self.removed += 1;
+                Step::Next
+            } else if dir && self.set.may_keep_below(e.path) {
+                Step::Into
+            } else {
+                Step::Next
+            };
+        }
         if self.set.keeps(e.path) {
             self.say("keep   ", e.path, "");
             self.kept += 1;
             return Step::Next;
         }
-        let dir = e.kind == Kind::Dir;
         if !dir || !self.set.may_keep_below(e.path) {
             self.say("remove ", e.path, if dir { "/" } else { "" });
             self.removed += 1;
@@ -321,6 +391,11 @@ impl<W: Write> Visitor for DryRun<'_, W> {
 /// order. Exit 0 when everything was listed. Public for the fuzz target
 /// over generated trees (fuzz/).
 pub fn dry_run(data: &Path, keep: &[String]) -> i32 {
+    dry_run_with(data, keep, false)
+}
+
+/// [`dry_run`] of a reset keeping `set`, or (`revert`) of a revert of `set`.
+fn dry_run_with(data: &Path, set: &[String], revert: bool) -> i32 {
     let upper = rustix::fs::open(
         data,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -336,9 +411,10 @@ pub fn dry_run(data: &Path, keep: &[String]) -> i32 {
         Ok(fd) => fd,
         Err(e) => return refuse(&format!("cannot open {}/upper: {e}", data.display())),
     };
-    let set = KeepSet::new(keep);
+    let set = KeepSet::new(set);
     let mut v = DryRun {
         set: &set,
+        revert,
         out: std::io::stdout().lock(),
         line: String::new(),
         removed: 0,
@@ -373,6 +449,11 @@ pub fn dry_run(data: &Path, keep: &[String]) -> i32 {
 pub fn pending_line(data: &Path) -> Option<String> {
     let area = ResetArea::open(data, false).ok()?;
     match area.pending().ok()? {
+        Pending::Request(r) if !r.revert.is_empty() => Some(format!(
+            "reset:      PENDING: revert #{} at the next boot: {}",
+            r.seq,
+            r.revert.join(", ")
+        )),
         Pending::Request(r) => Some(format!(
             "reset:      PENDING: reset #{} at the next boot (keeping {} path(s))",
             r.seq,
@@ -412,5 +493,16 @@ mod tests {
         assert!(a.keep_none && a.yes);
         assert!(args(&["--format", "--keep-none"]).is_err());
         assert!(args(&["--cancel", "--keep-none"]).is_err());
+        let a = args(&["--path", "/etc/a", "--path", "/etc/b/*", "-y"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.paths, ["/etc/a", "/etc/b/*"]);
+        assert!(a.keep.is_empty());
+        assert!(args(&["--path"]).is_err());
+        assert!(args(&["--path", "rel"]).unwrap_err().contains("--path rel"));
+        assert!(args(&["--path", "/a", "--keep", "/b"]).is_err());
+        assert!(args(&["--path", "/a", "--cancel"]).is_err());
+        assert!(args(&["--path", "/a", "--format"]).is_err());
+        assert!(args(&["--path", "/a", "--dry-run"]).is_ok());
     }
 }

@@ -9,6 +9,9 @@
 //! Records (both written atomically: write a temp file, fsync, rename, fsync
 //! the directory), in `<data fs>/.reset/`:
 //! - `request`: magic `OVRESET1`, seq, the keep patterns; CRC32-checked.
+//!   Or, for a per-path revert (`overlay-reset --path`), the patterns of
+//!   the paths to remove from the upper, each line prefixed with `-` (a
+//!   line a reader without reverts refuses: it then ignores the request).
 //! - `done`: magic `OVRDONE1`, the seq of the last completed reset. A request
 //!   whose seq is not newer is stale and never acted on: no wipe loops.
 
@@ -48,13 +51,20 @@ pub const MAX_PATTERN_COMPONENT: usize = crate::walk::NAME_MAX;
 /// The most components a keep pattern may have.
 pub const MAX_PATTERN_DEPTH: usize = 128;
 
-/// A pending reset.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A pending reset: the whole upper less `keep`, or (`revert` not empty)
+/// only what `revert` matches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
     pub seq: u64,
     /// Absolute path patterns (`*`, `?`, `[..]` within a component).
     pub keep: Vec<String>,
+    /// Patterns of the entries to remove from the upper (a per-path
+    /// revert: the lowers' versions show again); nothing else is touched.
+    pub revert: Vec<String>,
 }
+
+/// The prefix of a revert line in a request's payload.
+const REVERT_LINE: char = '-';
 
 /// Why a keep pattern is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +115,8 @@ pub enum RecordError {
         index: usize,
         why: PatternError,
     },
+    /// Both a keep list and paths to revert.
+    Mixed,
     /// The keep list does not fit in a record.
     TooLarge {
         size: usize,
@@ -132,6 +144,7 @@ impl fmt::Display for RecordError {
             RecordError::Pattern { index, why } => {
                 write!(f, "bad keep list: pattern {index}: {why}")
             }
+            RecordError::Mixed => write!(f, "both a keep list and paths to revert"),
             RecordError::TooLarge { size } => write!(
                 f,
                 "the keep list takes {size} bytes; a reset request holds at most {MAX_PAYLOAD}"
@@ -201,10 +214,20 @@ impl Request {
     /// The record, or why the next boot would refuse it: anything
     /// [`Request::decode`] refuses is refused here, before it is written.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        for (i, k) in self.keep.iter().enumerate() {
+        if !self.keep.is_empty() && !self.revert.is_empty() {
+            return Err(RecordError::Mixed);
+        }
+        for (i, k) in self.keep.iter().chain(&self.revert).enumerate() {
             validate_pattern(k).map_err(|why| RecordError::Pattern { index: i + 1, why })?;
         }
-        let payload = self.keep.join("\n");
+        let mut payload = self.keep.join("\n");
+        for r in &self.revert {
+            if !payload.is_empty() {
+                payload.push('\n');
+            }
+            payload.push(REVERT_LINE);
+            payload.push_str(r);
+        }
         if payload.len() > MAX_PAYLOAD {
             return Err(RecordError::TooLarge {
                 size: payload.len(),
@@ -222,15 +245,19 @@ impl Request {
     pub fn decode(b: &[u8]) -> Result<Request, RecordError> {
         let (seq, payload) = decode(REQUEST_MAGIC, b)?;
         let text = std::str::from_utf8(payload).map_err(|_| RecordError::NotUtf8)?;
-        let keep: Vec<String> = text
-            .split('\n')
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        for (i, k) in keep.iter().enumerate() {
-            validate_pattern(k).map_err(|why| RecordError::Pattern { index: i + 1, why })?;
+        let (mut keep, mut revert) = (Vec::new(), Vec::new());
+        for (i, l) in text.split('\n').filter(|l| !l.is_empty()).enumerate() {
+            let (list, p) = match l.strip_prefix(REVERT_LINE) {
+                Some(p) => (&mut revert, p),
+                None => (&mut keep, l),
+            };
+            validate_pattern(p).map_err(|why| RecordError::Pattern { index: i + 1, why })?;
+            list.push(p.to_string());
         }
-        Ok(Request { seq, keep })
+        if !keep.is_empty() && !revert.is_empty() {
+            return Err(RecordError::Mixed);
+        }
+        Ok(Request { seq, keep, revert })
     }
 }
 
@@ -517,14 +544,55 @@ mod tests {
         let r = Request {
             seq: 7,
             keep: vec!["/etc/config/network".into(), "/etc/dropbear/*".into()],
+            ..Default::default()
         };
         assert_eq!(Request::decode(&r.encode().unwrap()), Ok(r));
         let empty = Request {
             seq: 1,
             keep: vec![],
+            ..Default::default()
         };
         assert_eq!(Request::decode(&empty.encode().unwrap()), Ok(empty));
         assert_eq!(decode_done(&encode_done(42)), Ok(42));
+        let revert = Request {
+            seq: 8,
+            revert: vec!["/etc/config/system".into(), "/etc/init.d/*".into()],
+            ..Default::default()
+        };
+        let b = revert.encode().unwrap();
+        assert!(b.ends_with(b"-/etc/config/system\n-/etc/init.d/*"));
+        assert_eq!(Request::decode(&b), Ok(revert));
+    }
+
+    /// A request both keeps and reverts: refused when written and read; a
+    /// revert line with a bad pattern is refused like a keep line.
+    #[test]
+    fn revert_requests_are_checked_like_keep_lists() {
+        let mixed = Request {
+            seq: 1,
+            keep: vec!["/a".into()],
+            revert: vec!["/b".into()],
+        };
+        assert_eq!(mixed.encode(), Err(RecordError::Mixed));
+        assert_eq!(
+            Request::decode(&encode(REQUEST_MAGIC, 1, b"/a\n-/b")),
+            Err(RecordError::Mixed)
+        );
+        for bad in ["-relative", "-/a/../b", "-/", "--/a"] {
+            assert!(
+                matches!(
+                    Request::decode(&encode(REQUEST_MAGIC, 1, bad.as_bytes())),
+                    Err(RecordError::Pattern { index: 1, .. })
+                ),
+                "{bad}"
+            );
+        }
+        let r = Request {
+            seq: 1,
+            revert: vec!["relative".into()],
+            ..Default::default()
+        };
+        assert!(r.encode().is_err());
     }
 
     #[test]
@@ -532,6 +600,7 @@ mod tests {
         let good = Request {
             seq: 3,
             keep: vec!["/etc/x".into()],
+            ..Default::default()
         }
         .encode()
         .unwrap();
@@ -616,7 +685,11 @@ mod tests {
         let keep: Vec<String> = (0..1250)
             .map(|i| format!("/etc/keep/a-rather-long-file-name-to-keep-number-{i}-pad"))
             .collect();
-        let big = Request { seq: 1, keep };
+        let big = Request {
+            seq: 1,
+            keep,
+            ..Default::default()
+        };
         let e = big.encode().unwrap_err();
         assert!(matches!(e, RecordError::TooLarge { size } if size > 70_000));
         assert!(e.to_string().contains("at most 65536"), "{e}");
@@ -624,7 +697,11 @@ mod tests {
         let mut keep = vec![format!("/{}", "x".repeat(199)); 326];
         let used = keep.join("\n").len();
         keep.push(format!("/{}", "y".repeat(MAX_PAYLOAD - used - 2)));
-        let max = Request { seq: 2, keep };
+        let max = Request {
+            seq: 2,
+            keep,
+            ..Default::default()
+        };
         let b = max.encode().unwrap();
         assert_eq!(b.len(), MAX_REQUEST);
         assert_eq!(Request::decode(&b), Ok(max.clone()));
@@ -641,6 +718,7 @@ mod tests {
             let r = Request {
                 seq: 1,
                 keep: vec!["/ok".into(), bad.into()],
+                ..Default::default()
             };
             assert!(
                 matches!(r.encode(), Err(RecordError::Pattern { index: 2, .. })),

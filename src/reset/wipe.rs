@@ -26,6 +26,12 @@
 //! 5. `done`: the `done` record gets SEQ, the keep area goes, then the
 //!    request is removed (a request left behind is stale: see [`Pending`]).
 //!
+//! A per-path revert (a request with `revert` patterns, `overlay-reset
+//! --path`) is one step instead: the entries of `upper/` it matches move
+//! (rename) into `.reset/trash/SEQ-revert/` (hook `trash` after each), in
+//! passes until one moves nothing; then `done` as above. Nothing else of
+//! the upper is touched; a cut resumes it the same way.
+//!
 //! The trash is deleted afterwards ([`ResetArea::delete_trash`]), within a
 //! time budget at boot and by a low-priority background process for the
 //! rest; what a power cut leaves of it, and what cannot be deleted
@@ -84,6 +90,8 @@ pub enum WipeError {
         step: &'static str,
         removal: Removal,
     },
+    /// A factory reset is pending: a revert would replace its request.
+    ResetPending { seq: u64 },
 }
 
 impl fmt::Display for WipeError {
@@ -102,6 +110,10 @@ impl fmt::Display for WipeError {
                 "restore: {path} is still in the keep area after the restore; nothing of it is deleted"
             ),
             WipeError::Remove { step, removal } => write!(f, "{step}: {removal}"),
+            WipeError::ResetPending { seq } => write!(
+                f,
+                "factory reset #{seq} is pending (it removes those paths too; overlay-reset --cancel withdraws it)"
+            ),
         }
     }
 }
@@ -341,6 +353,82 @@ impl<'h> Visitor for Keeper<'_, 'h> {
     }
 }
 
+/// The revert walk: moves what the list matches into the trash, under
+/// names that are free there (`0`, `1`, ...).
+struct Reverter<'a, 'h> {
+    set: &'a KeepSet,
+    bin: BorrowedFd<'a>,
+    next: u64,
+    report: &'a mut Report,
+    /// Matched but cannot be moved, this pass (as [`Keeper::not_kept`]).
+    not_moved: &'a mut Report,
+    hook: &'a mut dyn FnMut(&'h str),
+    moved: u64,
+    err: Option<WipeError>,
+}
+
+impl Reverter<'_, '_> {
+    fn fail(&mut self, e: WipeError) -> Step {
+        self.err.get_or_insert(e);
+        Step::Stop
+    }
+
+    /// A name not taken in the trash (a cut run may have used some).
+    fn free_name(&mut self) -> Result<String, WipeError> {
+        loop {
+            let name = self.next.to_string();
+            self.next += 1;
+            if stat_at(self.bin, &name)?.is_none() {
+                return Ok(name);
+            }
+        }
+    }
+}
+
+impl<'h> Visitor for Reverter<'_, 'h> {
+    fn enter(&mut self, e: &Entry<'_>) -> Step {
+        if self.err.is_some() {
+            return Step::Stop;
+        }
+        if self.set.keeps(e.path) {
+            let to = match self.free_name() {
+                Ok(n) => n,
+                Err(err) => return self.fail(err),
+            };
+            match rustix::fs::renameat(e.dir, e.name, self.bin, to.as_str()) {
+                Ok(()) => {
+                    self.moved += 1;
+                    self.report.add(e.path, None);
+                    (self.hook)("trash");
+                }
+                Err(Errno::NOENT) => {}
+                Err(err) => self.not_moved.add(e.path, Some(err)),
+            }
+            Step::Next
+        } else if e.kind == Kind::Dir && self.set.may_keep_below(e.path) {
+            Step::Into
+        } else {
+            Step::Next
+        }
+    }
+
+    fn too_deep(&mut self, e: &Entry<'_>) -> Step {
+        self.fail(WipeError::Walk {
+            step: "revert",
+            path: walk::escape(e.path, 200),
+            problem: Problem::TooDeep,
+        })
+    }
+
+    fn problem(&mut self, path: &[u8], p: Problem) {
+        self.err.get_or_insert(WipeError::Walk {
+            step: "revert",
+            path: walk::escape(path, 200),
+            problem: p,
+        });
+    }
+}
+
 /// The restore walk: merges the keep area into the new upper.
 struct Restorer<'a, 'h> {
     upper: Mirror<'a>,
@@ -505,7 +593,39 @@ impl ResetArea {
             _ => 0,
         };
         let seq = prev.max(self.last_done()?.unwrap_or(0)) + 1;
-        let req = Request { seq, keep };
+        let req = Request {
+            seq,
+            keep,
+            revert: Vec::new(),
+        };
+        let bytes = req.encode().map_err(WipeError::Request)?;
+        fsio::write_atomic(self.area.as_fd(), REQUEST, &bytes, MAX_REQUEST)
+            .map_err(|err| WipeError::Record { name: REQUEST, err })?;
+        Ok(req)
+    }
+
+    /// Records a per-path revert for the next boot: `paths` (patterns) and
+    /// those of a revert already pending; refused while a factory reset
+    /// is pending (it would be replaced; cancel it first).
+    pub fn write_revert(&self, paths: Vec<String>) -> Result<Request, WipeError> {
+        let (prev, mut revert) = match self.pending()? {
+            Pending::Request(r) if r.revert.is_empty() => {
+                return Err(WipeError::ResetPending { seq: r.seq })
+            }
+            Pending::Request(r) => (r.seq, r.revert),
+            _ => (0, Vec::new()),
+        };
+        for p in paths {
+            if !revert.contains(&p) {
+                revert.push(p);
+            }
+        }
+        let seq = prev.max(self.last_done()?.unwrap_or(0)) + 1;
+        let req = Request {
+            seq,
+            keep: Vec::new(),
+            revert,
+        };
         let bytes = req.encode().map_err(WipeError::Request)?;
         fsio::write_atomic(self.area.as_fd(), REQUEST, &bytes, MAX_REQUEST)
             .map_err(|err| WipeError::Record { name: REQUEST, err })?;
@@ -524,8 +644,12 @@ impl ResetArea {
         }
     }
 
-    /// Steps 1-5 (see the module doc). Safe to call again after a cut at any point.
+    /// Steps 1-5 (see the module doc), or the revert for a request with
+    /// `revert` patterns. Safe to call again after a cut at any point.
     pub fn carry_out(&self, req: &Request, hook: Hook) -> Result<Report, WipeError> {
+        if !req.revert.is_empty() {
+            return self.revert(req, hook);
+        }
         let root = self.root.as_fd();
         let area = self.area.as_fd();
         let keep_name = format!("keep-{}", req.seq);
@@ -615,6 +739,50 @@ impl ResetArea {
         // between the two leaves a stale request, which finish_stale clears.
         drop(keep_dir);
         self.remove_keep_area(&keep_name, hook)?;
+        self.remove_request()?;
+        hook("clear");
+        Ok(report)
+    }
+
+    /// A per-path revert: what `req.revert` matches in `upper/` goes to
+    /// `.reset/trash/SEQ-revert/`, then `done`, then the request goes. The
+    /// report names what was removed (`kept` is that list here).
+    fn revert(&self, req: &Request, hook: Hook) -> Result<Report, WipeError> {
+        let root = self.root.as_fd();
+        let area = self.area.as_fd();
+        let trash = ensure_dir(area, "trash", 0o700)?;
+        let bin = ensure_dir(trash.as_fd(), &format!("{}-revert", req.seq), 0o700)?;
+        let mut report = Report::default();
+        if let Ok(upper) = walk::open_subdir(root, OsStr::new("upper")) {
+            let set = KeepSet::new(&req.revert);
+            let mut next = 0;
+            loop {
+                let mut not_moved = Report::default();
+                let mut r = Reverter {
+                    set: &set,
+                    bin: bin.as_fd(),
+                    next,
+                    report: &mut report,
+                    not_moved: &mut not_moved,
+                    hook: &mut *hook,
+                    moved: 0,
+                    err: None,
+                };
+                let out = walk::walk(upper.as_fd(), &Limits::default(), &mut r);
+                let (moved, err) = (r.moved, r.err.take());
+                next = r.next;
+                whole("revert", out, err)?;
+                if moved == 0 {
+                    report.not_kept = not_moved.not_kept;
+                    report.kept.extend(not_moved.kept.into_iter().take(2));
+                    break;
+                }
+            }
+        }
+        rustix::fs::syncfs(root).map_err(io_err("syncfs", b"."))?;
+        fsio::write_atomic(area, DONE, &encode_done(req.seq), DONE_SIZE)
+            .map_err(|err| WipeError::Record { name: DONE, err })?;
+        hook("done");
         self.remove_request()?;
         hook("clear");
         Ok(report)
@@ -899,6 +1067,121 @@ mod tests {
         }
     }
 
+    fn revert_list() -> Vec<String> {
+        vec![
+            "/etc/config/network".into(),
+            "/etc/dropbear/key*".into(),
+            "/link-to-outside".into(),
+            "/var/deep".into(),
+            "/nonexistent/file".into(),
+        ]
+    }
+
+    /// The upper of [`data_fs`] less what [`revert_list`] names: the rest,
+    /// the symlink's target and the deep nest included, is untouched.
+    fn reverted_tree(d: &TempDir) -> Vec<String> {
+        let data = d.path().join("data");
+        let mut t = tree(&data.join("upper"));
+        t.retain(|p| {
+            p != "etc/config/network"
+                && !p.starts_with("etc/dropbear/key")
+                && p != "link-to-outside"
+                && !p.starts_with("var/deep")
+        });
+        t
+    }
+
+    /// `overlay-reset --path`: only what the list matches leaves the upper
+    /// (a glob, a directory whole, a symlink never followed), the rest is
+    /// untouched; a cut after any change is finished by the next boot to
+    /// the same end; it happens once.
+    #[test]
+    fn a_revert_removes_only_its_paths_and_survives_a_cut_anywhere() {
+        let reference = {
+            let d = TempDir::new("revert-ref");
+            let data = data_fs(&d);
+            let want = reverted_tree(&d);
+            let area = ResetArea::open(&data, true).unwrap();
+            let req = area.write_revert(revert_list()).unwrap();
+            assert!(req.keep.is_empty());
+            assert_eq!(area.pending().unwrap(), Pending::Request(req.clone()));
+            let report = area.carry_out(&req, &mut |_| {}).unwrap();
+            assert_eq!(report.kept_count, 5, "{report:?}");
+            assert!(report.kept.contains(&"/var/deep".to_string()));
+            let t = tree(&data.join("upper"));
+            assert_eq!(t, want);
+            assert!(t.contains(&"etc/config/wireless".to_string()));
+            assert_eq!(area.pending().unwrap(), Pending::None);
+            assert_eq!(area.last_done().unwrap(), Some(req.seq));
+            assert!(area.has_trash());
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("outside/precious")).unwrap(),
+                "must stay"
+            );
+            t
+        };
+        let mut k = 1;
+        loop {
+            let d = TempDir::new("revert-cut");
+            let data = data_fs(&d);
+            let req = ResetArea::open(&data, true)
+                .unwrap()
+                .write_revert(revert_list())
+                .unwrap();
+            let mut n = 0;
+            let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let area = ResetArea::open(&data, true).unwrap();
+                area.carry_out(&req, &mut |_| {
+                    n += 1;
+                    if n == k {
+                        panic!("power cut");
+                    }
+                })
+            }));
+            let area = ResetArea::open(&data, true).unwrap();
+            match area.pending().unwrap() {
+                Pending::Request(r) => {
+                    area.carry_out(&r, &mut |_| {}).unwrap();
+                }
+                Pending::Stale(s) => area.finish_stale(s, &mut |_| {}).unwrap(),
+                Pending::None => assert!(k > 1),
+                other => panic!("cut at {k}: {other:?}"),
+            }
+            assert_eq!(tree(&data.join("upper")), reference, "cut at change {k}");
+            assert_eq!(area.pending().unwrap(), Pending::None);
+            if cut.is_ok() {
+                assert!(k > 5, "one change a path, then done and clear");
+                break;
+            }
+            k += 1;
+        }
+    }
+
+    /// A revert adds to a pending revert, never replaces a pending factory
+    /// reset (refused); a factory reset replaces a pending revert.
+    #[test]
+    fn reverts_and_resets_pending_together() {
+        let d = TempDir::new("revert-pending");
+        let data = data_fs(&d);
+        let area = ResetArea::open(&data, true).unwrap();
+        let a = area
+            .write_revert(vec!["/etc/config/network".into()])
+            .unwrap();
+        let b = area
+            .write_revert(vec!["/.hidden".into(), "/etc/config/network".into()])
+            .unwrap();
+        assert_eq!(b.seq, a.seq + 1);
+        assert_eq!(b.revert, ["/etc/config/network", "/.hidden"]);
+        let full = area.write_request(keep()).unwrap();
+        assert_eq!(full.seq, b.seq + 1);
+        assert!(full.revert.is_empty());
+        assert_eq!(
+            area.write_revert(vec!["/x".into()]),
+            Err(WipeError::ResetPending { seq: full.seq })
+        );
+        assert_eq!(area.pending().unwrap(), Pending::Request(full));
+    }
+
     #[test]
     fn parents_of_kept_files_keep_their_mode_and_owner() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1017,6 +1300,7 @@ mod tests {
         let good = Request {
             seq: 9,
             keep: keep(),
+            ..Default::default()
         }
         .encode()
         .unwrap();

@@ -57,6 +57,9 @@ pub struct Facts {
     /// The last completed factory reset and whether one is requested.
     pub reset_done: u64,
     pub reset_pending: bool,
+    /// The image each `manifest.N` record says it describes, from its
+    /// header (`None`: present but not a record), up to the first absent.
+    pub manifests: Vec<Option<Identity>>,
 }
 
 /// An upgrade to carry out.
@@ -181,12 +184,19 @@ pub fn read_facts(data: &Path) -> Result<Facts, Error> {
         }
     };
     let (reset_done, reset_pending) = reset_facts(data_path);
+    let manifests = match &area {
+        Some(a) => (0..MAX_MANIFESTS)
+            .map_while(|n| record::recorded_id(a.as_fd(), &record::manifest_name(n)))
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Facts {
         state: state.transpose(),
         pending: pending.transpose(),
         upper_empty,
         reset_done,
         reset_pending,
+        manifests,
     })
 }
 
@@ -194,7 +204,8 @@ fn reset_facts(data: &Path) -> (u64, bool) {
     match crate::reset::wipe::ResetArea::open(data, false) {
         Ok(a) => (
             a.last_done().ok().flatten().unwrap_or(0),
-            matches!(a.pending(), Ok(crate::reset::wipe::Pending::Request(_))),
+            // A factory reset; a per-path revert is no reset.
+            matches!(a.pending(), Ok(crate::reset::wipe::Pending::Request(r)) if r.revert.is_empty()),
         ),
         Err(_) => (0, false),
     }
@@ -224,14 +235,7 @@ fn area_of(data: BorrowedFd) -> Result<OwnedFd, Error> {
 
 fn state_of(ids: &[Identity]) -> State {
     State {
-        lowers: ids
-            .iter()
-            .map(|id| Lower {
-                id: id.clone(),
-                raw: None,
-            })
-            .collect(),
-        changed: false,
+        lowers: ids.iter().map(|id| Lower { id: id.clone() }).collect(),
     }
 }
 
@@ -367,10 +371,28 @@ impl Walk<'_, '_> {
             (Ok(_), None) => Old::Absent,
             (Ok(_), Some(m)) => Old::Has(m),
         };
+        // A file of the old version's size is read first: equal to it,
+        // it is an unchanged copy, removed whatever the new image has, and
+        // the lowers are not looked up (their lookups in a large squashfs
+        // directory are most of a merge's time).
+        let mut read = meta.clone();
+        let mut have = false;
+        let copy = !inside
+            && meta.kind == Kind::File
+            && scan::nlink(st) <= 1
+            && !x.metacopy
+            && old_meta
+                .as_ref()
+                .is_some_and(|o| o.kind == Kind::File && o.size == meta.size);
+        if copy {
+            scan::read_content(dir, path, &mut read)?;
+            have = true;
+        }
+        let unchanged = copy && old_meta.as_ref().is_some_and(|o| read.same(o));
         // The new version's contents are read when they can decide: the
         // same size as the upper's or the old version.
         let sizes = [Some(meta.size), old_meta.as_ref().map(|o| o.size)];
-        let (new, lower) = if inside {
+        let (new, lower) = if inside || unchanged {
             (None, 0)
         } else {
             match self.lowers.get(path, &|n: &Meta| {
@@ -387,9 +409,11 @@ impl Walk<'_, '_> {
             redirect: x.redirect,
             metacopy: x.metacopy,
         };
-        let mut read = meta.clone();
-        if !inside && (needs_crc(&u, old, new.as_ref()) || meta.kind == Kind::Symlink) {
+        if !have && !inside && (needs_crc(&u, old, new.as_ref()) || meta.kind == Kind::Symlink) {
             scan::read_content(dir, path, &mut read)?;
+            have = true;
+        }
+        if have {
             u.meta = &read;
         }
         let meta = u.meta;
@@ -424,6 +448,8 @@ impl Walk<'_, '_> {
                     }
                 }
             }
+            // Policy keep: nothing is removed, so nothing is said to be.
+            (Action::Remove, None) => class = class.map(|_| Class::Kept),
             (Action::Container, Some(_)) => {
                 container = Some(new.filter(|n| n.kind == Kind::Dir && !n.same_mode_owner(meta)));
             }
@@ -447,6 +473,9 @@ impl Walk<'_, '_> {
 
 impl crate::walk::Visitor for Walk<'_, '_> {
     fn enter(&mut self, e: &crate::walk::Entry<'_>) -> crate::walk::Step {
+        // A long walk removes nothing for a while: the watchdog is fed at
+        // each entry too (one clock read when none is due).
+        crate::recovery::watchdog::feed();
         let st = match e.stat() {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => return crate::walk::Step::Next,
@@ -657,21 +686,16 @@ pub fn finish_reset(data: &Path, up: &Upgrade, what: String, hook: Hook) -> Resu
 
 /// Step 5, after the boot (a child at nice 19): for each lower without a
 /// manifest recorded for its image, copy the one it ships or compute one
-/// (once per image); for each lower without a shipped manifest, if
-/// `check_image`, the CRC32 of the whole image, recorded the first time
-/// and compared after: a mismatch means the image was replaced under an
-/// unchanged identity, and makes the next boot an upgrade boot. Nothing
-/// while an upgrade is pending (its old manifests are still needed).
-/// Everything is passed opened (the job is forked before the switch, which
-/// moves /dev and the lowers away): `data` the data filesystem's root,
-/// `roots` the lowers' roots, `devices` their devices (read only with
-/// `check_image`). Returns what to log.
+/// (once per image; the image itself is never read whole for this), and
+/// remove the records of lowers that are gone. Nothing while an upgrade is
+/// pending (its old manifests are still needed), nor before the upper
+/// follows these images. Everything is passed opened (the job is forked
+/// before the switch, which moves the lowers away): `data` the data
+/// filesystem's root, `roots` the lowers' roots. Returns what to log.
 pub fn background(
     data: BorrowedFd,
     roots: &[BorrowedFd],
-    devices: &[&std::fs::File],
     ids: &[Identity],
-    check_image: bool,
 ) -> Result<Vec<String>, Error> {
     let mut log = Vec::new();
     let Some(area) = record::open_area(data, false)? else {
@@ -681,46 +705,18 @@ pub fn background(
     if record::read(area, PENDING)?.is_some() {
         return Ok(log);
     }
-    let Some(Ok(mut state)) = record::load(area, STATE, State::decode)? else {
-        return Ok(log);
-    };
-    if state.lowers.len() != ids.len() || state.lowers.iter().zip(ids).any(|(l, id)| l.id != *id) {
-        return Ok(log);
+    match record::load(area, STATE, State::decode)? {
+        Some(Ok(state)) if state.follows(ids) => {}
+        _ => return Ok(log),
     }
-    let mut state_changed = false;
-    for (n, lower) in state.lowers.iter_mut().enumerate() {
+    for (n, id) in ids.iter().enumerate() {
         let name = record::manifest_name(n);
         let rec = record::load(area, &name, ManifestRecord::decode)?.and_then(Result::ok);
-        let raw = match (&lower.id.shipped, devices.get(n), check_image) {
-            (None, Some(dev), true) => Some(identity::image_crc(dev, &lower.id)?),
-            _ => None,
-        };
-        if let (Some(was), Some(now)) = (lower.raw, raw) {
-            if was != now {
-                log.push(format!(
-                    "lower {n}: the image was replaced (same identity, contents differ): the next boot upgrades"
-                ));
-                state.changed = true;
-                state_changed = true;
-                continue;
-            }
-        }
-        if raw.is_some() && lower.raw.is_none() {
-            lower.raw = raw;
-            state_changed = true;
-        }
-        let current = Lower {
-            id: lower.id.clone(),
-            raw,
-        };
-        if rec
-            .as_ref()
-            .is_some_and(|r| r.id == current.id && (raw.is_none() || r.raw == raw))
-        {
+        if rec.is_some_and(|r| r.id == *id) {
             continue;
         }
         let Some(&root) = roots.get(n) else { continue };
-        let content = if lower.id.shipped.is_some() {
+        let content = if id.shipped.is_some() {
             shipped(root).unwrap_or_else(|why| {
                 log.push(format!(
                     "lower {n}: the shipped manifest is unusable ({why}); computing one"
@@ -738,19 +734,33 @@ pub fn background(
             )),
         }
         let rec = ManifestRecord {
-            id: current.id,
-            raw,
+            id: id.clone(),
             content,
         };
         record::write(area, &name, &rec.encode())?;
     }
-    if state_changed {
-        record::write(area, STATE, &state.encode())?;
-    }
-    for n in ids.len()..ids.len() + 8 {
+    for n in ids.len()..MAX_MANIFESTS {
         record::remove(area, &record::manifest_name(n))?;
     }
     Ok(log)
+}
+
+/// Manifest records looked at (`manifest.0` ...): lowers are few.
+const MAX_MANIFESTS: usize = 16;
+
+/// Whether this boot needs [`background`]: the upper does not follow these
+/// images yet (first boot, upgrade), or a lower's manifest record is
+/// missing, of another image, or left over. Decided from the records'
+/// headers ([`Facts::manifests`]), so that a normal boot forks nothing.
+pub fn needs_background(f: &Facts, ids: &[Identity]) -> bool {
+    let settled =
+        matches!(&f.state, Ok(Some(s)) if s.follows(ids)) && matches!(f.pending, Ok(None));
+    !settled
+        || f.manifests.len() != ids.len()
+        || f.manifests
+            .iter()
+            .zip(ids)
+            .any(|(m, id)| m.as_ref() != Some(id))
 }
 
 fn shipped(root: BorrowedFd) -> Result<Content, String> {

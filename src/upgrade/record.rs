@@ -4,10 +4,10 @@
 //!
 //! | file | magic | what | written |
 //! | --- | --- | --- | --- |
-//! | `state` | `OVUPSTA1` | the identity of each lower the upper follows, the CRC32 of its whole image once the background check has read it, and `changed` when that check found the image replaced | when an identity changes (first boot, upgrade), when the background check learns or contradicts a CRC |
-//! | `manifest.N` | `OVUPMAN1` | lower N's identity and image CRC, then its manifest (shipped or computed), or why there is none | once per image, in the background |
-//! | `pending` | `OVUPRPT1` | an upgrade under way: old and new identities, policy, time | first thing of an upgrade; removed last |
-//! | `last` | `OVUPRPT1` | the report of the last upgrade: the same, plus one line per classified path | at the end of an upgrade |
+//! | `state` | `OVUPSTA2` | the identity of each lower the upper follows | when an identity changes (first boot, upgrade) |
+//! | `manifest.N` | `OVUPMAN2` | lower N's identity, then its manifest (shipped or computed), or why there is none | once per image, in the background |
+//! | `pending` | `OVUPRPT2` | an upgrade under way: old and new identities, policy, time | first thing of an upgrade; removed last |
+//! | `last` | `OVUPRPT2` | the report of the last upgrade: the same, plus one line per classified path | at the end of an upgrade |
 //!
 //! A normal boot reads `state` (and finds no `pending`) and writes nothing.
 
@@ -22,9 +22,9 @@ use std::io::{Read as _, Write as _};
 pub const STATE: &str = "state";
 pub const PENDING: &str = "pending";
 pub const LAST: &str = "last";
-const STATE_MAGIC: &[u8; 8] = b"OVUPSTA1";
-const MANIFEST_MAGIC: &[u8; 8] = b"OVUPMAN1";
-const REPORT_MAGIC: &[u8; 8] = b"OVUPRPT1";
+const STATE_MAGIC: &[u8; 8] = b"OVUPSTA2";
+const MANIFEST_MAGIC: &[u8; 8] = b"OVUPMAN2";
+const REPORT_MAGIC: &[u8; 8] = b"OVUPRPT2";
 /// Bounds of what is read back: a state or report header is small, a
 /// manifest or a report with its lines is bounded by the image and by
 /// [`MAX_LINES`].
@@ -42,28 +42,12 @@ pub fn manifest_name(n: usize) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lower {
     pub id: Identity,
-    /// CRC32 of the whole image, once the background check has read it.
-    pub raw: Option<u32>,
-}
-
-fn enc_opt(e: &mut Enc, v: Option<u32>) {
-    e.u(v.map_or(0, |v| u64::from(v) + 1));
-}
-
-fn dec_opt(d: &mut Dec) -> Result<Option<u32>, RecordError> {
-    match d.u()? {
-        0 => Ok(None),
-        v => u32::try_from(v - 1)
-            .map(Some)
-            .map_err(|_| RecordError::Field),
-    }
 }
 
 fn enc_lowers(e: &mut Enc, l: &[Lower]) {
     e.u(l.len() as u64);
     for x in l {
         x.id.encode(e);
-        enc_opt(e, x.raw);
     }
 }
 
@@ -76,7 +60,6 @@ fn dec_lowers(d: &mut Dec) -> Result<Vec<Lower>, RecordError> {
     for _ in 0..n {
         v.push(Lower {
             id: Identity::decode(d)?,
-            raw: dec_opt(d)?,
         });
     }
     Ok(v)
@@ -86,16 +69,12 @@ fn dec_lowers(d: &mut Dec) -> Result<Vec<Lower>, RecordError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     pub lowers: Vec<Lower>,
-    /// The background check found an image replaced under an unchanged
-    /// identity: the next boot is an upgrade boot.
-    pub changed: bool,
 }
 
 impl State {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
         enc_lowers(&mut e, &self.lowers);
-        e.u(u64::from(self.changed));
         frame(STATE_MAGIC, &e.0)
     }
 
@@ -104,7 +83,6 @@ impl State {
         let mut d = Dec(unframe(STATE_MAGIC, b)?);
         let s = State {
             lowers: dec_lowers(&mut d)?,
-            changed: d.u()? != 0,
         };
         d.end()?;
         Ok(s)
@@ -112,9 +90,7 @@ impl State {
 
     /// Whether these are the identities the upper follows.
     pub fn follows(&self, ids: &[Identity]) -> bool {
-        !self.changed
-            && self.lowers.len() == ids.len()
-            && self.lowers.iter().zip(ids).all(|(l, id)| l.id == *id)
+        self.lowers.len() == ids.len() && self.lowers.iter().zip(ids).all(|(l, id)| l.id == *id)
     }
 }
 
@@ -132,7 +108,6 @@ pub enum Content {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestRecord {
     pub id: Identity,
-    pub raw: Option<u32>,
     pub content: Content,
 }
 
@@ -140,7 +115,6 @@ impl ManifestRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
         self.id.encode(&mut e);
-        enc_opt(&mut e, self.raw);
         match &self.content {
             Content::None(why) => {
                 e.u(0);
@@ -162,7 +136,6 @@ impl ManifestRecord {
     pub fn decode(b: &[u8]) -> Result<ManifestRecord, RecordError> {
         let mut d = Dec(unframe(MANIFEST_MAGIC, b)?);
         let id = Identity::decode(&mut d)?;
-        let raw = dec_opt(&mut d)?;
         let tag = d.u()?;
         let body = d.b()?;
         d.end()?;
@@ -172,12 +145,12 @@ impl ManifestRecord {
             2 => Content::Computed(Manifest::decode(body.to_vec())?),
             _ => return Err(RecordError::Field),
         };
-        Ok(ManifestRecord { id, raw, content })
+        Ok(ManifestRecord { id, content })
     }
 
     /// The manifest, if this record describes `lower` and has one.
     pub fn manifest_of(&self, lower: &Lower) -> Option<&Manifest> {
-        if self.id != lower.id || (lower.raw.is_some() && self.raw != lower.raw) {
+        if self.id != lower.id {
             return None;
         }
         match &self.content {
@@ -479,6 +452,37 @@ pub fn remove(area: BorrowedFd, name: &str) -> Result<(), Error> {
     }
 }
 
+/// The image a `manifest.N` record describes, from its first bytes (the
+/// frame header and the identity at the start of the payload; the rest is
+/// checked when the record is used): `None` absent, `Some(None)` present
+/// but not such a record (or not of the length its header says).
+pub fn recorded_id(area: BorrowedFd, name: &str) -> Option<Option<Identity>> {
+    let fd = match rustix::fs::openat(
+        area,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return None,
+        Err(_) => return Some(None),
+    };
+    let peek = || {
+        let st = rustix::fs::fstat(&fd).ok()?;
+        if super::manifest::Kind::of_mode(st.st_mode) != super::manifest::Kind::File {
+            return None;
+        }
+        let mut head = [0u8; super::FRAME + 64];
+        let n = rustix::io::read(&fd, &mut head).ok()?;
+        let (len, _) = super::frame_header(MANIFEST_MAGIC, head.get(..n)?).ok()?;
+        if st.st_size as u64 != (super::FRAME as u64) + u64::from(len) {
+            return None;
+        }
+        Identity::decode(&mut Dec(head.get(super::FRAME..n)?)).ok()
+    };
+    Some(peek())
+}
+
 /// Reads and decodes a record: `Ok(None)` absent, `Ok(Some(Err))` present
 /// but unusable (to be reported and ignored).
 pub fn load<T>(
@@ -519,10 +523,7 @@ mod tests {
 
     fn report() -> Report {
         let mut r = Report {
-            old: vec![Lower {
-                id: id(1),
-                raw: Some(7),
-            }],
+            old: vec![Lower { id: id(1) }],
             new: vec![id(2)],
             policy: Policy::Merge,
             when: 1_700_000_000,
@@ -552,17 +553,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_refuse_damage() {
         let st = State {
-            lowers: vec![
-                Lower {
-                    id: id(1),
-                    raw: None,
-                },
-                Lower {
-                    id: id(2),
-                    raw: Some(0),
-                },
-            ],
-            changed: true,
+            lowers: vec![Lower { id: id(1) }, Lower { id: id(2) }],
         };
         let b = st.encode();
         assert_eq!(State::decode(&b).unwrap(), st);
@@ -573,14 +564,12 @@ mod tests {
         let m = Manifest::from_entries(vec![file("etc/profile", b"x")]).unwrap();
         let mr = ManifestRecord {
             id: id(1),
-            raw: Some(u32::MAX),
             content: Content::Computed(m.clone()),
         };
         let mb = mr.encode();
         assert_eq!(ManifestRecord::decode(&mb).unwrap(), mr);
         let none = ManifestRecord {
             id: id(1),
-            raw: None,
             content: Content::None("too many files".into()),
         };
         assert_eq!(ManifestRecord::decode(&none.encode()).unwrap(), none);
@@ -614,33 +603,10 @@ mod tests {
         let m = Manifest::from_entries(vec![file("a", b"")]).unwrap();
         let rec = ManifestRecord {
             id: id(1),
-            raw: Some(5),
             content: Content::Shipped(m),
         };
-        assert!(rec
-            .manifest_of(&Lower {
-                id: id(1),
-                raw: Some(5)
-            })
-            .is_some());
-        assert!(rec
-            .manifest_of(&Lower {
-                id: id(1),
-                raw: None
-            })
-            .is_some());
-        assert!(rec
-            .manifest_of(&Lower {
-                id: id(1),
-                raw: Some(6)
-            })
-            .is_none());
-        assert!(rec
-            .manifest_of(&Lower {
-                id: id(2),
-                raw: Some(5)
-            })
-            .is_none());
+        assert!(rec.manifest_of(&Lower { id: id(1) }).is_some());
+        assert!(rec.manifest_of(&Lower { id: id(2) }).is_none());
     }
 
     #[test]
@@ -669,11 +635,7 @@ mod tests {
         let area = open_area(data.as_fd(), true).unwrap().unwrap();
         assert_eq!(load(area.as_fd(), STATE, State::decode).unwrap(), None);
         let st = State {
-            lowers: vec![Lower {
-                id: id(1),
-                raw: None,
-            }],
-            changed: false,
+            lowers: vec![Lower { id: id(1) }],
         };
         write(area.as_fd(), STATE, &st.encode()).unwrap();
         assert_eq!(

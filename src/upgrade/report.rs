@@ -48,12 +48,7 @@ pub fn manifest_status(area: Option<BorrowedFd>) -> (&'static str, String) {
             _ => return ("pending", String::new()),
         }
     }
-    let why = if state.changed {
-        "the image was replaced: the next boot upgrades"
-    } else {
-        ""
-    };
-    ("recorded", why.into())
+    ("recorded", String::new())
 }
 
 /// The words after a line's path.

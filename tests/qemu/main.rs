@@ -22,6 +22,7 @@ mod pid1;
 mod powercut;
 mod reset;
 mod size;
+mod upgrade;
 mod walks;
 mod wear;
 

@@ -14,22 +14,19 @@ fn id(n: u32) -> Identity {
 }
 
 fn lower(n: u32) -> Lower {
-    Lower {
-        id: id(n),
-        raw: None,
-    }
+    Lower { id: id(n) }
 }
 
 fn facts() -> Facts {
     Facts {
         state: Ok(Some(State {
             lowers: vec![lower(1)],
-            changed: false,
         })),
         pending: Ok(None),
         upper_empty: false,
         reset_done: 0,
         reset_pending: false,
+        manifests: vec![Some(id(1))],
     }
 }
 
@@ -69,19 +66,11 @@ fn a_new_image_is_an_upgrade_of_the_configured_policy() {
         decide(&f, &[id(2)], Policy::Reset),
         Decision::Reset { request: false, .. }
     ));
-    // More lowers than before, or the image check's verdict: an upgrade too.
+    // More lowers than before: an upgrade too.
     assert!(matches!(
         decide(&facts(), &[id(1), id(3)], Policy::Merge),
         Decision::Upgrade(_)
     ));
-    let mut f = facts();
-    if let Ok(Some(s)) = &mut f.state {
-        s.changed = true;
-    }
-    let Decision::Upgrade(up) = decide(&f, &[id(1)], Policy::Merge) else {
-        panic!()
-    };
-    assert_eq!(up.old, vec![lower(1)]);
 }
 
 #[test]
@@ -250,9 +239,7 @@ impl Bed {
         let log = background(
             open_data(&self.data()).unwrap().as_fd(),
             &[root.as_fd()],
-            &[],
             &[id(v)],
-            false,
         )
         .unwrap();
         assert!(
@@ -537,9 +524,7 @@ fn a_shipped_manifest_is_used() {
     let log = background(
         open_data(&b.data()).unwrap().as_fd(),
         &[b.root(1).as_fd()],
-        &[],
         &ids,
-        false,
     )
     .unwrap();
     assert_eq!(log, ["lower 0: manifest recorded (14 entries)"]);
@@ -570,7 +555,15 @@ fn keep_policy_removes_nothing_and_reports_the_same() {
     let before = tree(&b.p("data/upper"));
     let r = b.boot(2, Policy::Keep, &mut |_| {}).unwrap();
     assert_eq!(r.policy, Policy::Keep);
-    assert_eq!(r.counts, [3, 6, 2], "classified as with merge");
+    assert_eq!(
+        r.counts,
+        [0, 9, 2],
+        "classified as with merge, but nothing is said removed"
+    );
+    assert!(r
+        .lines
+        .iter()
+        .any(|l| l.class == Class::Kept && l.why == Why::Unchanged));
     assert_eq!(tree(&b.p("data/upper")), before, "nothing moved");
     assert!(
         b.boot(2, Policy::Keep, &mut |_| {}).is_none(),
@@ -783,84 +776,58 @@ fn timing_of_the_merge() {
     }
 }
 
-/// No shipped manifest, and v2 differs from v1 in one byte with identical
-/// squashfs metadata: the boot-time identity is the same; the background
-/// image check sees the replacement and the next boot upgrades, against
-/// v1's manifest.
+/// The background job runs only when it has something to do, decided
+/// from the records' headers: a normal boot forks nothing; a missing,
+/// foreign or left-over manifest record, a first boot or an upgrade do.
 #[test]
-fn the_background_image_check_catches_what_the_identity_cannot() {
-    let b = Bed::new("upg-rawcheck");
-    // One byte apart: "profile v1" / "profile v2" (system differs too: make it equal).
-    b.d.write("v2/etc/config/system", "system v1\n");
-    b.d.write("v2/usr/bin/tool", vec![1u8; 5000]);
-    std::fs::remove_file(b.p("v2/etc/init.d/c")).unwrap();
-    let img = |v: u32| {
-        let p = b.p(&format!("v{v}.sqfs"));
-        crate::upgrade::identity::tests::mksquashfs(&b.p(&format!("v{v}")), &p, true);
-        p
-    };
-    let (i1, i2) = (img(1), img(2));
-    let (a, c) = (
-        identity::read(&i1, None).unwrap(),
-        identity::read(&i2, None).unwrap(),
+fn the_background_job_runs_only_when_a_manifest_is_missing() {
+    let b = Bed::new("upg-bgneed");
+    let ids = |v: u32| vec![id(v)];
+    let f = read_facts(&b.data()).unwrap();
+    assert_eq!(decide(&f, &ids(1), Policy::Merge), Decision::Record);
+    assert!(needs_background(&f, &ids(1)), "first boot");
+    b.boot(1, Policy::Merge, &mut |_| {});
+    let f = read_facts(&b.data()).unwrap();
+    assert_eq!(f.manifests, Vec::<Option<Identity>>::new());
+    assert!(needs_background(&f, &ids(1)), "no manifest yet");
+    b.background(1);
+    let f = read_facts(&b.data()).unwrap();
+    assert_eq!(f.manifests, vec![Some(id(1))]);
+    assert!(
+        !needs_background(&f, &ids(1)),
+        "a normal boot: nothing to do"
     );
-    assert_eq!(a, c, "the identity cannot tell these two apart");
-    let data = || open_data(&b.data()).unwrap();
-    record(&b.data(), std::slice::from_ref(&a)).unwrap();
-    let bg = |v: u32, dev: &Path| {
-        let dev = std::fs::File::open(dev).unwrap();
+    let bg = |v: u32| {
         background(
-            data().as_fd(),
+            open_data(&b.data()).unwrap().as_fd(),
             &[b.root(v).as_fd()],
-            &[&dev],
-            std::slice::from_ref(&a),
-            true,
+            &ids(v),
         )
         .unwrap()
     };
-    assert_eq!(bg(1, &i1), ["lower 0: manifest recorded (14 entries)"]);
-    assert!(bg(1, &i1).is_empty(), "same image: nothing written");
-    b.with_overlay(1, |m| {
-        std::fs::write(m.join("etc/profile"), "profile v1\n").unwrap()
-    });
-    // Reflashed with v2: this boot is a normal one...
+    assert!(bg(1).is_empty(), "recorded: nothing written");
+    assert!(needs_background(&f, &ids(2)), "a new image");
+    // The image is not known yet (its upgrade has not run): nothing.
+    assert!(bg(2).is_empty());
+    // A left-over record of a lower that is gone.
+    std::fs::copy(
+        b.p("data/.upgrade/manifest.0"),
+        b.p("data/.upgrade/manifest.1"),
+    )
+    .unwrap();
     let f = read_facts(&b.data()).unwrap();
-    assert_eq!(
-        decide(&f, std::slice::from_ref(&a), Policy::Merge),
-        Decision::None
-    );
-    // ... whose background check finds the replacement.
-    let log = bg(2, &i2);
-    assert!(log[0].contains("the image was replaced"), "{log:?}");
+    assert_eq!(f.manifests, vec![Some(id(1)), Some(id(1))]);
+    assert!(needs_background(&f, &ids(1)));
+    assert!(bg(1).is_empty());
+    assert!(!b.p("data/.upgrade/manifest.1").exists(), "removed");
+    // A record cut short, or not a record: its header does not check out.
+    let m = std::fs::read(b.p("data/.upgrade/manifest.0")).unwrap();
+    std::fs::write(b.p("data/.upgrade/manifest.0"), &m[..m.len() - 1]).unwrap();
     let f = read_facts(&b.data()).unwrap();
-    let Decision::Upgrade(up) = decide(&f, std::slice::from_ref(&a), Policy::Merge) else {
-        panic!()
-    };
-    let roots = [b.root(2)];
-    let roots = [roots[0].as_fd()];
-    let shown = ["/rom".to_string()];
-    let lw = Lowerdirs {
-        roots: &roots,
-        shown_at: &shown,
-    };
-    let Outcome::Done(r) = run(&b.data(), &lw, &up, 1, None, &mut |_| {}).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        lines(&r),
-        [(
-            Class::Removed,
-            "/etc/profile".into(),
-            Why::Unchanged,
-            News::None
-        )]
-    );
-    // Then v2's own manifest and image CRC are recorded.
-    assert_eq!(bg(2, &i2), ["lower 0: manifest recorded (14 entries)"]);
-    assert_eq!(
-        decide(&read_facts(&b.data()).unwrap(), &[a], Policy::Merge),
-        Decision::None
-    );
+    assert_eq!(f.manifests, vec![None]);
+    assert!(needs_background(&f, &ids(1)));
+    assert_eq!(bg(1), ["lower 0: manifest recorded (14 entries)"]);
+    assert!(!needs_background(&read_facts(&b.data()).unwrap(), &ids(1)));
 }
 
 /// A deadline stops the merge with `pending` left; the upper is usable
