@@ -181,7 +181,7 @@ fn parse_gpt(head: &[u8]) -> Option<Vec<PartEntry>> {
     let stored_crc = le32(hdr, 16)?;
     let mut h = hdr.get(..hdr_size)?.to_vec();
     h.get_mut(16..20)?.fill(0);
-    if crc32fast::hash(&h) != stored_crc {
+    if crate::crc32::hash(&h) != stored_crc {
         return None;
     }
     let entries_lba = usize::try_from(le64(hdr, 72)?).ok()?;

@@ -179,7 +179,7 @@ fn byte(b: &[u8], at: usize) -> u8 {
 }
 
 fn crc_of(b: &[u8]) -> u32 {
-    crc32fast::hash(b.get(..CRC_AT).unwrap_or(&[]))
+    crate::crc32::hash(b.get(..CRC_AT).unwrap_or(&[]))
 }
 
 impl WearRecord {
