@@ -273,13 +273,14 @@ fn parse_entries_lba(head: &[u8]) -> Option<u64> {
 /// Lists the block devices under `<root>/sys/class/block`, with partition names
 /// and UUIDs filled from each disk's partition table when uevent lacks them.
 pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
-    let Ok(dir) = std::fs::read_dir(root.path("/sys/class/block")) else {
+    let class = root.path("/sys/class/block");
+    let Ok(names) = crate::fsio::dir_names(&class) else {
         return Vec::new();
     };
     let mut devs: Vec<BlockDev> = Vec::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let sys = entry.path();
+    for entry in names {
+        let name = entry.to_string_lossy().into_owned();
+        let sys = class.join(&entry);
         let uevent = std::fs::read_to_string(sys.join("uevent")).unwrap_or_default();
         let (devname, devtype, partn, partname) = parse_uevent(&uevent);
         let devname = devname.unwrap_or_else(|| name.clone());
