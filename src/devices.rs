@@ -286,7 +286,9 @@ pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
         let devname = devname.unwrap_or_else(|| name.clone());
         let is_part = devtype.as_deref() == Some("partition") || sys.join("partition").exists();
         let disk = if is_part {
-            std::fs::canonicalize(&sys).ok().and_then(|p| {
+            // The class entry links to the partition's directory, which
+            // sits in its disk's: `../../devices/.../block/vda/vda1`.
+            std::fs::read_link(&sys).ok().and_then(|p| {
                 p.parent()
                     .and_then(|d| d.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
