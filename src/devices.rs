@@ -346,7 +346,10 @@ pub fn find(devs: &[BlockDev], spec: &DeviceSpec) -> Option<BlockDev> {
 /// the last such line, which is the one in effect.
 pub fn root_mount(mountinfo: &str) -> Option<(String, String)> {
     mountinfo.lines().rev().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
+        // The first " - " (a byte search: no substring searcher in the
+        // binary, issue 14's size budget).
+        let at = l.as_bytes().windows(3).position(|w| w == b" - ")?;
+        let (left, right) = (l.get(..at)?, l.get(at + 3..)?);
         if left.split_whitespace().nth(4)? != "/" {
             return None;
         }

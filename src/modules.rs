@@ -16,7 +16,13 @@ pub struct DepTable(Vec<(String, String, Vec<String>)>);
 /// (the kernel treats both as the same character in module names).
 pub fn module_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = base.split(".ko").next().unwrap_or(base);
+    // Up to the first ".ko" (a byte search: no substring searcher).
+    let stem = base
+        .as_bytes()
+        .windows(3)
+        .position(|w| w == b".ko")
+        .and_then(|at| base.get(..at))
+        .unwrap_or(base);
     normalize(stem)
 }
 

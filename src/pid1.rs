@@ -222,12 +222,12 @@ fn log_floor(total: Duration) {
 /// and never shrinks: the peak stack).
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // `VmHWM:\t     452 kB`: the first word after the colon.
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()
 }
