@@ -448,7 +448,13 @@ impl Config {
             "overlay.wear" => self.wear.apply_list(v)?,
             "overlay.wear_policy" => self.wear.apply_policy(v)?,
             k if k.starts_with("overlay.modules.") => {
-                let fs = k.trim_start_matches("overlay.modules.").to_string();
+                // Every leading "overlay.modules." off, as trim_start_matches
+                // did (strip_prefix needs no substring searcher).
+                let mut fs = k;
+                while let Some(rest) = fs.strip_prefix("overlay.modules.") {
+                    fs = rest;
+                }
+                let fs = fs.to_string();
                 let mods = list(v)?;
                 self.fs_modules.retain(|(f, _)| *f != fs);
                 if self.fs_modules.len() >= MAX_FS_TYPES {

@@ -181,7 +181,7 @@ fn parse_gpt(head: &[u8]) -> Option<Vec<PartEntry>> {
     let stored_crc = le32(hdr, 16)?;
     let mut h = hdr.get(..hdr_size)?.to_vec();
     h.get_mut(16..20)?.fill(0);
-    if crc32fast::hash(&h) != stored_crc {
+    if crate::crc32::hash(&h) != stored_crc {
         return None;
     }
     let entries_lba = usize::try_from(le64(hdr, 72)?).ok()?;
@@ -273,19 +273,22 @@ fn parse_entries_lba(head: &[u8]) -> Option<u64> {
 /// Lists the block devices under `<root>/sys/class/block`, with partition names
 /// and UUIDs filled from each disk's partition table when uevent lacks them.
 pub fn read_block_devices(root: &SysRoot) -> Vec<BlockDev> {
-    let Ok(dir) = std::fs::read_dir(root.path("/sys/class/block")) else {
+    let class = root.path("/sys/class/block");
+    let Ok(names) = crate::fsio::dir_names(&class) else {
         return Vec::new();
     };
     let mut devs: Vec<BlockDev> = Vec::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let sys = entry.path();
+    for entry in names {
+        let name = entry.to_string_lossy().into_owned();
+        let sys = class.join(&entry);
         let uevent = std::fs::read_to_string(sys.join("uevent")).unwrap_or_default();
         let (devname, devtype, partn, partname) = parse_uevent(&uevent);
         let devname = devname.unwrap_or_else(|| name.clone());
         let is_part = devtype.as_deref() == Some("partition") || sys.join("partition").exists();
         let disk = if is_part {
-            std::fs::canonicalize(&sys).ok().and_then(|p| {
+            // The class entry links to the partition's directory, which
+            // sits in its disk's: `../../devices/.../block/vda/vda1`.
+            std::fs::read_link(&sys).ok().and_then(|p| {
                 p.parent()
                     .and_then(|d| d.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
@@ -343,7 +346,10 @@ pub fn find(devs: &[BlockDev], spec: &DeviceSpec) -> Option<BlockDev> {
 /// the last such line, which is the one in effect.
 pub fn root_mount(mountinfo: &str) -> Option<(String, String)> {
     mountinfo.lines().rev().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
+        // The first " - " (a byte search: no substring searcher in the
+        // binary, issue 14's size budget).
+        let at = l.as_bytes().windows(3).position(|w| w == b" - ")?;
+        let (left, right) = (l.get(..at)?, l.get(at + 3..)?);
         if left.split_whitespace().nth(4)? != "/" {
             return None;
         }

@@ -340,6 +340,29 @@ pub fn write_atomic_mode(
     rustix::fs::fsync(dir).map_err(io("fsync the directory"))
 }
 
+/// The names in directory `dir` (without `.` and `..`), in directory
+/// order, as std's `read_dir` lists them: entries read before an error are
+/// kept and the listing stops there. One getdents buffer (rustix, as the
+/// walks use); std's `ReadDir` (and libc's opendir/readdir) stay out of the
+/// binary (issue 14's size budget).
+pub fn dir_names(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStringExt;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut d = rustix::fs::Dir::read_from(&fd)?;
+    let mut names = Vec::new();
+    while let Some(Ok(e)) = d.read() {
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(std::ffi::OsString::from_vec(n.to_vec()));
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod boot;
 pub mod cmdline;
 pub mod config;
+pub mod crc32;
 pub mod devices;
 pub mod error;
 pub mod fixed;

@@ -3,18 +3,26 @@
 
 use crate::paths::{SysRoot, MODULES_DIR, SYS_MODULE};
 use crate::sys::Sys;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// `modules.dep`: module name → (path relative to the modules dir, dependencies).
+/// `modules.dep`: (module name, path relative to the modules dir,
+/// dependencies), in the file's order. A name listed twice means its last
+/// line. Looked up by a scan: a boot visits a few modules, and a vector
+/// keeps the binary free of a B-tree's code (issue 14's size budget).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct DepTable(BTreeMap<String, (String, Vec<String>)>);
+pub struct DepTable(Vec<(String, String, Vec<String>)>);
 
 /// The module name of a path: basename without `.ko[.xz|.zst|.gz]`, `-` → `_`
 /// (the kernel treats both as the same character in module names).
 pub fn module_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = base.split(".ko").next().unwrap_or(base);
+    // Up to the first ".ko" (a byte search: no substring searcher).
+    let stem = base
+        .as_bytes()
+        .windows(3)
+        .position(|w| w == b".ko")
+        .and_then(|at| base.get(..at))
+        .unwrap_or(base);
     normalize(stem)
 }
 
@@ -24,7 +32,7 @@ pub fn normalize(name: &str) -> String {
 
 /// Parses `modules.dep` lines `kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko ...`.
 pub fn parse_modules_dep(text: &str) -> DepTable {
-    let mut t = BTreeMap::new();
+    let mut t = Vec::new();
     for line in text.lines() {
         let Some((path, deps)) = line.split_once(':') else {
             continue;
@@ -34,13 +42,13 @@ pub fn parse_modules_dep(text: &str) -> DepTable {
             continue;
         }
         let deps = deps.split_whitespace().map(module_name).collect();
-        t.insert(module_name(path), (path.to_string(), deps));
+        t.push((module_name(path), path.to_string(), deps));
     }
     DepTable(t)
 }
 
 /// Names of built-in modules from `modules.builtin` (`kernel/.../x.ko` lines).
-pub fn parse_builtin(text: &str) -> BTreeSet<String> {
+pub fn parse_builtin(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -65,7 +73,7 @@ impl DepTable {
         skip: &dyn Fn(&str) -> bool,
     ) -> (Vec<String>, Vec<ModuleError>) {
         let mut order = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut seen = Vec::new();
         let mut errors = Vec::new();
         for w in wanted {
             self.visit(&normalize(w), skip, &mut seen, &mut order, &mut errors);
@@ -77,16 +85,20 @@ impl DepTable {
         &self,
         m: &str,
         skip: &dyn Fn(&str) -> bool,
-        seen: &mut BTreeSet<String>,
+        seen: &mut Vec<String>,
         order: &mut Vec<String>,
         errors: &mut Vec<ModuleError>,
     ) {
-        if !seen.insert(m.to_string()) || skip(m) {
+        if seen.iter().any(|s| s == m) {
             return;
         }
-        match self.0.get(m) {
+        seen.push(m.to_string());
+        if skip(m) {
+            return;
+        }
+        match self.0.iter().rev().find(|(name, ..)| name == m) {
             None => errors.push(ModuleError::NotFound(m.to_string())),
-            Some((path, deps)) => {
+            Some((_, path, deps)) => {
                 // modules.dep lists the deepest dependency last: load from the end.
                 for d in deps.iter().rev() {
                     self.visit(d, skip, seen, order, errors);
@@ -101,7 +113,7 @@ impl DepTable {
 pub struct ModuleLoader {
     dir: PathBuf,
     table: DepTable,
-    builtin: BTreeSet<String>,
+    builtin: Vec<String>,
     root: SysRoot,
 }
 
@@ -122,7 +134,7 @@ impl ModuleLoader {
     /// Built in, or already loaded: `/sys/module/NAME` exists for loaded modules
     /// and for built-ins that have parameters.
     fn present(&self, m: &str) -> bool {
-        self.builtin.contains(m) || self.root.path(&format!("{SYS_MODULE}/{m}")).exists()
+        self.builtin.iter().any(|b| b == m) || self.root.path(&format!("{SYS_MODULE}/{m}")).exists()
     }
 
     /// Loads `wanted` and their dependencies; returns one message per failure.

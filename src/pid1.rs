@@ -13,7 +13,7 @@ use crate::state::{Millis, Upper};
 use crate::sys::linux::LinuxSys;
 use crate::sys::spawn::Program;
 use crate::sys::Sys;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -222,31 +222,35 @@ fn log_floor(total: Duration) {
 /// and never shrinks: the peak stack).
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // `VmHWM:\t     452 kB`: the first word after the colon.
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()
 }
 
-/// Copies this binary into /run so that `overlay-status` works in any root
-/// filesystem, even one that does not ship it.
+/// Puts this binary at /run/overlay-init/bin/overlay-init, with the
+/// `overlay-status`, `overlay-reset` and `overlay-wear-monitor` links, so
+/// that the commands exist whatever the root filesystem ships.
+///
+/// Where the binary stays reachable after the switch (started as `init=`
+/// on a real root: it is under /rom now, or on the root itself), a symlink
+/// to it: nothing copied, no RAM spent. From an initramfs, which the switch
+/// has freed (`/proc/self/exe` says "(deleted)"), a copy: sendfile(2) from
+/// `/proc/self/exe`, in the kernel.
 fn install_tools(boot: &mut Boot) {
     let dir = Path::new(paths::RUN_BIN_DIR);
-    let bin = dir.join("overlay-init");
-    let result = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::copy("/proc/self/exe", &bin))
-        .and_then(|_| {
-            for link in ["overlay-status", "overlay-reset", "overlay-wear-monitor"] {
-                let l = dir.join(link);
-                let _ = std::fs::remove_file(&l);
-                std::os::unix::fs::symlink("overlay-init", l)?;
-            }
-            Ok(())
-        });
+    let result = install_binary(dir).and_then(|()| {
+        for link in ["overlay-status", "overlay-reset", "overlay-wear-monitor"] {
+            let l = dir.join(link);
+            let _ = std::fs::remove_file(&l);
+            std::os::unix::fs::symlink("overlay-init", l)?;
+        }
+        Ok(())
+    });
     if let Err(e) = result {
         let msg = format!(
             "cannot install overlay-status in {}: {e}",
@@ -257,28 +261,66 @@ fn install_tools(boot: &mut Boot) {
     }
 }
 
+/// `dir/overlay-init`: a link to the running binary's file when the
+/// current root reaches it (same device and inode), else a copy.
+fn install_binary(dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
+    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(dir, Mode::from_raw_mode(0o755));
+    let bin = dir.join("overlay-init");
+    let _ = std::fs::remove_file(&bin);
+    let exe = rustix::fs::open(
+        "/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&exe)?;
+    if let Ok(path) = rustix::fs::readlink("/proc/self/exe", Vec::new()) {
+        let same = rustix::fs::stat(path.as_c_str())
+            .is_ok_and(|p| p.st_dev == st.st_dev && p.st_ino == st.st_ino);
+        if same && path.as_bytes().starts_with(b"/") {
+            return std::os::unix::fs::symlink(OsStr::from_bytes(path.as_bytes()), &bin);
+        }
+    }
+    let out = rustix::fs::open(
+        &bin,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o755),
+    )?;
+    let mut left = u64::try_from(st.st_size).unwrap_or(0);
+    while left > 0 {
+        let n = rustix::fs::sendfile(&out, &exe, None, usize::try_from(left).unwrap_or(1 << 20))?;
+        if n == 0 {
+            break;
+        }
+        left = left.saturating_sub(n as u64);
+    }
+    Ok(())
+}
+
 /// Writes the state file atomically in /run (fsio's one atomic write:
 /// temp file, fsync, rename), readable by everyone (applications read
 /// `persistent=`).
 fn write_state(boot: &Boot) {
-    let r = std::fs::create_dir_all(paths::RUN_DIR)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            let dir = rustix::fs::open(
-                paths::RUN_DIR,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| e.to_string())?;
-            crate::fsio::write_atomic_mode(
-                std::os::fd::AsFd::as_fd(&dir),
-                "state",
-                boot.state.render().as_bytes(),
-                crate::state::MAX_STATE,
-                0o644,
-            )
-            .map_err(|e| e.to_string())
-        });
+    use rustix::fs::{Mode, OFlags};
+    // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
+    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let r = rustix::fs::open(
+        paths::RUN_DIR,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| crate::fsio::RecordIoError::Io { step: "open", err })
+    .and_then(|dir| {
+        crate::fsio::write_atomic_mode(
+            std::os::fd::AsFd::as_fd(&dir),
+            "state",
+            boot.state.render().as_bytes(),
+            crate::state::MAX_STATE,
+            0o644,
+        )
+    });
     if let Err(e) = r {
         log::warn!("cannot write {}: {e}", paths::STATE_FILE);
     }

@@ -147,7 +147,7 @@ pub fn format_intent(size: u64) -> Vec<u8> {
     let mut v = vec![0u8; INTENT_LEN];
     let mut head = INTENT_MAGIC.to_vec();
     head.extend_from_slice(&size.to_le_bytes());
-    let crc = crc32fast::hash(&head);
+    let crc = crate::crc32::hash(&head);
     head.extend_from_slice(&crc.to_le_bytes());
     if let Some(d) = v.get_mut(..head.len()) {
         d.copy_from_slice(&head);

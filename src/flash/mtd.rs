@@ -198,14 +198,15 @@ pub fn parse_sysfs_mtd(
 pub fn read_mtd_devices(root: &SysRoot) -> (Vec<MtdInfo>, Vec<String>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
-    if let Ok(dir) = std::fs::read_dir(root.path(SYS_CLASS_MTD)) {
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+    let class = root.path(SYS_CLASS_MTD);
+    if let Ok(names) = crate::fsio::dir_names(&class) {
+        for entry in names {
+            let name = entry.to_string_lossy().into_owned();
             // mtdNro are the read-only twins of mtdN: same device.
             if parse_index(&name).is_none() {
                 continue;
             }
-            let path = entry.path();
+            let path = class.join(&entry);
             match parse_sysfs_mtd(&name, |k| std::fs::read_to_string(path.join(k)).ok()) {
                 Ok(m) => out.push(m),
                 Err(why) => notes.push(format!("{SYS_CLASS_MTD}/{name}: skipped: {why}")),

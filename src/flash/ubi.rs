@@ -175,12 +175,13 @@ pub fn read_ubi_devices(root: &SysRoot) -> (Vec<UbiDevice>, Vec<String>) {
     let mut devs: Vec<UbiDevice> = Vec::new();
     let mut vols: Vec<UbiVolume> = Vec::new();
     let mut notes = Vec::new();
-    let Ok(dir) = std::fs::read_dir(root.path(SYS_CLASS_UBI)) else {
+    let class = root.path(SYS_CLASS_UBI);
+    let Ok(names) = crate::fsio::dir_names(&class) else {
         return (devs, notes);
     };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
+    for entry in names {
+        let name = entry.to_string_lossy().into_owned();
+        let path = class.join(&entry);
         let attr = |k: &str| std::fs::read_to_string(path.join(k)).ok();
         let parsed = match parse_dir(&name) {
             Some((_, None)) => parse_ubi_device(&name, attr).map(|d| devs.push(d)),

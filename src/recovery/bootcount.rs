@@ -162,7 +162,7 @@ fn put(b: &mut [u8], at: usize, v: &[u8]) {
 }
 
 fn crc_of(b: &[u8]) -> u32 {
-    crc32fast::hash(b.get(..CRC_AT).unwrap_or(&[]))
+    crate::crc32::hash(b.get(..CRC_AT).unwrap_or(&[]))
 }
 
 impl CountRecord {

@@ -166,7 +166,7 @@ fn encode(magic: &[u8; 8], seq: u64, payload: &[u8]) -> Vec<u8> {
     );
     v.extend_from_slice(&[0; 4]);
     v.extend_from_slice(payload);
-    let crc = crc32fast::hash(&v);
+    let crc = crate::crc32::hash(&v);
     if let Some(c) = v.get_mut(20..24) {
         c.copy_from_slice(&crc.to_le_bytes());
     }
@@ -199,7 +199,7 @@ fn decode<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<(u64, &'a [u8]), RecordErr
     if len as usize > MAX_PAYLOAD || HEADER + len as usize != b.len() {
         return Err(RecordError::Length(len));
     }
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc32::Hasher::new();
     h.update(field(0..20)?);
     h.update(&[0; 4]);
     h.update(field(HEADER..b.len())?);

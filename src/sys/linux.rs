@@ -301,12 +301,12 @@ impl Sys for LinuxSys {
     }
 
     fn cloexec_stray_fds(&self) {
-        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        let Ok(names) = crate::fsio::dir_names(Path::new("/proc/self/fd")) else {
             return;
         };
-        let fds: Vec<i32> = dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        let fds: Vec<i32> = names
+            .iter()
+            .filter_map(|n| n.to_str()?.parse().ok())
             .filter(|&fd| fd > 2)
             .collect();
         for fd in fds {
@@ -495,8 +495,8 @@ fn invalid(what: &'static str) -> io::Error {
 /// Unlinks everything below `dir` that lives on device `dev`; never follows
 /// symlinks (lstat) and never descends into another mount (a different st_dev).
 fn remove_children(dir: &Path, dev: u64) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+    for name in crate::fsio::dir_names(dir)? {
+        let path = dir.join(name);
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(_) => continue,

@@ -147,7 +147,7 @@ impl Identity {
     pub fn digest(&self) -> u32 {
         let mut e = Enc::default();
         self.encode(&mut e);
-        crc32fast::hash(&e.0)
+        crate::crc32::hash(&e.0)
     }
 }
 
@@ -179,7 +179,7 @@ fn dev_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The CRC32 of `len` bytes of `f` from `offset`, in bounded reads.
 fn crc_range(f: &File, mut offset: u64, len: u64) -> std::io::Result<u32> {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc32::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
     let end = offset.saturating_add(len);
     while offset < end {
@@ -253,7 +253,7 @@ fn read_id(device: &Path, lower: Option<BorrowedFd>) -> Result<(Identity, u64), 
                 squashfs: true,
                 size: sq.bytes_used,
                 time: sq.time,
-                sb: crc32fast::hash(head.get(..SQUASHFS_SB).unwrap_or_default()),
+                sb: crate::crc32::hash(head.get(..SQUASHFS_SB).unwrap_or_default()),
                 tables,
                 shipped,
             };
@@ -268,7 +268,7 @@ fn read_id(device: &Path, lower: Option<BorrowedFd>) -> Result<(Identity, u64), 
                 squashfs: false,
                 size: dev_size,
                 time: 0,
-                sb: crc32fast::hash(&head),
+                sb: crate::crc32::hash(&head),
                 tables: 0,
                 shipped,
             };

@@ -393,7 +393,7 @@ pub fn lookup(layers: &[Manifest], path: &[u8]) -> Option<Meta> {
 /// The CRC32 of what `fd` reads, in bounded reads.
 pub fn crc_of(fd: rustix::fd::OwnedFd) -> std::io::Result<u32> {
     let mut f = std::fs::File::from(fd);
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc32::Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf)?;

@@ -217,7 +217,7 @@ pub fn frame(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
             .unwrap_or(u32::MAX)
             .to_le_bytes(),
     );
-    v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    v.extend_from_slice(&crate::crc32::hash(payload).to_le_bytes());
     v.extend_from_slice(payload);
     v
 }
@@ -245,7 +245,7 @@ pub fn unframe<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<&'a [u8], RecordError
     if payload.len() != len as usize {
         return Err(RecordError::Length(len));
     }
-    let computed = crc32fast::hash(payload);
+    let computed = crate::crc32::hash(payload);
     if computed != stored {
         return Err(RecordError::Checksum { stored, computed });
     }

@@ -34,7 +34,7 @@
 //! | 16 | 4 | slots (64) |
 //! | 20 | 8 | created: Unix time the log was started |
 //! | 28 | 32 | zero |
-//! | 60 | 4 | CRC-32 (`crc32fast`) of bytes 0..60 |
+//! | 60 | 4 | CRC-32 (IEEE, `crate::crc32`) of bytes 0..60 |
 //!
 //! Record (64 bytes, little-endian), in slot `seq % 64` at `64 + slot × 64`:
 //!
@@ -55,7 +55,7 @@
 //! | 56 | 2 | bad blocks |
 //! | 58 | 1 | eMMC life_time type A |
 //! | 59 | 1 | eMMC life_time type B |
-//! | 60 | 4 | CRC-32 (`crc32fast`) of bytes 0..60 |
+//! | 60 | 4 | CRC-32 (IEEE, `crate::crc32`) of bytes 0..60 |
 
 use super::sources::{Kind, SourceReading};
 use super::Level;
@@ -179,7 +179,7 @@ fn byte(b: &[u8], at: usize) -> u8 {
 }
 
 fn crc_of(b: &[u8]) -> u32 {
-    crc32fast::hash(b.get(..CRC_AT).unwrap_or(&[]))
+    crate::crc32::hash(b.get(..CRC_AT).unwrap_or(&[]))
 }
 
 impl WearRecord {

@@ -104,12 +104,12 @@ pub struct ProcSample {
 /// are skipped: a monitor sample is best effort.
 pub fn read_processes(root: &SysRoot) -> Vec<ProcSample> {
     let proc = root.path(PROC);
-    let Ok(rd) = std::fs::read_dir(&proc) else {
+    let Ok(names) = crate::fsio::dir_names(&proc) else {
         return Vec::new();
     };
-    let mut v: Vec<ProcSample> = rd
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    let mut v: Vec<ProcSample> = names
+        .iter()
+        .filter_map(|n| n.to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let dir = proc.join(pid.to_string());
             let io = parse_proc_io(&std::fs::read_to_string(dir.join("io")).ok()?).ok()?;
@@ -190,12 +190,12 @@ pub struct BlockSample {
 /// device-mapper or md, whose writes are counted on the device below).
 pub fn read_block_samples(root: &SysRoot) -> Vec<BlockSample> {
     let dir = root.path(SYS_BLOCK);
-    let Ok(rd) = std::fs::read_dir(&dir) else {
+    let Ok(names) = crate::fsio::dir_names(&dir) else {
         return Vec::new();
     };
-    let mut v: Vec<BlockSample> = rd
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
+    let mut v: Vec<BlockSample> = names
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
         .filter(|d| !super::sources::is_virtual_block(d))
         .filter_map(|dev| {
             let t = std::fs::read_to_string(dir.join(&dev).join("stat")).ok()?;

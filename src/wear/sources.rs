@@ -637,10 +637,11 @@ pub fn parse_decimal(text: &str) -> Result<u64, String> {
 
 /// Entries of a directory, sorted; none when it is absent.
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().into_string().ok())
+    let mut v: Vec<String> = crate::fsio::dir_names(dir)
+        .map(|names| {
+            names
+                .into_iter()
+                .filter_map(|n| n.into_string().ok())
                 .collect()
         })
         .unwrap_or_default();

@@ -45,12 +45,12 @@ pub const MAX_PEBS: u64 = 65_536;
 /// UBI's CRC-32: the kernel computes `crc32(UBI_CRC32_INIT, buf, len)` with
 /// `UBI_CRC32_INIT` = 0xFFFFFFFF, i.e. `crc32_le` (reflected polynomial
 /// 0xEDB88320) seeded with all ones and with **no** final inversion. The
-/// standard CRC-32 that `crc32fast::hash` computes is the same register
+/// standard CRC-32 that `crate::crc32::hash` computes is the same register
 /// seeded with all ones and inverted at the end, so UBI's value is the
 /// bitwise NOT of it. (Checked in the tests against a bit-by-bit `crc32_le`
 /// and against headers written by mtd-utils' `ubinize`.)
 pub fn ubi_crc32(data: &[u8]) -> u32 {
-    !crc32fast::hash(data)
+    !crate::crc32::hash(data)
 }
 
 /// The fields of a valid EC header.
