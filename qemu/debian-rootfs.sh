@@ -11,7 +11,7 @@
 #   build.log         mmdebstrap's output
 # KEY is a hash of what the image is made of: this script's RECIPE, the
 # suite, architecture, mirror, variant and package list, mmdebstrap's
-# version and the files copied in (qemu/debian-rootfs/, hooks/systemd/): the
+# version and the files copied in (qemu/debian-rootfs/, board/hooks/systemd/): the
 # same inputs never build twice (the mirror's newer package versions do not
 # rebuild by themselves; bump RECIPE or set DEBIAN_ROOTFS_FORCE=1).
 #
@@ -19,7 +19,7 @@
 #   - no copy of overlay-init: /usr/bin/overlay-status and
 #     /usr/sbin/overlay-reset link to /run/overlay-init/bin/, the copy the
 #     pre-init leaves there (the same version as the pre-init that booted it);
-#   - overlay-mark-good.service (hooks/systemd/), enabled;
+#   - overlay-mark-good.service (board/hooks/systemd/), enabled;
 #   - overlay-test-script.service (qemu/debian-rootfs/), enabled: runs the
 #     test script disk of qemu/run.sh --script, prints "overlay-demo: script
 #     exit N", powers off (as the demo rootfs's rcS does under busybox);
@@ -44,7 +44,7 @@ VARIANT=minbase
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=(systemd-sysv e2fsprogs)
 FILES=(qemu/debian-rootfs/overlay-test-script qemu/debian-rootfs/overlay-test-script.service
-       hooks/systemd/overlay-mark-good.service)
+       board/hooks/systemd/overlay-mark-good.service)
 
 die() { echo "debian-rootfs.sh: $*" >&2; exit 1; }
 [ $# = 0 ] || die "usage: $0 (no arguments)"
@@ -103,7 +103,7 @@ t1=$(date +%s)
 
 # ---------------------------------------------------------------- our files
 install -m 0755 qemu/debian-rootfs/overlay-test-script "$tree/usr/local/sbin/overlay-test-script"
-for u in hooks/systemd/overlay-mark-good.service qemu/debian-rootfs/overlay-test-script.service; do
+for u in board/hooks/systemd/overlay-mark-good.service qemu/debian-rootfs/overlay-test-script.service; do
   install -m 0644 "$u" "$tree/etc/systemd/system/${u##*/}"
   mkdir -p "$tree/etc/systemd/system/multi-user.target.wants"
   ln -sf "/etc/systemd/system/${u##*/}" "$tree/etc/systemd/system/multi-user.target.wants/${u##*/}"

@@ -11,10 +11,10 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 # --all-features: the test-hooks code is tested too.
 cargo test --all-features
-# Fuzzing (fuzz/, libFuzzer): every target briefly, from its committed seed
+# Fuzzing (tests/fuzz/, libFuzzer): every target briefly, from its committed seed
 # corpus (which replays the inputs that once crashed): about 80 s of build
-# and 5 s per target. fuzz/run.sh --time N TARGET runs one for longer.
-./fuzz/run.sh --time 5
+# and 5 s per target. tests/fuzz/run.sh --time N TARGET runs one for longer.
+./tests/fuzz/run.sh --time 5
 # Both boards: qemu-armv7 (Debian kernel, initramfs, GPT disk) and
 # qemu-armv7-nor (own kernel, cached in qemu/cache: about 2-3 min on a fresh
 # machine; CFI NOR flash, no initramfs).

@@ -3,7 +3,7 @@
 //! tool; `overlay-init status ...` works too.
 //!
 //! The crate is a library with a thin `main.rs`, so that the fuzz targets
-//! (fuzz/) and host commands reach the parsers. The PID-1 lint policy (no
+//! (tests/fuzz/) and host commands reach the parsers. The PID-1 lint policy (no
 //! unwrap, expect, panic or indexing outside tests) lives in Cargo.toml
 //! `[lints]` and clippy.toml.
 

@@ -389,7 +389,7 @@ impl<W: Write> Visitor for DryRun<'_, W> {
 /// cannot be raced through one), never crossing a mount, to any depth
 /// within [`DRY_RUN_LIMITS`] (beyond: said). Entries come in directory
 /// order. Exit 0 when everything was listed. Public for the fuzz target
-/// over generated trees (fuzz/).
+/// over generated trees (tests/fuzz/).
 pub fn dry_run(data: &Path, keep: &[String]) -> i32 {
     dry_run_with(data, keep, false)
 }

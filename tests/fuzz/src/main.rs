@@ -1,7 +1,7 @@
 //! Coverage-guided fuzzing (libFuzzer, through libfuzzer-sys) of every
 //! parser of untrusted input in overlay-init, and of the reset's walks over
 //! trees generated from the input. One binary, the target chosen by
-//! `OVERLAY_FUZZ_TARGET` (one build and link for all of them); `fuzz/run.sh`
+//! `OVERLAY_FUZZ_TARGET` (one build and link for all of them); `tests/fuzz/run.sh`
 //! builds it with the sanitizer-coverage flags, which are stable rustc
 //! options, and runs the targets. See README.md, "Fuzzing".
 //!

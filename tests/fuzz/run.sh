@@ -3,20 +3,20 @@
 # stable toolchain: the sanitizer-coverage passes are stable rustc -C
 # options; libfuzzer-sys builds libFuzzer itself with the C++ compiler).
 #
-#   fuzz/run.sh [--time SECS] [--merge] [TARGET...]
+#   tests/fuzz/run.sh [--time SECS] [--merge] [TARGET...]
 #
 #   --time SECS  run each target for SECS seconds (default 10)
 #   --merge      afterwards, fold what the run found into the committed seed
-#                corpus fuzz/corpus/TARGET (libFuzzer -merge=1 on edge
+#                corpus tests/fuzz/corpus/TARGET (libFuzzer -merge=1 on edge
 #                coverage alone: only inputs that add edges, so the corpus
 #                stays small)
-#   TARGET       default: every target (fuzz/src/targets.rs)
+#   TARGET       default: every target (tests/fuzz/src/targets.rs)
 #
 # Each case: no panic, at most 2 s (-timeout; the walks 10 s), at most the target's heap
 # bound (a counting allocator in the harness). A crash stops the run with
-# the input saved as fuzz/artifacts/TARGET-crash-*, exit status 1; reproduce
-# it with  OVERLAY_FUZZ_TARGET=TARGET fuzz/target/*/release/fuzz FILE
-# Work corpora live in fuzz/target/corpus/TARGET (not committed).
+# the input saved as tests/fuzz/artifacts/TARGET-crash-*, exit status 1; reproduce
+# it with  OVERLAY_FUZZ_TARGET=TARGET tests/fuzz/target/*/release/fuzz FILE
+# Work corpora live in tests/fuzz/target/corpus/TARGET (not committed).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -84,7 +84,7 @@ for t in "${targets[@]}"; do
   if [ "$rc" = 0 ]; then
     printf 'fuzz %-16s %10s cases in %4s s, %s, no crash\n' "$t" "${runs:-?}" "${secs:-?}" "$cov"
   else
-    printf 'fuzz %-16s FAILED (exit %s) after %s cases; see fuzz/%s\n' "$t" "$rc" "${runs:-?}" "$log"
+    printf 'fuzz %-16s FAILED (exit %s) after %s cases; see tests/fuzz/%s\n' "$t" "$rc" "${runs:-?}" "$log"
     grep -E '^(==|thread|target |SUMMARY|fuzz:|artifact_prefix|Test unit written)' "$log" | head -20 || true
     status=1
   fi
