@@ -202,8 +202,15 @@ impl<'a> Boot<'a> {
         }
     }
 
+    /// The pre-init's clock starts at `at` (its first clock read): the
+    /// first stage counts from there, and the stages add up to the total.
+    pub fn start_clock(&mut self, at: Duration) {
+        self.state.started_at = at;
+        self.stage_mark = at;
+    }
+
     /// Closes the current stage under `name`.
-    fn stage_done(&mut self, name: &str) {
+    pub fn stage_done(&mut self, name: &str) {
         let now = self.sys.now();
         self.state
             .stages
