@@ -1,5 +1,5 @@
 //! Flash wear: how worn the device's flash is, how fast it wears, and what
-//! the boot does about it. The pre-init (boot/wear.rs), `overlay-status
+//! the boot does about it. The pre-init (wear/boot.rs), `overlay-status
 //! --wear` and the run-time monitor ([`daemon`]) call it.
 //!
 //! - [`config`]: `overlay.wear=LIST` and `overlay.wear_policy=` → [`config::WearConfig`].
