@@ -28,6 +28,43 @@ pub const BOARD: &str = "qemu-armv7";
 /// The OpenWrt-style board: own kernel, no initramfs, CFI NOR flash.
 pub const NOR_BOARD: &str = "qemu-armv7-nor";
 
+/// Appended to the first boot of a UBIFS test: the kernel attaches the blank
+/// partition (UBI formats it) and overlay-init creates the volume.
+pub const UBI_ATTACH: &str = "ubi.mtd=rootfs_data";
+
+/// The upper filesystems of the NOR board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fs {
+    Jffs2,
+    Ubifs,
+}
+
+impl Fs {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "jffs2",
+            Fs::Ubifs => "ubifs",
+        }
+    }
+
+    /// The mount source overlay-init uses (the device fstools looks for in
+    /// mountinfo).
+    pub fn source(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "mtd:rootfs_data",
+            Fs::Ubifs => "/dev/ubi0_0",
+        }
+    }
+
+    /// What the first boot on blank flash appends to the command line.
+    pub fn first_append(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "",
+            Fs::Ubifs => UBI_ATTACH,
+        }
+    }
+}
+
 /// The built artifacts of the default board (qemu/build.sh): kernel,
 /// initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
 /// `OVERLAY_INIT_OUT` overrides the directory.

@@ -17,44 +17,13 @@
 
 use crate::harness::{
     boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo, Boot,
-    Work, NOR_BOARD,
+    Fs, Work, NOR_BOARD,
 };
 use crate::reset::{CHANGES, VIEW_VS_ROM};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fs {
-    Jffs2,
-    Ubifs,
-}
-
-impl Fs {
-    fn name(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "jffs2",
-            Fs::Ubifs => "ubifs",
-        }
-    }
-
-    /// The mount source: the device fstools looks for in mountinfo.
-    fn source(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "mtd:rootfs_data",
-            Fs::Ubifs => "/dev/ubi0_0",
-        }
-    }
-
-    /// The first boot on blank flash: the kernel attaches it for UBIFS.
-    fn first(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "",
-            Fs::Ubifs => "ubi.mtd=rootfs_data",
-        }
-    }
-}
 
 /// Facts about the upper and fstools' state.
 const FACTS: &str = r#"fact root "$(fstype /)"; fact overlay "$(fstype /overlay)"
@@ -197,7 +166,7 @@ fn fstools_jffs2reset(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!(
             r#"{FACTS}
 echo junk > /root/junk; mkdir -p /root/.ssh; echo key > /root/.ssh/key; echo x > /etc/changed
@@ -292,7 +261,7 @@ fn openwrt_fstools_jffs2mark_reformats_an_unused_ubifs_volume() {
     let b1 = boot_nor(
         &w,
         &flash,
-        Fs::Ubifs.first(),
+        Fs::Ubifs.first_append(),
         &format!("{FACTS}\necho mine > /root/f; sync\njffs2mark -y; fact rc $?"),
     );
     expect_flash(&b1, Fs::Ubifs);
@@ -332,7 +301,7 @@ fn mount_root_changes_nothing(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\necho mine > /root/f\n{SETTLE}"),
     );
     expect_flash(&b1, fs);
@@ -413,7 +382,7 @@ fn own_names(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\n{CHANGES}\n/opt/oi/factoryreset -x; fact bad_rc $?\n{oi} firstboot -y; fact rc $?"),
     );
     expect_flash(&b1, fs);
@@ -555,7 +524,7 @@ fn sysupgrade_restored_once(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!(
             "{FACTS}\n{}sync",
             put("/overlay/sysupgrade.tgz", &settings())
@@ -807,11 +776,11 @@ fn flash_back(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\necho mine > /root/mine; mkdir -p /root/.ssh; echo key > /root/.ssh/key\n{SETTLE}"),
     );
     expect_flash(&b1, fs);
-    let stock = format!("init=/sbin/owrt-preinit {}", fs.first());
+    let stock = format!("init=/sbin/owrt-preinit {}", fs.first_append());
     let b2 = boot_nor(
         &w,
         &flash,
