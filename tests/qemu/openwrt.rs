@@ -49,6 +49,14 @@ fn expect_flash(b: &Boot, fs: Fs) {
     assert_eq!(b.fact("src"), fs.source());
 }
 
+/// The device of the upper on `fs` as fstools' messages name it.
+fn fstools_dev(fs: Fs) -> &'static str {
+    match fs {
+        Fs::Jffs2 => "/dev/mtdblock2",
+        Fs::Ubifs => "/dev/ubi0_0",
+    }
+}
+
 /// A flash image whose `rootfs` is the test variant with OpenWrt's tools.
 fn flash(w: &Work) -> PathBuf {
     let sq = w.path("rootfs-openwrt.sqfs");
@@ -176,10 +184,7 @@ jffs2reset -y; fact rc $?"#
     );
     expect_flash(&b1, fs);
     assert_eq!(b1.fact("rc"), "0", "{}", b1.console);
-    let dev = match fs {
-        Fs::Jffs2 => "/dev/mtdblock2",
-        Fs::Ubifs => "/dev/ubi0_0",
-    };
+    let dev = fstools_dev(fs);
     b1.expect(&format!("{dev} is mounted as /overlay, only erasing files"));
     let b2 = boot_nor(
         &w,
@@ -335,10 +340,7 @@ fact f "$(cat /root/f)""#
         b1.fact("fs_state_id"),
         "not rewritten"
     );
-    let dev = match fs {
-        Fs::Jffs2 => "/dev/mtdblock2",
-        Fs::Ubifs => "/dev/ubi0_0",
-    };
+    let dev = fstools_dev(fs);
     b2.expect(&format!("rootfs_data:{dev} is already mounted as /overlay"));
     for (k, v) in [
         ("done_rc", "0"),
