@@ -18,14 +18,52 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The default board: Debian's kernel, an initramfs, a GPT disk.
 pub const BOARD: &str = "qemu-armv7";
 /// The OpenWrt-style board: own kernel, no initramfs, CFI NOR flash.
 pub const NOR_BOARD: &str = "qemu-armv7-nor";
+
+/// Appended to the first boot of a UBIFS test: the kernel attaches the blank
+/// partition (UBI formats it) and overlay-init creates the volume.
+pub const UBI_ATTACH: &str = "ubi.mtd=rootfs_data";
+
+/// The upper filesystems of the NOR board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fs {
+    Jffs2,
+    Ubifs,
+}
+
+impl Fs {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "jffs2",
+            Fs::Ubifs => "ubifs",
+        }
+    }
+
+    /// The mount source overlay-init uses (the device fstools looks for in
+    /// mountinfo).
+    pub fn source(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "mtd:rootfs_data",
+            Fs::Ubifs => "/dev/ubi0_0",
+        }
+    }
+
+    /// What the first boot on blank flash appends to the command line.
+    pub fn first_append(self) -> &'static str {
+        match self {
+            Fs::Jffs2 => "",
+            Fs::Ubifs => UBI_ATTACH,
+        }
+    }
+}
 
 /// The built artifacts of the default board (qemu/build.sh): kernel,
 /// initramfs.cpio.gz, rootfs.squashfs, disk.img, cmdline.
@@ -412,45 +450,11 @@ fn run_cut(
     let t = Instant::now();
     let mut child = run_sh.spawn().expect("qemu/run.sh");
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut r = std::io::BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let (rx, reader) = console_lines(child.stdout.take().unwrap());
     let mut console = String::new();
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
-    loop {
-        let line = match kill_at {
-            None => rx.recv().ok(),
-            Some(at) => {
-                let now = Instant::now();
-                if now >= at {
-                    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL)
-                        .expect("kill -9 the QEMU process group");
-                    killed = true;
-                    break;
-                }
-                match rx.recv_timeout(at - now) {
-                    Ok(l) => Some(l),
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
-                }
-            }
-        };
-        let Some(line) = line else { break };
+    while let Some((_, line)) = next_line_or_kill(&rx, kill_at, pgid, &mut killed) {
         if kill_at.is_none() && line.contains(marker) {
             kill_at = Some(Instant::now() + delay);
         }
@@ -458,7 +462,7 @@ fn run_cut(
     }
     let wall = t.elapsed();
     // What QEMU had printed before it died.
-    for line in rx {
+    for (_, line) in rx {
         console.push_str(&line);
     }
     reader.join().unwrap();
@@ -468,6 +472,59 @@ fn run_cut(
         code: status.code(),
         killed,
         wall,
+    }
+}
+
+/// Reads `stdout` line by line on a thread of its own: each line (lossy
+/// UTF-8, with its newline) with the instant it arrived, until the end of
+/// the output or until the receiver is dropped. Join the thread after
+/// draining the receiver.
+pub fn console_lines(stdout: ChildStdout) -> (mpsc::Receiver<(Instant, String)>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let reader = std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (rx, reader)
+}
+
+/// The next line of [`console_lines`]; `None` at the end of the output,
+/// or once `kill_at` has come: then the process group `pgid` got SIGKILL
+/// and `killed` is set.
+pub fn next_line_or_kill(
+    rx: &mpsc::Receiver<(Instant, String)>,
+    kill_at: Option<Instant>,
+    pgid: nix::unistd::Pid,
+    killed: &mut bool,
+) -> Option<(Instant, String)> {
+    loop {
+        let Some(at) = kill_at else {
+            return rx.recv().ok();
+        };
+        let now = Instant::now();
+        if now >= at {
+            nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL)
+                .expect("kill -9 the QEMU process group");
+            *killed = true;
+            return None;
+        }
+        match rx.recv_timeout(at - now) {
+            Ok(l) => return Some(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 
 use crate::harness::{
     boot_nor, boot_nor_cut, cut_by_test_hook, fingerprint, flash_partition, read_bytes, scribble,
-    write_bytes, Boot, Work,
+    write_bytes, Boot, Fs, Work, UBI_ATTACH,
 };
 use crate::reset::{CHANGES, KILL_POINTS, VIEW_VS_ROM};
 use std::path::Path;
@@ -26,46 +26,11 @@ const FORMAT_MARKER: [u8; 4] = [0xde, 0xad, 0xc0, 0xde];
 /// (src/flash/decide.rs).
 const UNKNOWN_REASON: &str =
     "rootfs_data holds unrecognised data; not erasing it (overlay-reset --format reclaims it)";
-/// Appended to the first boot of a UBIFS test: the kernel attaches the blank
-/// partition (UBI formats it) and overlay-init creates the volume.
-const UBI_ATTACH: &str = "ubi.mtd=rootfs_data";
 
 /// [`crate::MOUNTS`] plus the mount source of /overlay and the device of /rom.
 const FACTS: &str = r#"fact root "$(fstype /)"; fact rom "$(fstype /rom)"; fact overlay "$(fstype /overlay)"
 fact src "$(awk '$2=="/overlay" {s=$1} END {print s}' /proc/mounts)"
 fact romdev "$(awk '$5 == "/rom" {print $3}' /proc/self/mountinfo)""#;
-
-/// The upper filesystems of this board.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fs {
-    Jffs2,
-    Ubifs,
-}
-
-impl Fs {
-    fn name(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "jffs2",
-            Fs::Ubifs => "ubifs",
-        }
-    }
-
-    /// The mount source overlay-init uses.
-    fn source(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "mtd:rootfs_data",
-            Fs::Ubifs => "/dev/ubi0_0",
-        }
-    }
-
-    /// What the first boot on blank flash appends to the command line.
-    fn first_append(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "",
-            Fs::Ubifs => UBI_ATTACH,
-        }
-    }
-}
 
 /// The boot ran on the flash upper `fs`: no tmpfs fallback, the upper
 /// mounted from its source, / the overlay, /rom the squashfs (needs

@@ -17,44 +17,13 @@
 
 use crate::harness::{
     boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo, Boot,
-    Work, NOR_BOARD,
+    Fs, Work, NOR_BOARD,
 };
 use crate::reset::{CHANGES, VIEW_VS_ROM};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fs {
-    Jffs2,
-    Ubifs,
-}
-
-impl Fs {
-    fn name(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "jffs2",
-            Fs::Ubifs => "ubifs",
-        }
-    }
-
-    /// The mount source: the device fstools looks for in mountinfo.
-    fn source(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "mtd:rootfs_data",
-            Fs::Ubifs => "/dev/ubi0_0",
-        }
-    }
-
-    /// The first boot on blank flash: the kernel attaches it for UBIFS.
-    fn first(self) -> &'static str {
-        match self {
-            Fs::Jffs2 => "",
-            Fs::Ubifs => "ubi.mtd=rootfs_data",
-        }
-    }
-}
 
 /// Facts about the upper and fstools' state.
 const FACTS: &str = r#"fact root "$(fstype /)"; fact overlay "$(fstype /overlay)"
@@ -78,6 +47,14 @@ fn expect_flash(b: &Boot, fs: Fs) {
     assert_eq!(b.fact("root"), "overlay");
     assert_eq!(b.fact("overlay"), fs.name());
     assert_eq!(b.fact("src"), fs.source());
+}
+
+/// The device of the upper on `fs` as fstools' messages name it.
+fn fstools_dev(fs: Fs) -> &'static str {
+    match fs {
+        Fs::Jffs2 => "/dev/mtdblock2",
+        Fs::Ubifs => "/dev/ubi0_0",
+    }
 }
 
 /// A flash image whose `rootfs` is the test variant with OpenWrt's tools.
@@ -197,7 +174,7 @@ fn fstools_jffs2reset(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!(
             r#"{FACTS}
 echo junk > /root/junk; mkdir -p /root/.ssh; echo key > /root/.ssh/key; echo x > /etc/changed
@@ -207,10 +184,7 @@ jffs2reset -y; fact rc $?"#
     );
     expect_flash(&b1, fs);
     assert_eq!(b1.fact("rc"), "0", "{}", b1.console);
-    let dev = match fs {
-        Fs::Jffs2 => "/dev/mtdblock2",
-        Fs::Ubifs => "/dev/ubi0_0",
-    };
+    let dev = fstools_dev(fs);
     b1.expect(&format!("{dev} is mounted as /overlay, only erasing files"));
     let b2 = boot_nor(
         &w,
@@ -292,7 +266,7 @@ fn openwrt_fstools_jffs2mark_reformats_an_unused_ubifs_volume() {
     let b1 = boot_nor(
         &w,
         &flash,
-        Fs::Ubifs.first(),
+        Fs::Ubifs.first_append(),
         &format!("{FACTS}\necho mine > /root/f; sync\njffs2mark -y; fact rc $?"),
     );
     expect_flash(&b1, Fs::Ubifs);
@@ -332,7 +306,7 @@ fn mount_root_changes_nothing(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\necho mine > /root/f\n{SETTLE}"),
     );
     expect_flash(&b1, fs);
@@ -366,10 +340,7 @@ fact f "$(cat /root/f)""#
         b1.fact("fs_state_id"),
         "not rewritten"
     );
-    let dev = match fs {
-        Fs::Jffs2 => "/dev/mtdblock2",
-        Fs::Ubifs => "/dev/ubi0_0",
-    };
+    let dev = fstools_dev(fs);
     b2.expect(&format!("rootfs_data:{dev} is already mounted as /overlay"));
     for (k, v) in [
         ("done_rc", "0"),
@@ -413,7 +384,7 @@ fn own_names(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\n{CHANGES}\n/opt/oi/factoryreset -x; fact bad_rc $?\n{oi} firstboot -y; fact rc $?"),
     );
     expect_flash(&b1, fs);
@@ -555,7 +526,7 @@ fn sysupgrade_restored_once(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!(
             "{FACTS}\n{}sync",
             put("/overlay/sysupgrade.tgz", &settings())
@@ -807,11 +778,11 @@ fn flash_back(fs: Fs) {
     let b1 = boot_nor(
         &w,
         &flash,
-        fs.first(),
+        fs.first_append(),
         &format!("{FACTS}\necho mine > /root/mine; mkdir -p /root/.ssh; echo key > /root/.ssh/key\n{SETTLE}"),
     );
     expect_flash(&b1, fs);
-    let stock = format!("init=/sbin/owrt-preinit {}", fs.first());
+    let stock = format!("init=/sbin/owrt-preinit {}", fs.first_append());
     let b2 = boot_nor(
         &w,
         &flash,

@@ -34,15 +34,14 @@
 //! The test fails when any cut has a problem.
 
 use crate::harness::{
-    flash_partition, out_dir_for, repo, scribble, write_bytes, Work, BOARD, NOR_BOARD, PRELUDE,
+    console_lines, flash_partition, next_line_or_kill, out_dir_for, repo, scribble, write_bytes,
+    Work, BOARD, NOR_BOARD, PRELUDE,
 };
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The writer and its helpers, in the guest's busybox sh.
@@ -427,46 +426,11 @@ fn boot_timed(
     let t0 = Instant::now();
     let mut child = cmd.spawn().expect("qemu/run.sh");
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
-    let reader = std::thread::spawn(move || {
-        let mut r = std::io::BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send((Instant::now(), line)).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let (rx, reader) = console_lines(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
-    loop {
-        let next = match kill_at {
-            None => rx.recv().ok(),
-            Some(at) => {
-                let now = Instant::now();
-                if now >= at {
-                    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL)
-                        .expect("kill -9 the QEMU process group");
-                    killed = true;
-                    break;
-                }
-                match rx.recv_timeout(at - now) {
-                    Ok(l) => Some(l),
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
-                }
-            }
-        };
-        let Some((t, line)) = next else { break };
+    while let Some((t, line)) = next_line_or_kill(&rx, kill_at, pgid, &mut killed) {
         if let Some((marker, s)) = cut {
             if kill_at.is_none() && line.contains(marker) {
                 kill_at = Some(t + Duration::from_secs_f64(s));

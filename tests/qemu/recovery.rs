@@ -10,11 +10,10 @@
 //! Device layout: as harness.rs; the NOR board gets `-M highmem=off
 //! -device i6300esb` (QEMU merges the -M options) for the PCI watchdog.
 
-use crate::harness::{out_dir_for, repo, Boot, Work, BOARD, NOR_BOARD, PRELUDE};
-use std::io::{BufRead, Write};
+use crate::harness::{console_lines, out_dir_for, repo, Boot, Work, BOARD, NOR_BOARD, PRELUDE};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The i6300esb on the virt machine's PCIe host.
@@ -101,24 +100,7 @@ pub fn drive(work: &Work, run: &Run, script: &str) -> Driven {
     let t0 = Instant::now();
     let mut child = cmd.spawn().expect("qemu/run.sh");
     let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
-    let reader = std::thread::spawn(move || {
-        let mut r = std::io::BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send((Instant::now(), line)).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let (rx, reader) = console_lines(child.stdout.take().unwrap());
     let mut pending = run.keys.clone();
     let mut lines = Vec::new();
     let mut console = String::new();

@@ -502,12 +502,19 @@ pub fn v1_v2(imgs: &Images, ship: bool) -> (PathBuf, PathBuf) {
     (v1, v2)
 }
 
+/// The storage at the upgrade boot: v1 and v2 built ([`v1_v2`]), v1
+/// [`prepare`]d (with `extra`), then v2 written over it.
+pub fn upgrade_ready(w: &Work, board: Board, ship: bool, extra: &str) -> PathBuf {
+    let imgs = Images::new(w, board);
+    let (v1, v2) = v1_v2(&imgs, ship);
+    let storage = prepare(w, board, &v1, extra);
+    board.put(&storage, &v2);
+    storage
+}
+
 fn merge_on(board: Board, ship: bool) {
     let w = Work::new(&format!("upgrade-{}-{ship}", board.tag()));
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, ship);
-    let storage = prepare(&w, board, &v1, "");
-    board.put(&storage, &v2);
+    let storage = upgrade_ready(&w, board, ship, "");
     let b2 = board.boot(&w, &storage, "", VIEW);
     b2.expect("firmware upgrade: a new image; classifying the upper (overlay.upgrade=merge)");
     // The removed copies leave the trash at this boot, within its budget.
@@ -569,10 +576,7 @@ pub const CUT_POINTS: [&str; 7] = [
 /// the same view; no user change is ever lost.
 fn cuts_on(board: Board, points: &[&str]) {
     let w = Work::new(&format!("upgrade-cut-{}", board.tag()));
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(&w, board, &v1, "");
-    board.put(&storage, &v2);
+    let storage = upgrade_ready(&w, board, false, "");
     for point in points {
         let img = cut_by_test_hook(&w, &storage, point, board.boot_fn());
         let b = board.boot(&w, &img, "", VIEW);
@@ -607,10 +611,7 @@ fn a_power_cut_during_the_merge_on_the_nor_board() {
 fn keep_policy_then_a_per_path_revert() {
     let board = Board::Block;
     let w = Work::new("upgrade-keep");
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(&w, board, &v1, "");
-    board.put(&storage, &v2);
+    let storage = upgrade_ready(&w, board, false, "");
     let b = board.boot(
         &w,
         &storage,
@@ -682,15 +683,12 @@ overlay-status | grep PENDING | sed 's/^/T:pending_line=/'"
 fn reset_policy_is_a_factory_reset_with_the_keep_list() {
     let board = Board::NorJffs2;
     let w = Work::new("upgrade-reset");
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(
+    let storage = upgrade_ready(
         &w,
         board,
-        &v1,
+        false,
         "echo /etc/upg/config > /etc/overlay-reset.keep; sync",
     );
-    board.put(&storage, &v2);
     let b = board.boot(&w, &storage, "overlay.upgrade=reset", VIEW);
     b.expect("factory reset #1 for the new image (overlay.upgrade=reset)");
     assert_eq!(
@@ -745,10 +743,7 @@ fn reset_policy_is_a_factory_reset_with_the_keep_list() {
 fn without_an_old_manifest_every_copy_is_kept_and_shadows_are_said() {
     let board = Board::Block;
     let w = Work::new("upgrade-nomanifest");
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(&w, board, &v1, "rm /overlay/.upgrade/manifest.0; sync");
-    board.put(&storage, &v2);
+    let storage = upgrade_ready(&w, board, false, "rm /overlay/.upgrade/manifest.0; sync");
     let b = board.boot(&w, &storage, "", &format!("{VIEW}\n{WAIT_MANIFEST}"));
     let lines = status_lines(&b);
     eprintln!("{}", lines.join("\n"));
@@ -885,15 +880,12 @@ fn a_chain_of_upgrades_v1_v2_v3() {
 fn a_reset_at_the_same_boot_as_an_upgrade() {
     let board = Board::Block;
     let w = Work::new("upgrade-and-reset");
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(
+    let storage = upgrade_ready(
         &w,
         board,
-        &v1,
+        false,
         "overlay-reset -y --no-reboot --keep /etc/upg/config --keep /etc/upg/stale",
     );
-    board.put(&storage, &v2);
     let b = board.boot(&w, &storage, "", VIEW);
     b.expect("factory reset #1: wiping the upper layer (keeping 2 path(s))");
     b.expect("firmware upgrade: a new image; classifying the upper (overlay.upgrade=merge)");
@@ -971,10 +963,7 @@ fn one_changed_byte_is_an_upgrade_with_a_shipped_manifest() {
 fn a_boot_on_ram_never_runs_the_merge() {
     let board = Board::NorJffs2;
     let w = Work::new("upgrade-ram");
-    let imgs = Images::new(&w, board);
-    let (v1, v2) = v1_v2(&imgs, false);
-    let storage = prepare(&w, board, &v1, "");
-    board.put(&storage, &v2);
+    let storage = upgrade_ready(&w, board, false, "");
     let b = board.boot(
         &w,
         &storage,
