@@ -272,8 +272,10 @@ fn raw_flash_on_a_real_kernel() {
                 name: "rootfs_data".into(),
                 bytes: d.free_bytes()
             }],
+            // The volume's node, as fstools finds it in mountinfo (issue
+            // 15): the first volume of an empty device is number 0.
             mount: MountSpec {
-                source: format!("ubi{num}:rootfs_data"),
+                source: format!("/dev/ubi{num}_0"),
                 fstype: "ubifs",
                 quiet_ro: "",
             },
