@@ -5,8 +5,8 @@
 
 use crate::tree::{self, Bytes};
 use overlay_init::{
-    cmdline, config, devices, flash, kmsg, modules, openwrt, probe, recovery, reset, state, upgrade,
-    wear,
+    cmdline, config, devices, flash, kmsg, modules, openwrt, probe, recovery, reset, state,
+    upgrade, wear,
 };
 
 pub struct Target {
@@ -452,7 +452,11 @@ fn upgrade_record(data: &[u8]) {
     for magic in UPGRADE_MAGICS {
         let _ = upgrade::frame_header(magic, data);
         if let Ok(p) = upgrade::unframe(magic, data) {
-            assert_eq!(upgrade::frame(magic, p), data, "unframe took a frame frame() does not write");
+            assert_eq!(
+                upgrade::frame(magic, p),
+                data,
+                "unframe took a frame frame() does not write"
+            );
         }
     }
     // The payload's varints and strings, one by one: what Dec reads, Enc
@@ -494,7 +498,10 @@ fn upgrade_record(data: &[u8]) {
             for l in r.lines.iter().take(64) {
                 let _ = upgrade::report::words(&r, l);
                 let shown = upgrade::show_path(&l.path);
-                assert!(!shown.contains('\n'), "a path shown on two lines: {shown:?}");
+                assert!(
+                    !shown.contains('\n'),
+                    "a path shown on two lines: {shown:?}"
+                );
             }
         }
     }
@@ -513,9 +520,20 @@ fn check_manifest(m: &upgrade::manifest::Manifest) {
     });
     assert_eq!(entries.len() as u64, m.len(), "for_each missed entries");
     for e in entries.iter().take(256) {
-        assert_eq!(m.get(&e.path).as_ref(), Some(&e.meta), "lookup of {:?}", text(&e.path));
+        assert_eq!(
+            m.get(&e.path).as_ref(),
+            Some(&e.meta),
+            "lookup of {:?}",
+            text(&e.path)
+        );
     }
-    assert_eq!(m.get(b"\xff\xff"), entries.iter().find(|e| e.path == b"\xff\xff").map(|e| e.meta.clone()));
+    assert_eq!(
+        m.get(b"\xff\xff"),
+        entries
+            .iter()
+            .find(|e| e.path == b"\xff\xff")
+            .map(|e| e.meta.clone())
+    );
     // The names in the root and in the first directories.
     let parent = |p: &[u8]| -> (Vec<u8>, Vec<u8>) {
         match p.iter().rposition(|&c| c == b'/') {
@@ -534,7 +552,8 @@ fn check_manifest(m: &upgrade::manifest::Manifest) {
             .collect();
         assert_eq!(m.children(dir), want, "children of {:?}", text(dir));
     }
-    let again = Manifest::from_entries(entries.clone()).expect("a decoded manifest's entries encode");
+    let again =
+        Manifest::from_entries(entries.clone()).expect("a decoded manifest's entries encode");
     let mut back = Vec::new();
     again.for_each(&mut |p, meta| {
         back.push(Entry {
@@ -651,10 +670,18 @@ fn recovery_text(data: &[u8]) {
             let _ = cfg.apply(k, Some(line));
         }
         if let Ok(g) = GpioSpec::parse(line) {
-            assert_eq!(GpioSpec::parse(&g.to_string()).as_ref(), Ok(&g), "shown as {g}");
+            assert_eq!(
+                GpioSpec::parse(&g.to_string()).as_ref(),
+                Ok(&g),
+                "shown as {g}"
+            );
         }
         if let Ok(w) = WatchdogSpec::parse(line) {
-            assert_eq!(WatchdogSpec::parse(&w.to_string()).as_ref(), Ok(&w), "shown as {w}");
+            assert_eq!(
+                WatchdogSpec::parse(&w.to_string()).as_ref(),
+                Ok(&w),
+                "shown as {w}"
+            );
         }
     }
     for k in recovery::RecoveryConfig::KEYS {
@@ -725,6 +752,9 @@ fn sysupgrade_tar(data: &[u8]) {
     let out = restore::missing_lines(&image, &restored);
     // Split at '\n' only: a line of the image may end in '\r'.
     for l in out.split('\n').filter(|l| !l.is_empty()) {
-        assert!(image.lines().any(|i| i == l), "{l:?} is not a line of the image's file");
+        assert!(
+            image.lines().any(|i| i == l),
+            "{l:?} is not a line of the image's file"
+        );
     }
 }
