@@ -63,7 +63,12 @@ impl GpioSpec {
 
 impl fmt::Display for GpioSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chip = self.chip.strip_prefix("/dev/").unwrap_or(&self.chip);
+        // Shown as it is written: a bare number is /dev/gpiochipN, so a
+        // node named by digits alone keeps its /dev/.
+        let chip = match self.chip.strip_prefix("/dev/") {
+            Some(n) if !n.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => &self.chip,
+        };
         write!(f, "{chip}:{}", self.line)?;
         if self.active_low {
             f.write_str(":active-low")?;
@@ -286,6 +291,11 @@ mod tests {
         assert_eq!(g.chip, "/dev/gpiochip0");
         assert_eq!(g.to_string(), "gpiochip0:3:active-low");
         assert_eq!(GpioSpec::parse("/dev/gpiochip2:0").unwrap().line, 0);
+        // Shown as it reads back (fuzz target recovery): `5:3` would be
+        // /dev/gpiochip5.
+        let g = GpioSpec::parse("/dev/5:3").unwrap();
+        assert_eq!(g.to_string(), "/dev/5:3");
+        assert_eq!(GpioSpec::parse(&g.to_string()), Ok(g));
         for bad in [
             "",
             ":",

@@ -32,7 +32,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 all=(cmdline state reset_record keep_list glob wear_log sysfs_block wear_sources mtd ubi
-     modules_dep probe partition_table ubi_ec jffs2 wipe dry_run)
+     modules_dep probe partition_table ubi_ec jffs2 upgrade_record manifest squashfs_sb
+     boot_count recovery fs_state sysupgrade_tar wipe dry_run)
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 
 # libFuzzer is C++: libfuzzer-sys compiles it.
@@ -51,7 +52,7 @@ max_len() {
   case "$1" in
     cmdline) echo 8192 ;;
     probe|partition_table) echo 70000 ;;
-    ubi_ec) echo 16384 ;;
+    ubi_ec|manifest|sysupgrade_tar) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }

@@ -4,7 +4,10 @@
 //! own unit tests hold the regressions of what these found.
 
 use crate::tree::{self, Bytes};
-use overlay_init::{cmdline, config, devices, flash, kmsg, modules, probe, reset, state, wear};
+use overlay_init::{
+    cmdline, config, devices, flash, kmsg, modules, openwrt, probe, recovery, reset, state,
+    upgrade, wear,
+};
 
 pub struct Target {
     pub name: &'static str,
@@ -90,6 +93,41 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "jffs2",
         run: jffs2,
+        max_heap: MIB,
+    },
+    Target {
+        name: "upgrade_record",
+        run: upgrade_record,
+        max_heap: MIB,
+    },
+    Target {
+        name: "manifest",
+        run: manifest,
+        max_heap: MIB,
+    },
+    Target {
+        name: "squashfs_sb",
+        run: squashfs_sb,
+        max_heap: MIB,
+    },
+    Target {
+        name: "boot_count",
+        run: boot_count,
+        max_heap: MIB,
+    },
+    Target {
+        name: "recovery",
+        run: recovery_text,
+        max_heap: MIB,
+    },
+    Target {
+        name: "fs_state",
+        run: fs_state,
+        max_heap: MIB,
+    },
+    Target {
+        name: "sysupgrade_tar",
+        run: sysupgrade_tar,
         max_heap: MIB,
     },
     Target {
@@ -397,4 +435,326 @@ fn dry_run(data: &[u8]) {
         let _ = reset::cli::dry_run(&root, &keep);
     });
     tree::clear(&root);
+}
+
+/// The magics of the records under `.upgrade/` (record.rs): state,
+/// manifest.N, pending/last.
+const UPGRADE_MAGICS: [&[u8; 8]; 3] = [b"OVUPSTA2", b"OVUPMAN2", b"OVUPRPT2"];
+
+/// The records under `.upgrade/` (state, manifest.N, pending and last) and
+/// their framing: the input as it is, and as the payload of a good frame
+/// of each kind (so that the payload decoders are reached, not only the
+/// checksum). A record that decodes encodes to one that decodes the same;
+/// a frame that checks out is the frame of its payload.
+fn upgrade_record(data: &[u8]) {
+    use upgrade::identity::Identity;
+    use upgrade::record::{self, ManifestRecord, Report, State};
+    for magic in UPGRADE_MAGICS {
+        let _ = upgrade::frame_header(magic, data);
+        if let Ok(p) = upgrade::unframe(magic, data) {
+            assert_eq!(
+                upgrade::frame(magic, p),
+                data,
+                "unframe took a frame frame() does not write"
+            );
+        }
+    }
+    // The payload's varints and strings, one by one: what Dec reads, Enc
+    // writes, and Dec reads back.
+    let mut d = upgrade::Dec(data);
+    for _ in 0..64 {
+        let Ok(v) = d.u() else { break };
+        let mut e = upgrade::Enc::default();
+        e.u(v);
+        assert_eq!(upgrade::Dec(&e.0).u(), Ok(v));
+        if let Ok(b) = d.b() {
+            let mut e = upgrade::Enc::default();
+            e.b(b);
+            assert_eq!(upgrade::Dec(&e.0).b(), Ok(b));
+        }
+    }
+    // The identity at the start of a manifest.N payload (recorded_id).
+    if let Ok(id) = Identity::decode(&mut upgrade::Dec(data)) {
+        let mut e = upgrade::Enc::default();
+        id.encode(&mut e);
+        assert_eq!(Identity::decode(&mut upgrade::Dec(&e.0)).as_ref(), Ok(&id));
+        let _ = id.to_string();
+    }
+    let framed = UPGRADE_MAGICS.map(|m| upgrade::frame(m, data));
+    for b in [data, &framed[0], &framed[1], &framed[2]] {
+        if let Ok(s) = State::decode(b) {
+            assert_eq!(State::decode(&s.encode()).as_ref(), Ok(&s));
+        }
+        if let Ok(m) = ManifestRecord::decode(b) {
+            assert_eq!(ManifestRecord::decode(&m.encode()).as_ref(), Ok(&m));
+            if let record::Content::Shipped(x) | record::Content::Computed(x) = &m.content {
+                check_manifest(x);
+            }
+        }
+        if let Ok(r) = Report::decode(b) {
+            assert_eq!(Report::decode(&r.encode()).as_ref(), Ok(&r));
+            // What overlay-status shows of it.
+            let _ = upgrade::show_time(r.when);
+            for l in r.lines.iter().take(64) {
+                let _ = upgrade::report::words(&r, l);
+                let shown = upgrade::show_path(&l.path);
+                assert!(
+                    !shown.contains('\n'),
+                    "a path shown on two lines: {shown:?}"
+                );
+            }
+        }
+    }
+}
+
+/// What must hold of a manifest that decoded: its entries read back one
+/// by one (lookup by path), by directory, and re-encoded.
+fn check_manifest(m: &upgrade::manifest::Manifest) {
+    use upgrade::manifest::{Entry, Manifest};
+    let mut entries = Vec::new();
+    m.for_each(&mut |p, meta| {
+        entries.push(Entry {
+            path: p.to_vec(),
+            meta,
+        })
+    });
+    assert_eq!(entries.len() as u64, m.len(), "for_each missed entries");
+    for e in entries.iter().take(256) {
+        assert_eq!(
+            m.get(&e.path).as_ref(),
+            Some(&e.meta),
+            "lookup of {:?}",
+            text(&e.path)
+        );
+    }
+    assert_eq!(
+        m.get(b"\xff\xff"),
+        entries
+            .iter()
+            .find(|e| e.path == b"\xff\xff")
+            .map(|e| e.meta.clone())
+    );
+    // The names in the root and in the first directories.
+    let parent = |p: &[u8]| -> (Vec<u8>, Vec<u8>) {
+        match p.iter().rposition(|&c| c == b'/') {
+            Some(i) => (p[..i].to_vec(), p[i + 1..].to_vec()),
+            None => (Vec::new(), p.to_vec()),
+        }
+    };
+    let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
+    dirs.extend(entries.iter().take(8).map(|e| parent(&e.path).0));
+    for dir in &dirs {
+        let want: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| parent(&e.path))
+            .filter(|(d, _)| d == dir)
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(m.children(dir), want, "children of {:?}", text(dir));
+    }
+    let again =
+        Manifest::from_entries(entries.clone()).expect("a decoded manifest's entries encode");
+    let mut back = Vec::new();
+    again.for_each(&mut |p, meta| {
+        back.push(Entry {
+            path: p.to_vec(),
+            meta,
+        })
+    });
+    assert_eq!(back, entries, "re-encoded entries differ");
+    assert_eq!(Manifest::from_shipped(&m.shipped_file()).as_ref(), Ok(m));
+}
+
+/// A manifest file (`etc/overlay-init.manifest` of an image, or the
+/// manifest in a `.upgrade/manifest.N`): the input as a shipped file, and
+/// as a payload.
+fn manifest(data: &[u8]) {
+    use upgrade::manifest::{Manifest, SHIPPED_MAGIC};
+    let shipped = Manifest::from_shipped(data);
+    let payload = Manifest::decode(data.to_vec());
+    assert_eq!(
+        Manifest::from_shipped(&upgrade::frame(SHIPPED_MAGIC, data)),
+        payload,
+        "a payload reads differently framed"
+    );
+    for m in [shipped, payload].iter().flatten() {
+        check_manifest(m);
+    }
+}
+
+/// A lower's squashfs superblock (identity.rs), against a device of the
+/// input's size and of any size.
+fn squashfs_sb(data: &[u8]) {
+    for size in [data.len() as u64, u64::MAX, 0] {
+        match upgrade::identity::parse_squashfs(data, size) {
+            None => assert!(!data.starts_with(b"hsqs")),
+            Some(Ok(s)) => assert!(s.inode_table_start < s.bytes_used && s.bytes_used <= size),
+            Some(Err(_)) => assert!(data.starts_with(b"hsqs")),
+        }
+    }
+}
+
+/// `.boot/count`: two 32-byte slots (from the input, also with their CRCs
+/// fixed up), the file as the boot reads it, and the records the boot and
+/// `--mark-good` write next: a slot that decodes encodes to the same
+/// record, and a record written into its slot is what the file then reads.
+fn boot_count(data: &[u8]) {
+    use recovery::bootcount::{self as bc, CountRecord, CountState, SLOT_SIZE};
+    let slot = |i: usize| -> [u8; SLOT_SIZE] {
+        let mut s = [0u8; SLOT_SIZE];
+        let from = data.get(i * SLOT_SIZE..).unwrap_or_default();
+        let n = from.len().min(SLOT_SIZE);
+        s[..n].copy_from_slice(&from[..n]);
+        s
+    };
+    let mut slots = [slot(0), slot(1)];
+    for (i, s) in slots.iter().enumerate() {
+        let _ = CountRecord::decode(data.get(i * SLOT_SIZE..).unwrap_or_default(), i);
+        if let Ok(r) = CountRecord::decode(s, i) {
+            assert_eq!(r.slot(), i);
+            assert_eq!(CountRecord::decode(&r.encode(), i), Ok(r));
+        }
+    }
+    let len = u64::from(data.get(2 * SLOT_SIZE).copied().unwrap_or(0) != 0x55) * bc::FILE_SIZE;
+    for fix in [false, true] {
+        if fix {
+            for s in &mut slots {
+                let crc = crc32fast::hash(&s[..28]);
+                s[28..].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+        let state = bc::decode_file(len, &slots[0], &slots[1]);
+        let _ = state.attempts();
+        let boot_id = u64::from_le_bytes(slot(2)[..8].try_into().unwrap_or_default());
+        let counted = bc::next_count(&state, boot_id % 2 == 1);
+        let marked = bc::next_mark(&state, boot_id);
+        for rec in std::iter::once(counted).chain(marked) {
+            if let CountState::Ok(_) | CountState::Corrupt(bc::CountCorrupt::NoRecord(..)) = state {
+                // Written in place: the other slot stays.
+                let mut after = slots;
+                after[rec.slot()] = rec.encode();
+                assert_eq!(
+                    bc::decode_file(bc::FILE_SIZE, &after[0], &after[1]),
+                    CountState::Ok(rec),
+                    "the record written is not the one read (from {state:?})"
+                );
+            }
+        }
+        if let CountState::Ok(r) = state {
+            assert!(counted.seq >= r.seq && counted.attempts >= r.attempts.min(1));
+        }
+    }
+}
+
+/// Recovery settings (before the first NUL: `key=value` lines, applied as
+/// the board file and the command line are, and `CHIP:LINE` / `DEV:S`
+/// specs) and the recovery lines of the state file (after it): a spec that
+/// parses is shown as one that parses the same, a state renders and parses
+/// the same once rendered.
+fn recovery_text(data: &[u8]) {
+    use recovery::gpio::GpioSpec;
+    use recovery::state::RecoveryState;
+    use recovery::watchdog::WatchdogSpec;
+    let (settings, st) = two(data);
+    let settings = text(settings);
+    let mut cfg = recovery::RecoveryConfig::default();
+    for line in settings.lines().take(64) {
+        let (k, v) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if cfg.apply(k, v).is_ok() {
+            let _ = cfg.current(k);
+        }
+        for k in recovery::RecoveryConfig::KEYS {
+            let _ = cfg.apply(k, Some(line));
+        }
+        if let Ok(g) = GpioSpec::parse(line) {
+            assert_eq!(
+                GpioSpec::parse(&g.to_string()).as_ref(),
+                Ok(&g),
+                "shown as {g}"
+            );
+        }
+        if let Ok(w) = WatchdogSpec::parse(line) {
+            assert_eq!(
+                WatchdogSpec::parse(&w.to_string()).as_ref(),
+                Ok(&w),
+                "shown as {w}"
+            );
+        }
+    }
+    for k in recovery::RecoveryConfig::KEYS {
+        let _ = cfg.current(k);
+    }
+    let parsed = RecoveryState::parse(&text(st));
+    let mut once = String::new();
+    parsed.render_into(&mut once);
+    let again = RecoveryState::parse(&once);
+    let mut twice = String::new();
+    again.render_into(&mut twice);
+    assert_eq!(once, twice, "a rendered recovery state renders differently");
+    assert_eq!(RecoveryState::parse(&twice), again);
+    let live = recovery::bootcount::decode_file(0, &[], &[]);
+    for l in [None, Some(&live)] {
+        let _ = parsed.status_text(l, 1);
+        let _ = parsed.json_members(l, 1);
+    }
+}
+
+/// fstools' `.fs_state` link target: as fstools' atoi reads it.
+fn fs_state(data: &[u8]) {
+    use openwrt::fs_state::{self, FsState};
+    let s = fs_state::parse(data);
+    // A reference reading: atoi (white space, a sign, digits, wrapping as
+    // a uint32 once negative) and only 1 and 2 are states.
+    let t = data.trim_ascii_start();
+    let (neg, t) = match t.split_first() {
+        Some((b'-', r)) => (true, r),
+        Some((b'+', r)) => (false, r),
+        _ => (false, t),
+    };
+    let digits: Vec<u8> = t.iter().copied().take_while(u8::is_ascii_digit).collect();
+    let nonzero = digits.iter().skip_while(|&&b| b == b'0').count();
+    let want = match (neg, nonzero, digits.last()) {
+        (false, 1, Some(b'1')) => FsState::Pending,
+        (false, 1, Some(b'2')) => FsState::Ready,
+        _ => FsState::Unknown,
+    };
+    assert_eq!(s, want);
+    let todo = fs_state::todo(s);
+    assert_eq!(todo.write, s != FsState::Ready);
+}
+
+/// The sysupgrade.tgz tar stream, decompressed, as restore.rs checks it
+/// before busybox tar reads it (also with every header's checksum fixed
+/// up), and OpenWrt's account merge (`missing_lines`) from two texts.
+fn sysupgrade_tar(data: &[u8]) {
+    use openwrt::restore;
+    let mut fixed = data.to_vec();
+    for h in fixed.chunks_exact_mut(512) {
+        if &h[257..262] == b"ustar" {
+            h[148..156].fill(b' ');
+            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+            let field = format!("{sum:06o}\0 ");
+            h[148..156].copy_from_slice(field.as_bytes());
+        }
+    }
+    for b in [data, &fixed] {
+        let len = b.len() as u64;
+        if let Ok(s) = restore::check_tar(&mut std::io::Cursor::new(b), len) {
+            assert!(s.entries <= restore::MAX_ENTRIES && s.bytes <= len);
+            assert!(s.entries * 512 <= len, "{s:?} from {len} bytes");
+        }
+    }
+    let (image, restored) = two(data);
+    let (image, restored) = (text(image), text(restored));
+    let out = restore::missing_lines(&image, &restored);
+    // Split at '\n' only: a line of the image may end in '\r'.
+    for l in out.split('\n').filter(|l| !l.is_empty()) {
+        assert!(
+            image.lines().any(|i| i == l),
+            "{l:?} is not a line of the image's file"
+        );
+    }
 }
