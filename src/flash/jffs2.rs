@@ -71,6 +71,16 @@ fn is_ubi(b: &[u8]) -> bool {
     b.get(0..4) == Some(UBI_EC_MAGIC.as_slice())
 }
 
+/// A PEB UBI was about to erase on NOR flash: before each erase, UBI zeroes
+/// the magic of the block's EC header (and of its VID header), so that an
+/// erase cut short is known for one at the next attach (the kernel's
+/// `nor_erase_prepare`). On its own, four zero bytes prove nothing; beside
+/// UBI headers in the other blocks, it is UBI's own, and its attach finishes
+/// the erase.
+fn is_ubi_erasing(b: &[u8]) -> bool {
+    b.get(0..4) == Some([0u8; 4].as_slice())
+}
+
 fn is_erased(b: &[u8]) -> bool {
     !b.is_empty() && b.iter().all(|&x| x == 0xFF)
 }
@@ -96,7 +106,8 @@ pub fn identify(samples: &[&[u8]]) -> RawKind {
     if is_jffs2(first) {
         return RawKind::Jffs2;
     }
-    if !is_erased(first) {
+    let mut erasing = is_ubi_erasing(first);
+    if !erasing && !is_erased(first) {
         return RawKind::Unknown;
     }
     let (mut jffs2, mut ubi) = (false, false);
@@ -105,12 +116,17 @@ pub fn identify(samples: &[&[u8]]) -> RawKind {
             jffs2 = true;
         } else if is_ubi(s) {
             ubi = true;
+        } else if is_ubi_erasing(s) {
+            erasing = true;
         } else if !is_erased(s) {
             return RawKind::Unknown;
         }
     }
     match (jffs2, ubi) {
+        // A block in UBI's erase needs UBI headers beside it.
+        (false, false) if erasing => RawKind::Unknown,
         (false, false) => RawKind::Blank,
+        (true, false) if erasing => RawKind::Unknown,
         (true, false) => RawKind::Jffs2,
         (false, true) => RawKind::Ubi,
         (true, true) => RawKind::Unknown,
@@ -243,6 +259,25 @@ mod tests {
         assert_eq!(id(&[block(b"hsqs")]), RawKind::Unknown);
         assert_eq!(id(&[]), RawKind::Unknown);
         assert_eq!(id(&[vec![]]), RawKind::Unknown, "nothing read");
+    }
+
+    /// Found by tests/qemu/nor.rs's power cut during the first UBIFS
+    /// format: the cut fell between UBI's zeroing of the first PEB's magic
+    /// (before erasing its old volume table copy) and the erase. The next
+    /// boot called the partition unrecognised and ran on RAM at every boot
+    /// after; the kernel's attach finishes such an erase.
+    #[test]
+    fn a_peb_in_ubis_erase_beside_ubi_headers_is_ubi() {
+        let ubi = block(b"UBI#\x01");
+        let erasing = vec![0u8; 64];
+        assert_eq!(id(&[erasing.clone(), ubi.clone(), FF.to_vec()]), RawKind::Ubi);
+        assert_eq!(id(&[ubi.clone(), erasing.clone(), ubi.clone()]), RawKind::Ubi);
+        assert_eq!(id(&[FF.to_vec(), erasing.clone(), ubi]), RawKind::Ubi);
+        // Without UBI beside it, zeros are somebody's data.
+        assert_eq!(id(&[erasing.clone(), FF.to_vec()]), RawKind::Unknown);
+        assert_eq!(id(&[FF.to_vec(), erasing.clone()]), RawKind::Unknown);
+        let jffs2 = block(&JFFS2_MAGIC.to_ne_bytes());
+        assert_eq!(id(&[erasing, jffs2]), RawKind::Unknown);
     }
 
     #[test]
