@@ -297,8 +297,14 @@ impl<'a> Images<'a> {
             ])
             .args(["-mkfs-time", MKFS_TIME, "-all-time", MKFS_TIME])
             .stdout(Stdio::null());
+        // Fragments (where the filler lives) and metadata stored
+        // uncompressed: the filler's length then moves `bytes_used` byte for
+        // byte, so that `same_size` always reaches its target. Compressed,
+        // xz's 4-byte padding made some targets unreachable (a v2 that
+        // could not be built once the rootfs's binary changed).
+        c.args(["-noF", "-noI"]);
         if self.raw {
-            c.args(["-noD", "-noF"]);
+            c.arg("-noD");
         }
         assert!(c.status().unwrap().success(), "mksquashfs failed");
         img
