@@ -101,17 +101,22 @@ impl<'a> Boot<'a> {
             if !plan.upper.rescans() {
                 break plan;
             }
-            let step = plan.upper.steps.first().cloned();
-            let outcome = match (attached, &step) {
+            // The attach's MTD number, not a clone of the step (a Step's
+            // Clone is ~700 bytes of code).
+            let attach = match plan.upper.steps.first() {
+                Some(Step::Attach { mtd }) => Some(*mtd),
+                _ => None,
+            };
+            let outcome = match (attached, attach) {
                 (Some(mtd), _) => Err(Reason::StillUnattached { mtd }),
-                (None, Some(s @ Step::Attach { mtd })) => {
-                    attached = Some(*mtd);
+                (None, Some(mtd)) => {
+                    attached = Some(mtd);
                     let mut rung = std::mem::replace(&mut plan.upper, decide::none(None));
-                    let r = self.run_step(&mut rung, s, &mut cut);
+                    let r = self.run_step(&mut rung, &Step::Attach { mtd }, &mut cut);
                     plan.upper = rung;
                     r
                 }
-                (None, _) => Ok(()),
+                (None, None) => Ok(()),
             };
             if let Err(reason) = outcome {
                 // The attach failed: the next rung, with the reason.
@@ -276,10 +281,18 @@ impl<'a> Boot<'a> {
     }
 
     fn run_rung(&mut self, rung: &mut UpperPlan, cut: &mut PowerCut) -> Result<(), Reason> {
-        for step in rung.steps.clone() {
-            self.run_step(rung, &step, cut)?;
+        // The steps are taken out while they run and put back, rather than
+        // cloned (ReadRecords passes its `fresh` to decide::data_of).
+        let steps = std::mem::take(&mut rung.steps);
+        let mut done = Ok(());
+        for step in &steps {
+            done = self.run_step(rung, step, cut);
+            if done.is_err() {
+                break;
+            }
         }
-        Ok(())
+        rung.steps = steps;
+        done
     }
 
     fn device(rung: &UpperPlan) -> String {
@@ -488,7 +501,7 @@ impl<'a> Boot<'a> {
                 } else {
                     self.read_records(&fs)
                 };
-                let steps = match decide::data(&self.cfg, rung, records)? {
+                let steps = match decide::data_of(&self.cfg, rung, *fresh, records)? {
                     decide::DataPlan::Steps(steps) => steps,
                     decide::DataPlan::Failsafe { reason, steps } => {
                         // The boot counter says failsafe: this rung becomes
