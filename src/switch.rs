@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// are in it: an absolute link `/sbin/init -> /bin/busybox` must not be
 /// checked against the initramfs.
 pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
-    let mut f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
+    let f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
         Some(2) => "does not exist".to_string(),
         _ => format!("cannot be opened: {e}"),
     })?;
@@ -24,7 +24,7 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
     if meta.permissions().mode() & 0o111 == 0 {
         return Err("is not executable (no x permission)".into());
     }
-    let head = crate::probe::read_up_to(&mut f, 256).map_err(|e| format!("cannot be read: {e}"))?;
+    let head = crate::probe::read_up_to(&f, 256).map_err(|e| format!("cannot be read: {e}"))?;
     let head = head.as_slice();
     if !looks_executable(head) {
         return Err("is neither an ELF binary nor a #! script".into());

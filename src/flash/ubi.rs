@@ -284,7 +284,7 @@ pub fn read_volume_content(root: &SysRoot, v: &UbiVolume) -> io::Result<VolumeCo
     let mut heads = Vec::with_capacity(3);
     for lnum in 0..3u64 {
         f.seek(SeekFrom::Start(lnum * v.usable_eb_size))?;
-        heads.push(read_up_to(&mut f, 4096)?);
+        heads.push(read_up_to(&f, 4096)?);
     }
     match heads.as_slice() {
         [a, b, c] => Ok(identify_volume(a, b, c)),
