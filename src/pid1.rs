@@ -221,8 +221,13 @@ fn log_floor(total: Duration) {
 /// far) or `VmStk` (the stack mapping, which grows with the deepest use
 /// and never shrinks: the peak stack).
 fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    // `VmHWM:\t     452 kB`: the first word after the colon.
+    kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// A `kB` field of a `/proc/PID/status` text: `VmHWM:\t     452 kB`, the
+/// first word after the colon (one parser for both readers, and no
+/// substring searcher for a `trim_end_matches("kB")`).
+pub(crate) fn kb_field(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?

@@ -22,14 +22,7 @@ fn status_kb(proc: BorrowedFd, field: &str) -> Option<u64> {
     .ok()?;
     let mut buf = vec![0u8; 4096];
     let n = rustix::io::read(&fd, &mut buf).ok()?;
-    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    crate::pid1::kb_field(std::str::from_utf8(buf.get(..n)?).ok()?, field)
 }
 
 fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
