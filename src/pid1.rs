@@ -271,12 +271,12 @@ fn install_tools(boot: &mut Boot) {
 fn install_binary(dir: &Path) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
-    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(Path::new(paths::RUN_DIR), Mode::from_raw_mode(0o755));
     let _ = rustix::fs::mkdir(dir, Mode::from_raw_mode(0o755));
     let bin = dir.join("overlay-init");
     let _ = std::fs::remove_file(&bin);
     let exe = rustix::fs::open(
-        "/proc/self/exe",
+        Path::new("/proc/self/exe"),
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
@@ -289,7 +289,7 @@ fn install_binary(dir: &Path) -> std::io::Result<()> {
         }
     }
     let out = rustix::fs::open(
-        &bin,
+        bin.as_path(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o755),
     )?;
@@ -310,9 +310,9 @@ fn install_binary(dir: &Path) -> std::io::Result<()> {
 fn write_state(boot: &Boot) {
     use rustix::fs::{Mode, OFlags};
     // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
-    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(Path::new(paths::RUN_DIR), Mode::from_raw_mode(0o755));
     let r = rustix::fs::open(
-        paths::RUN_DIR,
+        Path::new(paths::RUN_DIR),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
@@ -486,7 +486,7 @@ extern "C" fn on_fault(sig: nix::libc::c_int) {
 /// 2) ourselves. Raw syscalls and a stack buffer only.
 fn fault_line(parts: &[&[u8]]) {
     if let Ok(kmsg) = rustix::fs::open(
-        "/dev/kmsg",
+        Path::new("/dev/kmsg"),
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {

@@ -277,7 +277,7 @@ impl Boot<'_> {
         let mut ids = Vec::new();
         for (root, dev) in self.lower_roots() {
             let fd = rustix::fs::open(
-                &root,
+                root.as_path(),
                 rustix::fs::OFlags::PATH
                     | rustix::fs::OFlags::DIRECTORY
                     | rustix::fs::OFlags::CLOEXEC,

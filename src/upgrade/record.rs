@@ -441,14 +441,14 @@ pub fn write(area: BorrowedFd, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let mut f = std::fs::File::from(fd);
     f.write_all(bytes).map_err(err(Step::Write, name))?;
     f.sync_all().map_err(err(Step::Write, name))?;
-    rustix::fs::renameat(area, tmp.as_str(), area, name)
+    rustix::fs::renameat(area, std::ffi::OsStr::new(&tmp), area, name)
         .and_then(|()| rustix::fs::fsync(area))
         .map_err(|e| err(Step::Write, name)(e.into()))
 }
 
 /// Removes a record (and syncs the directory); absent is fine.
 pub fn remove(area: BorrowedFd, name: &str) -> Result<(), Error> {
-    match rustix::fs::unlinkat(area, name, AtFlags::empty()) {
+    match rustix::fs::unlinkat(area, std::ffi::OsStr::new(name), AtFlags::empty()) {
         Ok(()) => rustix::fs::fsync(area).map_err(|e| err(Step::Write, name)(e.into())),
         Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(e) => Err(err(Step::Write, name)(e.into())),
