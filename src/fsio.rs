@@ -336,7 +336,7 @@ pub fn write_atomic_mode(
     f.write_all(bytes).map_err(io_err("write"))?;
     f.sync_all().map_err(io_err("fsync"))?;
     drop(f);
-    rustix::fs::renameat(dir, std::ffi::OsStr::new(&tmp), dir, name).map_err(io("rename"))?;
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(io("rename"))?;
     rustix::fs::fsync(dir).map_err(io("fsync the directory"))
 }
 

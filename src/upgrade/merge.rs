@@ -765,8 +765,8 @@ pub fn needs_background(f: &Facts, ids: &[Identity]) -> bool {
 
 fn shipped(root: BorrowedFd) -> Result<Content, String> {
     let fd = identity::open_shipped(root).map_err(|e| e.to_string())?;
-    let b = crate::probe::read_up_to(&std::fs::File::from(fd), 16 << 20)
-        .map_err(|e| e.to_string())?;
+    let b =
+        crate::probe::read_up_to(&std::fs::File::from(fd), 16 << 20).map_err(|e| e.to_string())?;
     Manifest::from_shipped(&b)
         .map(Content::Shipped)
         .map_err(|e| e.to_string())

@@ -441,7 +441,7 @@ pub fn write(area: BorrowedFd, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let mut f = std::fs::File::from(fd);
     f.write_all(bytes).map_err(err(Step::Write, name))?;
     f.sync_all().map_err(err(Step::Write, name))?;
-    rustix::fs::renameat(area, std::ffi::OsStr::new(&tmp), area, name)
+    rustix::fs::renameat(area, tmp.as_str(), area, name)
         .and_then(|()| rustix::fs::fsync(area))
         .map_err(|e| err(Step::Write, name)(e.into()))
 }
