@@ -94,7 +94,7 @@ const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 fn move_into(sys: &dyn Sys, from: &Path, to: &Path, warnings: &mut Vec<String>) {
     if let Err(e) = sys.mount_move(from, to) {
         let msg = format!("cannot move {} to {}: {e}", from.display(), to.display());
-        log::warn!("{msg}");
+        crate::warn!("{msg}");
         warnings.push(msg);
     }
 }
@@ -117,7 +117,7 @@ pub fn switch_root(
     chdir(sys, newroot)?;
     // Best effort: what cannot be deleted only costs RAM.
     if let Err(e) = sys.remove_tree_same_fs(Path::new("/")) {
-        log::warn!("cannot free the initramfs: {e}");
+        crate::warn!("cannot free the initramfs: {e}");
     }
     sys.mount_move(Path::new("."), Path::new("/"))
         .map_err(|err| BootError::MoveRoot { err })?;

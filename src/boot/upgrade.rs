@@ -73,7 +73,7 @@ impl Boot<'_> {
                     roots: &fds,
                     shown_at: &shown_at,
                 };
-                log::warn!(
+                crate::warn!(
                     "firmware upgrade: a new image; classifying the upper (overlay.upgrade={})",
                     up.policy.name()
                 );
@@ -113,7 +113,7 @@ impl Boot<'_> {
                 if conflicts > 0 {
                     self.warn(line);
                 } else {
-                    log::info!("{line}");
+                    crate::info!("{line}");
                 }
             }
             Ok(None) => {}
@@ -160,13 +160,13 @@ impl Boot<'_> {
                     let peak = proc.as_ref().and_then(|p| status_kb(p.as_fd(), "VmHWM"));
                     let grew = peak.zip(base).map_or(0, |(p, b)| p.saturating_sub(b));
                     for l in lines {
-                        log::info!(
+                        crate::info!(
                             "firmware upgrade: {l} in {} ms (peak memory +{grew} kB)",
                             crate::state::WholeMillis(t.elapsed())
                         );
                     }
                 }
-                Err(e) => log::warn!("firmware upgrade (background): {e}"),
+                Err(e) => crate::warn!("firmware upgrade (background): {e}"),
             }
         });
         if let Err(e) = started {

@@ -227,7 +227,7 @@ pub fn read(device: &Path, lower: Option<BorrowedFd>) -> Result<Identity, Error>
     let t = std::time::Instant::now();
     let (id, bytes) = read_id(device, lower)?;
     // What a normal boot pays for the upgrade handling (overlay.debug).
-    log::debug!(
+    crate::debug!(
         "identity of {}: {bytes} bytes read in {} us",
         device.display(),
         t.elapsed().as_micros() as u64
