@@ -13,29 +13,48 @@ use std::time::Duration;
 
 /// The power-cut test hook (feature test-hooks, `overlay.test_crash=STEP[:N]`):
 /// reboots, unsynced, right after the N-th change of that step. In the
-/// release build it never fires.
+/// release build it is compiled out: `changed` only feeds the watchdog.
 pub struct PowerCut<'a> {
+    #[cfg(feature = "test-hooks")]
     sys: &'a dyn Sys,
+    #[cfg(feature = "test-hooks")]
     at: Option<(String, u32)>,
+    #[cfg(feature = "test-hooks")]
     count: u32,
+    #[cfg(not(feature = "test-hooks"))]
+    sys: std::marker::PhantomData<&'a dyn Sys>,
 }
 
 impl<'a> PowerCut<'a> {
+    #[cfg(feature = "test-hooks")]
     pub fn new(sys: &'a dyn Sys, cfg: &Config) -> PowerCut<'a> {
-        #[cfg(feature = "test-hooks")]
-        let at = cfg.test_crash.clone();
-        #[cfg(not(feature = "test-hooks"))]
-        let at = {
-            let _ = cfg;
-            None
-        };
-        PowerCut { sys, at, count: 0 }
+        PowerCut {
+            sys,
+            at: cfg.test_crash.clone(),
+            count: 0,
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    pub fn new(sys: &'a dyn Sys, cfg: &Config) -> PowerCut<'a> {
+        let _ = (sys, cfg);
+        PowerCut {
+            sys: std::marker::PhantomData,
+        }
     }
 
     /// Called after each change of a step: feeds the watchdog (these are
     /// the long operations' loops), then the test hook.
     pub fn changed(&mut self, step: &str) {
         crate::recovery::watchdog::feed();
+        #[cfg(feature = "test-hooks")]
+        self.hook(step);
+        #[cfg(not(feature = "test-hooks"))]
+        let _ = step;
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn hook(&mut self, step: &str) {
         let Some((at, n)) = &self.at else { return };
         if at != step {
             return;
