@@ -13,7 +13,6 @@
 //! rejected here (the config decides what a value means, and says why it
 //! refuses one). Reading is bounded too ([`read_text`]).
 
-use std::io::Read;
 use std::path::Path;
 
 /// One `key[=value]` word, borrowed from the text, as bytes.
@@ -213,9 +212,7 @@ pub fn read_text(path: &Path) -> std::io::Result<Vec<u8>> {
             "not a regular file",
         ));
     }
-    let mut text = Vec::new();
-    f.take(MAX_TEXT as u64 + 1).read_to_end(&mut text)?;
-    Ok(text)
+    crate::probe::read_up_to(&f, MAX_TEXT + 1)
 }
 
 #[cfg(test)]

@@ -250,12 +250,12 @@ fn parse_mbr(head: &[u8]) -> Vec<PartEntry> {
 fn read_disk_head(node: &std::path::Path) -> io::Result<Vec<u8>> {
     let mut f = File::open(node)?;
     // MBR, GPT header and 128 entries of 128 bytes.
-    let mut head = crate::probe::read_up_to(&mut f, 34 * SECTOR)?;
+    let mut head = crate::probe::read_up_to(&f, 34 * SECTOR)?;
     // A GPT whose entries do not start at LBA 2: read them where the header says.
     if let Some(lba) = parse_entries_lba(&head) {
         if lba > 2 {
             f.seek(SeekFrom::Start(lba * SECTOR as u64))?;
-            let rest = crate::probe::read_up_to(&mut f, 32 * SECTOR)?;
+            let rest = crate::probe::read_up_to(&f, 32 * SECTOR)?;
             head.resize(lba as usize * SECTOR, 0);
             head.extend_from_slice(&rest);
         }

@@ -321,7 +321,7 @@ pub fn write_atomic_mode(
     let tmp = format!("{name}.tmp");
     // Whatever a cut (or anyone) left under the temp name goes first: a
     // FIFO there would block an O_CREAT open, a symlink would redirect it.
-    match rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty()) {
+    match rustix::fs::unlinkat(dir, std::ffi::OsStr::new(&tmp), AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => {}
         Err(e) => return Err(io("remove the old temp file")(e)),
     }

@@ -164,6 +164,16 @@ pub fn init_cli(tag: &'static str) {
     log::set_max_level(LevelFilter::Info);
 }
 
+/// A record at `level` to the logger, when the level is enabled: what the
+/// crate's `info!`, `warn!`, `error!` and `debug!` call (lib.rs). No target
+/// or module path: [`Logger`] prints neither.
+#[inline(never)]
+pub fn log(level: log::Level, args: std::fmt::Arguments<'_>) {
+    if level <= log::max_level() {
+        log::logger().log(&log::Record::builder().level(level).args(args).build());
+    }
+}
+
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
         m.level() <= log::max_level()

@@ -7,6 +7,30 @@
 //! unwrap, expect, panic or indexing outside tests) lives in Cargo.toml
 //! `[lints]` and clippy.toml.
 
+/// The log macros of the crate: `log`'s, without the module path and the
+/// target per call site that `crate::info!` and co. build (the logger,
+/// kmsg.rs, prints the level and the message only), through one function
+/// ([`kmsg::log`]).
+#[macro_export]
+macro_rules! info {
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Info, ::std::format_args!($($a)+)) };
+}
+/// See [`info!`].
+#[macro_export]
+macro_rules! warn {
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Warn, ::std::format_args!($($a)+)) };
+}
+/// See [`info!`].
+#[macro_export]
+macro_rules! error {
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Error, ::std::format_args!($($a)+)) };
+}
+/// See [`info!`].
+#[macro_export]
+macro_rules! debug {
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Debug, ::std::format_args!($($a)+)) };
+}
+
 pub mod backend;
 pub mod boot;
 pub mod cmdline;

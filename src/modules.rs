@@ -148,7 +148,7 @@ impl ModuleLoader {
             .collect();
         for rel in order {
             let path = self.dir.join(&rel);
-            log::debug!("insmod {}", path.display());
+            crate::debug!("insmod {}", path.display());
             if let Err(e) = sys.load_module(&path) {
                 problems.push(format!("module {}: {e}", module_name(&rel)));
             }

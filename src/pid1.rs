@@ -46,7 +46,7 @@ pub fn main() -> ! {
     } else {
         kmsg::flush_early_to_console();
     }
-    log::info!(
+    crate::info!(
         "overlay-init {} ({}), started {} ms after the kernel",
         env!("CARGO_PKG_VERSION"),
         mode_name(mode),
@@ -91,14 +91,14 @@ fn test_fault(root: &SysRoot) {
     };
     match p.value {
         Some(b"stack") => {
-            log::warn!("test hook: overlay.test_fault=stack: overflowing the stack now");
-            log::warn!("test hook: recursed {} times", overflow(0));
+            crate::warn!("test hook: overlay.test_fault=stack: overflowing the stack now");
+            crate::warn!("test hook: recursed {} times", overflow(0));
         }
         Some(b"trap") => {
-            log::warn!("test hook: overlay.test_fault=trap: panicking now");
+            crate::warn!("test hook: overlay.test_fault=trap: panicking now");
             panic!("test hook: a panic in PID 1");
         }
-        _ => log::warn!("test hook: overlay.test_fault= wants stack or trap"),
+        _ => crate::warn!("test hook: overlay.test_fault= wants stack or trap"),
     }
 }
 
@@ -127,7 +127,7 @@ fn run(boot: &mut Boot) -> Result<String, BootError> {
     boot.setup_upper();
     let stay = boot.mode == Mode::Pivot && matches!(boot.state.upper, Upper::None { .. });
     if stay {
-        log::info!(
+        crate::info!(
             "no overlay: starting {} on the kernel's root as it is",
             boot.cfg.init
         );
@@ -138,7 +138,7 @@ fn run(boot: &mut Boot) -> Result<String, BootError> {
     install_tools(boot);
     if !boot.is_failsafe() {
         for line in boot.ram_banner() {
-            log::warn!("{line}");
+            crate::warn!("{line}");
         }
     }
     boot.finish_recovery();
@@ -153,7 +153,7 @@ fn run(boot: &mut Boot) -> Result<String, BootError> {
         .iter()
         .map(|(n, d)| format!("{n} {}", Millis(*d)))
         .collect();
-    log::info!(
+    crate::info!(
         "pre-init done in {} ms ({} ms); starting {}",
         Millis(total),
         stages.join(", "),
@@ -214,7 +214,7 @@ fn log_floor(total: Duration) {
             format!("{name} {} ms ({n})", Millis(t))
         })
         .collect();
-    log::info!(
+    crate::info!(
         "time in syscalls and children: {}; own work {} ms",
         parts.join(", "),
         Millis(total.saturating_sub(inside))
@@ -225,8 +225,13 @@ fn log_floor(total: Duration) {
 /// far) or `VmStk` (the stack mapping, which grows with the deepest use
 /// and never shrinks: the peak stack).
 fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    // `VmHWM:\t     452 kB`: the first word after the colon.
+    kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// A `kB` field of a `/proc/PID/status` text: `VmHWM:\t     452 kB`, the
+/// first word after the colon (one parser for both readers, and no
+/// substring searcher for a `trim_end_matches("kB")`).
+pub(crate) fn kb_field(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
@@ -260,7 +265,7 @@ fn install_tools(boot: &mut Boot) {
             "cannot install overlay-status in {}: {e}",
             paths::RUN_BIN_DIR
         );
-        log::warn!("{msg}");
+        crate::warn!("{msg}");
         boot.state.warnings.push(msg);
     }
 }
@@ -270,12 +275,12 @@ fn install_tools(boot: &mut Boot) {
 fn install_binary(dir: &Path) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
-    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(Path::new(paths::RUN_DIR), Mode::from_raw_mode(0o755));
     let _ = rustix::fs::mkdir(dir, Mode::from_raw_mode(0o755));
     let bin = dir.join("overlay-init");
     let _ = std::fs::remove_file(&bin);
     let exe = rustix::fs::open(
-        "/proc/self/exe",
+        Path::new("/proc/self/exe"),
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
@@ -288,7 +293,7 @@ fn install_binary(dir: &Path) -> std::io::Result<()> {
         }
     }
     let out = rustix::fs::open(
-        &bin,
+        bin.as_path(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o755),
     )?;
@@ -309,9 +314,9 @@ fn install_binary(dir: &Path) -> std::io::Result<()> {
 fn write_state(boot: &Boot) {
     use rustix::fs::{Mode, OFlags};
     // /run/overlay-init exists (the upper stage made it); EEXIST is fine.
-    let _ = rustix::fs::mkdir(paths::RUN_DIR, Mode::from_raw_mode(0o755));
+    let _ = rustix::fs::mkdir(Path::new(paths::RUN_DIR), Mode::from_raw_mode(0o755));
     let r = rustix::fs::open(
-        paths::RUN_DIR,
+        Path::new(paths::RUN_DIR),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
@@ -326,7 +331,7 @@ fn write_state(boot: &Boot) {
         )
     });
     if let Err(e) = r {
-        log::warn!("cannot write {}: {e}", paths::STATE_FILE);
+        crate::warn!("cannot write {}: {e}", paths::STATE_FILE);
     }
 }
 
@@ -339,7 +344,7 @@ pub fn hand_over(sys: &dyn Sys, path: &str, failsafe: bool) -> std::io::Error {
     sys.reap_children();
     // The resources PID 1 lives within (README, "Robustness").
     if let (Some(hwm), Some(stk)) = (status_kb("VmHWM"), status_kb("VmStk")) {
-        log::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
+        crate::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
     }
     let (argv, mut envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
     if failsafe {
@@ -356,10 +361,12 @@ pub fn hand_over(sys: &dyn Sys, path: &str, failsafe: bool) -> std::io::Error {
 /// The end of a boot that cannot go on: log, sync, emergency shell if the
 /// current root has one, then reboot after `delay`. Never returns.
 pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
-    log::error!("FATAL: {msg}");
+    crate::error!("FATAL: {msg}");
     sys.sync();
     if Path::new("/bin/sh").exists() {
-        log::error!("starting an emergency shell on the console; the system reboots when it exits");
+        crate::error!(
+            "starting an emergency shell on the console; the system reboots when it exits"
+        );
         let mut own_terminal = || {
             let _ = rustix::process::setsid();
             let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
@@ -369,18 +376,18 @@ pub fn fatal(sys: &dyn Sys, delay: Duration, msg: &str) -> ! {
         // are async-signal-safe raw syscalls.
         let sh = unsafe { Program::new("/bin/sh").status(Some(&mut own_terminal)) };
         if let Err(e) = sh {
-            log::error!("cannot start /bin/sh: {e}");
+            crate::error!("cannot start /bin/sh: {e}");
         }
         sys.sync();
     } else {
-        log::error!(
+        crate::error!(
             "no emergency shell here; rebooting in {} s",
             delay.as_secs()
         );
         sys.sleep(delay);
     }
     let err = sys.reboot();
-    log::error!("reboot failed: {err}; halting here");
+    crate::error!("reboot failed: {err}; halting here");
     loop {
         sys.sleep(Duration::from_secs(3600));
     }
@@ -485,7 +492,7 @@ extern "C" fn on_fault(sig: nix::libc::c_int) {
 /// 2) ourselves. Raw syscalls and a stack buffer only.
 fn fault_line(parts: &[&[u8]]) {
     if let Ok(kmsg) = rustix::fs::open(
-        "/dev/kmsg",
+        Path::new("/dev/kmsg"),
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {

@@ -126,10 +126,28 @@ pub fn is_uniform(b: &[u8]) -> bool {
     }
 }
 
-/// Reads up to `len` bytes from where `r` stands (fewer at its end).
-pub fn read_up_to(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
-    let mut v = Vec::with_capacity(len);
-    r.take(len as u64).read_to_end(&mut v)?;
+/// Reads up to `len` bytes from where `f` stands (fewer at its end), in
+/// buffers of at most 64 KiB. One plain loop for every bounded read (was
+/// `take(len).read_to_end()`, whose adaptive buffering was linked once per
+/// reader type: ~1 KiB).
+pub fn read_up_to(mut f: &File, len: usize) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    let mut n = 0;
+    loop {
+        if n == v.len() {
+            if n >= len {
+                break;
+            }
+            v.resize(len.min(n.saturating_add(64 << 10)), 0);
+        }
+        match f.read(v.get_mut(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(k) => n = n.saturating_add(k).min(v.len()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    v.truncate(n);
     Ok(v)
 }
 
@@ -182,7 +200,7 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
     let mut f = File::open(dev)?;
     // The superblocks first: a filesystem is known from them, and a normal
     // boot reads no more (64 KiB, not the 1 MiB of the blank check).
-    let sb = read_up_to(&mut f, HEAD_LEN)?;
+    let sb = read_up_to(&f, HEAD_LEN)?;
     let unknown = |f: &mut File| -> io::Result<FsKind> {
         Ok(if read_intent(f, size)? {
             FsKind::FormatMarker
@@ -202,7 +220,7 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
     // peak memory stays small: issue 11).
     let mut left = BLANK_HEAD_LEN.saturating_sub(HEAD_LEN);
     while left > 0 {
-        let chunk = read_up_to(&mut f, left.min(HEAD_LEN))?;
+        let chunk = read_up_to(&f, left.min(HEAD_LEN))?;
         if chunk.is_empty() {
             break;
         }
@@ -217,7 +235,7 @@ pub fn read_kind(dev: &Path, size: u64) -> io::Result<(FsKind, Vec<u8>)> {
             continue;
         }
         f.seek(SeekFrom::Start(off))?;
-        if !read_up_to(&mut f, SAMPLE_LEN)?.iter().all(|&b| b == first) {
+        if !read_up_to(&f, SAMPLE_LEN)?.iter().all(|&b| b == first) {
             return Ok((unknown(&mut f)?, sb));
         }
     }

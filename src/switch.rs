@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// are in it: an absolute link `/sbin/init -> /bin/busybox` must not be
 /// checked against the initramfs.
 pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
-    let mut f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
+    let f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
         Some(2) => "does not exist".to_string(),
         _ => format!("cannot be opened: {e}"),
     })?;
@@ -24,7 +24,7 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
     if meta.permissions().mode() & 0o111 == 0 {
         return Err("is not executable (no x permission)".into());
     }
-    let head = crate::probe::read_up_to(&mut f, 256).map_err(|e| format!("cannot be read: {e}"))?;
+    let head = crate::probe::read_up_to(&f, 256).map_err(|e| format!("cannot be read: {e}"))?;
     let head = head.as_slice();
     if !looks_executable(head) {
         return Err("is neither an ELF binary nor a #! script".into());
@@ -94,7 +94,7 @@ const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 fn move_into(sys: &dyn Sys, from: &Path, to: &Path, warnings: &mut Vec<String>) {
     if let Err(e) = sys.mount_move(from, to) {
         let msg = format!("cannot move {} to {}: {e}", from.display(), to.display());
-        log::warn!("{msg}");
+        crate::warn!("{msg}");
         warnings.push(msg);
     }
 }
@@ -117,7 +117,7 @@ pub fn switch_root(
     chdir(sys, newroot)?;
     // Best effort: what cannot be deleted only costs RAM.
     if let Err(e) = sys.remove_tree_same_fs(Path::new("/")) {
-        log::warn!("cannot free the initramfs: {e}");
+        crate::warn!("cannot free the initramfs: {e}");
     }
     sys.mount_move(Path::new("."), Path::new("/"))
         .map_err(|err| BootError::MoveRoot { err })?;

@@ -51,7 +51,7 @@ impl Backend for Block {
                 device: dev.node.display().to_string(),
                 err,
             })?;
-        log::debug!("{}: {kind:?}", dev.node.display());
+        crate::debug!("{}: {kind:?}", dev.node.display());
         Ok(Content::Block { kind, head })
     }
 

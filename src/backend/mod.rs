@@ -55,7 +55,7 @@ impl Inventory {
         let (mtds, notes) = mtd::read_mtd_devices(root);
         let (ubis, more) = fubi::read_ubi_devices(root);
         for n in notes.iter().chain(&more) {
-            log::debug!("{n}");
+            crate::debug!("{n}");
         }
         Inventory {
             blocks: devices::read_block_devices(root),

@@ -88,7 +88,7 @@ impl<'a> Boot<'a> {
                 erase_budget: ERASE_BUDGET,
             };
             let mut plan = decide::upper(&self.cfg, facts, &env);
-            log::debug!(
+            crate::debug!(
                 "plan: {} {}{}",
                 plan.upper.backend.name(),
                 plan.upper.action.name(),
@@ -101,17 +101,22 @@ impl<'a> Boot<'a> {
             if !plan.upper.rescans() {
                 break plan;
             }
-            let step = plan.upper.steps.first().cloned();
-            let outcome = match (attached, &step) {
+            // The attach's MTD number, not a clone of the step (a Step's
+            // Clone is ~700 bytes of code).
+            let attach = match plan.upper.steps.first() {
+                Some(Step::Attach { mtd }) => Some(*mtd),
+                _ => None,
+            };
+            let outcome = match (attached, attach) {
                 (Some(mtd), _) => Err(Reason::StillUnattached { mtd }),
-                (None, Some(s @ Step::Attach { mtd })) => {
-                    attached = Some(*mtd);
+                (None, Some(mtd)) => {
+                    attached = Some(mtd);
                     let mut rung = std::mem::replace(&mut plan.upper, decide::none(None));
-                    let r = self.run_step(&mut rung, s, &mut cut);
+                    let r = self.run_step(&mut rung, &Step::Attach { mtd }, &mut cut);
                     plan.upper = rung;
                     r
                 }
-                (None, _) => Ok(()),
+                (None, None) => Ok(()),
             };
             if let Err(reason) = outcome {
                 // The attach failed: the next rung, with the reason.
@@ -151,7 +156,7 @@ impl<'a> Boot<'a> {
                         fallbacks.remove(0)
                     };
                     if next.action == Action::None {
-                        log::error!("{reason}; the root will be read-only");
+                        crate::error!("{reason}; the root will be read-only");
                     }
                     next.reason = Some(reason);
                     rung = next;
@@ -164,9 +169,9 @@ impl<'a> Boot<'a> {
 
     fn announce(&self, rung: &UpperPlan) {
         match (rung.action, &rung.reason) {
-            (Action::Tmpfs, Some(r)) => log::error!("running on RAM: {r}"),
+            (Action::Tmpfs, Some(r)) => crate::error!("running on RAM: {r}"),
             (Action::None, None) => {
-                log::info!("overlay disabled: the root is the lower layer alone, read-only")
+                crate::info!("overlay disabled: the root is the lower layer alone, read-only")
             }
             _ => {}
         }
@@ -190,7 +195,7 @@ impl<'a> Boot<'a> {
             }
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },
             (Action::Protect, Some(fs)) => {
-                log::warn!(
+                crate::warn!(
                     "flash protected: {} is read-only at {}, its upper layer shown under a RAM upper",
                     fs.device,
                     fs.place.after.display()
@@ -198,7 +203,7 @@ impl<'a> Boot<'a> {
                 Upper::Tmpfs { reason, size }
             }
             (_, Some(fs)) => {
-                log::info!(
+                crate::info!(
                     "upper: {} ({}) at {}",
                     fs.device,
                     fs.fstype,
@@ -234,9 +239,9 @@ impl<'a> Boot<'a> {
     fn undo(&mut self) {
         while let Some(target) = self.mounted.pop() {
             if let Err(e) = self.sys.unmount(&target, false) {
-                log::warn!("cannot unmount {}: {e}; detaching it", target.display());
+                crate::warn!("cannot unmount {}: {e}; detaching it", target.display());
                 if let Err(e) = self.sys.unmount(&target, true) {
-                    log::warn!("cannot detach {}: {e}", target.display());
+                    crate::warn!("cannot detach {}: {e}", target.display());
                 }
             }
         }
@@ -252,7 +257,7 @@ impl<'a> Boot<'a> {
                 .unmount(nr, false)
                 .or_else(|_| self.sys.unmount(nr, true))
             {
-                log::warn!("cannot unmount {}: {e}", nr.display());
+                crate::warn!("cannot unmount {}: {e}", nr.display());
             }
             self.newroot_mounted = false;
         }
@@ -276,10 +281,18 @@ impl<'a> Boot<'a> {
     }
 
     fn run_rung(&mut self, rung: &mut UpperPlan, cut: &mut PowerCut) -> Result<(), Reason> {
-        for step in rung.steps.clone() {
-            self.run_step(rung, &step, cut)?;
+        // The steps are taken out while they run and put back, rather than
+        // cloned (ReadRecords passes its `fresh` to decide::data_of).
+        let steps = std::mem::take(&mut rung.steps);
+        let mut done = Ok(());
+        for step in &steps {
+            done = self.run_step(rung, step, cut);
+            if done.is_err() {
+                break;
+            }
         }
-        Ok(())
+        rung.steps = steps;
+        done
     }
 
     fn device(rung: &UpperPlan) -> String {
@@ -300,9 +313,9 @@ impl<'a> Boot<'a> {
             | Step::ReadRecords { .. }
             | Step::Mkfs { .. }
             | Step::Fsck { .. } => {
-                log::debug!("{step}")
+                crate::debug!("{step}")
             }
-            _ => log::info!("{step}"),
+            _ => crate::info!("{step}"),
         }
         self.run_step_inner(rung, step, cut)?;
         // A long operation: the longest interval between two feeds of the
@@ -317,7 +330,7 @@ impl<'a> Boot<'a> {
             long,
             matches!(step, Step::Mkfs { .. } | Step::Fsck { .. }),
         ) {
-            log::warn!(
+            crate::warn!(
                 "test hook: stretching `{step}` by {} ms",
                 crate::state::WholeMillis(d)
             );
@@ -336,7 +349,7 @@ impl<'a> Boot<'a> {
         match step {
             Step::LoadFs { fstype } => self.ensure_fs(fstype),
             Step::Attach { mtd } => {
-                log::info!("mtd{mtd} holds UBI: attaching it");
+                crate::info!("mtd{mtd} holds UBI: attaching it");
                 let num = ubi::attach(self.sys, &self.root, *mtd, NODE_WAIT)?;
                 let sysfs = self.root.path(&format!("{}/ubi{num}", ubi::SYS_CLASS_UBI));
                 if !sysfs.is_dir() {
@@ -348,7 +361,7 @@ impl<'a> Boot<'a> {
                 name,
                 bytes,
             } => {
-                log::info!(
+                crate::info!(
                     "creating UBI volume {name} on ubi{n} ({} KiB)",
                     bytes / 1024
                 );
@@ -368,7 +381,7 @@ impl<'a> Boot<'a> {
                 }
             }
             Step::ClearVolume { vol, lebs, why } => {
-                log::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
+                crate::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
                 ubi::clear_volume(self.sys, vol, *lebs)?;
             }
             Step::Erase { mtd, name, budget } => self.erase(*mtd, name, *budget)?,
@@ -377,7 +390,7 @@ impl<'a> Boot<'a> {
                 device,
                 prog,
             } => {
-                log::info!("first boot: formatting blank {device} as {fstype}");
+                crate::info!("first boot: formatting blank {device} as {fstype}");
                 let mkfs = format!("mkfs.{fstype}");
                 // The intent tag at the tail first: a cut in mkfs leaves a
                 // partition the next boot formats again, not one it leaves
@@ -414,7 +427,7 @@ impl<'a> Boot<'a> {
                 prog,
                 due,
             } => {
-                log::info!("{device}: {due}: checking");
+                crate::info!("{device}: {due}: checking");
                 let argv = block::fsck_argv(fstype, prog, device);
                 #[cfg(feature = "test-hooks")]
                 let argv = crate::recovery::watchdog::slow_child(argv, self.cfg.test_slow);
@@ -452,7 +465,7 @@ impl<'a> Boot<'a> {
                 };
                 let mut mounted = self.sys.mount(source, &place.at_boot, fstype, flags, data);
                 if let (Err(e), true) = (&mounted, *or_rw) {
-                    log::warn!(
+                    crate::warn!(
                         "{source} does not mount read-only ({e}): it needs its own recovery, mounting it read-write"
                     );
                     let rw = MountFlags {
@@ -488,7 +501,7 @@ impl<'a> Boot<'a> {
                 } else {
                     self.read_records(&fs)
                 };
-                let steps = match decide::data(&self.cfg, rung, records)? {
+                let steps = match decide::data_of(&self.cfg, rung, *fresh, records)? {
                     decide::DataPlan::Steps(steps) => steps,
                     decide::DataPlan::Failsafe { reason, steps } => {
                         // The boot counter says failsafe: this rung becomes
@@ -555,7 +568,7 @@ impl<'a> Boot<'a> {
                 let data = self.data_dir(rung);
                 if let (Some(w), Some(state)) = (&self.wear, &self.wear_log) {
                     match crate::wear::boot::append(&self.root, &data, state, w) {
-                        Ok(seq) => log::info!("wear log: record #{seq} written"),
+                        Ok(seq) => crate::info!("wear log: record #{seq} written"),
                         Err(e) => self.warn(e),
                     }
                 }
@@ -595,7 +608,7 @@ impl<'a> Boot<'a> {
             Step::UpgradeBackground => self.upgrade_background(rung),
             Step::FsStateReady => {
                 match crate::openwrt::fs_state::set_ready(&self.data_dir(rung)) {
-                    Ok(true) => log::info!("fstools' .fs_state set to READY"),
+                    Ok(true) => crate::info!("fstools' .fs_state set to READY"),
                     Ok(false) => {}
                     Err(e) => self.warn(format!("cannot set fstools' .fs_state: {e}")),
                 }
@@ -635,12 +648,12 @@ impl<'a> Boot<'a> {
     /// and the boot runs on RAM this time.
     fn erase(&mut self, index: u32, name: &str, budget: Duration) -> Result<(), Reason> {
         let dev = PathBuf::from(format!("/dev/mtd{index}"));
-        log::info!("{name}: format marker found: erasing {}", dev.display());
+        crate::info!("{name}: format marker found: erasing {}", dev.display());
         let mut steps = mtd::ProgressSteps::default();
         let outcome = mtd::erase(self.sys, &dev, None, Some(budget), &mut |d, t| {
             crate::recovery::watchdog::feed();
             if let Some(p) = steps.next(d, t) {
-                log::info!("erasing {name}: {p}%");
+                crate::info!("erasing {name}: {p}%");
             }
         })?;
         let mtd::EraseOutcome::Stopped {
@@ -661,8 +674,8 @@ impl<'a> Boot<'a> {
             None,
             &mut |_, _| {},
         ) {
-            Ok(_) => log::info!("{shown}: erase finished; mtd:{name} is used from the next boot"),
-            Err(e) => log::warn!("{shown}: background erase stopped: {e}; the next boot goes on"),
+            Ok(_) => crate::info!("{shown}: erase finished; mtd:{name} is used from the next boot"),
+            Err(e) => crate::warn!("{shown}: background erase stopped: {e}; the next boot goes on"),
         });
         Err(Reason::EraseUnfinished {
             what,

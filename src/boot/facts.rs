@@ -66,7 +66,7 @@ impl Boot<'_> {
             loc.backend(),
             crate::plan::BackendId::Ubi | crate::plan::BackendId::Mtd
         ) {
-            log::info!("data on raw flash: {}", loc.describe());
+            crate::info!("data on raw flash: {}", loc.describe());
         }
         let content = backend::backend_of(&loc).probe(self.sys, &self.root, &loc);
         // A failsafe boot writes nothing, so there is no wear to weigh.
@@ -277,7 +277,7 @@ impl Boot<'_> {
         let mut ids = Vec::new();
         for (root, dev) in self.lower_roots() {
             let fd = rustix::fs::open(
-                &root,
+                root.as_path(),
                 rustix::fs::OFlags::PATH
                     | rustix::fs::OFlags::DIRECTORY
                     | rustix::fs::OFlags::CLOEXEC,
@@ -391,12 +391,12 @@ impl Boot<'_> {
             crate::sys::MountFlags::RDONLY,
             &opts,
         ) {
-            log::debug!("cannot check the init in a read-only overlay ({e}): checked later");
+            crate::debug!("cannot check the init in a read-only overlay ({e}): checked later");
             return None;
         }
         let broken = crate::switch::check_runnable(&self.root.join(&newroot), &init).err();
         if let Err(e) = self.sys.unmount(&newroot, true) {
-            log::warn!("cannot unmount {}: {e}", newroot.display());
+            crate::warn!("cannot unmount {}: {e}", newroot.display());
         }
         match broken {
             Some(why) if self.init_runs_in_a_lower() => Some(Reason::InitBroken { init, why }),

@@ -219,7 +219,7 @@ impl<'a> Boot<'a> {
     }
 
     fn warn(&mut self, msg: String) {
-        log::warn!("{msg}");
+        crate::warn!("{msg}");
         self.state.warnings.push(msg);
     }
 
@@ -231,7 +231,7 @@ impl<'a> Boot<'a> {
             let target = Path::new(m.target);
             let _ = self.sys.mkdir(target, 0o755); // exists on any sane root; mount says if not
             match self.sys.mount(m.source, target, m.fstype, m.flags, m.data) {
-                Ok(()) => log::debug!("mount -t {} {} {}", m.fstype, m.source, m.target),
+                Ok(()) => crate::debug!("mount -t {} {} {}", m.fstype, m.source, m.target),
                 // Already mounted (the kernel's devtmpfs.mount, or a second run): fine.
                 Err(e) if e.raw_os_error() == Some(16) => {}
                 Err(e) => {
@@ -257,7 +257,7 @@ impl<'a> Boot<'a> {
         let (cfg, errors) = Config::from_bytes(board.as_deref(), &cmdline);
         self.cfg = cfg;
         for e in errors {
-            log::error!("bad setting {e}");
+            crate::error!("bad setting {e}");
             self.state.warnings.push(format!("bad setting {e}"));
         }
         self.resolve_init();
@@ -280,7 +280,7 @@ impl<'a> Boot<'a> {
         let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
         let me = id(&self.root.path("/proc/self/exe"));
         if me.is_some() && id(&self.root.path(&self.cfg.init)) == me {
-            log::info!(
+            crate::info!(
                 "init={} is overlay-init itself: the real init is {} (overlay.init= names another)",
                 self.cfg.init,
                 crate::config::DEFAULT_INIT
@@ -374,7 +374,7 @@ impl<'a> Boot<'a> {
                 fstype: fstype.clone(),
                 err,
             })?;
-        log::info!(
+        crate::info!(
             "{what} {spec} = {node} ({fstype}) mounted read-only at {}",
             target.display()
         );
@@ -464,7 +464,7 @@ impl<'a> Boot<'a> {
                 }
             }
         }
-        log::info!("{cmd}");
+        crate::info!("{cmd}");
         let result = self.sys.run(&cmd);
         for t in bound.iter().rev() {
             if let Err(e) = self.sys.unmount(t, true) {
@@ -534,7 +534,7 @@ impl<'a> Boot<'a> {
         } else {
             MountFlags::NONE
         };
-        log::info!("mount -t overlay overlay -o {opts} {}", newroot.display());
+        crate::info!("mount -t overlay overlay -o {opts} {}", newroot.display());
         self.sys
             .mount("overlay", &newroot, "overlay", flags, &opts)
             .map_err(|err| BootError::MountOverlay {
@@ -617,7 +617,7 @@ impl<'a> Boot<'a> {
             &mut cut,
         ) {
             Some(o) if o.is_warning() => self.warn(o.to_string()),
-            Some(o) => log::info!("{o}"),
+            Some(o) => crate::info!("{o}"),
             None => {}
         }
     }

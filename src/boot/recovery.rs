@@ -21,7 +21,7 @@ impl Boot<'_> {
             Ok(Some(dog)) => {
                 let f = watchdog::Feeder::new(Box::new(dog), watchdog::monotonic);
                 if let Some((dev, every)) = f.describe() {
-                    log::info!(
+                    crate::info!(
                         "watchdog {dev}: fed every {} ms while the pre-init runs",
                         crate::state::WholeMillis(every)
                     );
@@ -44,7 +44,7 @@ impl Boot<'_> {
         );
         // What the entry cost this boot (0 µs at the defaults: nothing is
         // read; README "Failsafe").
-        log::debug!(
+        crate::debug!(
             "failsafe entry checked in {} µs",
             crate::state::Micros(self.sys.now().saturating_sub(t0))
         );
@@ -72,18 +72,18 @@ impl Boot<'_> {
         }
         if let (Some(why), true) = (&self.failsafe, self.is_failsafe()) {
             let data = self.state.recovery.failsafe_data.as_ref().map(|d| d.0.clone());
-            log::warn!("{}", "*".repeat(72));
+            crate::warn!("{}", "*".repeat(72));
             for line in failsafe::banner(why, data.as_deref()) {
-                log::warn!("{line}");
+                crate::warn!("{line}");
             }
-            log::warn!("{}", "*".repeat(72));
+            crate::warn!("{}", "*".repeat(72));
         }
         if let Some(h) = watchdog::take().and_then(|f| f.hand_over(&self.root)) {
             let text = h.to_string();
             if h.armed() {
-                log::info!("{text}");
+                crate::info!("{text}");
             } else {
-                log::warn!("{text}");
+                crate::warn!("{text}");
             }
             self.state.recovery.watchdog = Some(text);
         }

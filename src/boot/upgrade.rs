@@ -22,14 +22,7 @@ fn status_kb(proc: BorrowedFd, field: &str) -> Option<u64> {
     .ok()?;
     let mut buf = vec![0u8; 4096];
     let n = rustix::io::read(&fd, &mut buf).ok()?;
-    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    crate::pid1::kb_field(std::str::from_utf8(buf.get(..n)?).ok()?, field)
 }
 
 fn open_dir(p: &std::path::Path) -> Option<OwnedFd> {
@@ -80,7 +73,7 @@ impl Boot<'_> {
                     roots: &fds,
                     shown_at: &shown_at,
                 };
-                log::warn!(
+                crate::warn!(
                     "firmware upgrade: a new image; classifying the upper (overlay.upgrade={})",
                     up.policy.name()
                 );
@@ -120,7 +113,7 @@ impl Boot<'_> {
                 if conflicts > 0 {
                     self.warn(line);
                 } else {
-                    log::info!("{line}");
+                    crate::info!("{line}");
                 }
             }
             Ok(None) => {}
@@ -167,13 +160,13 @@ impl Boot<'_> {
                     let peak = proc.as_ref().and_then(|p| status_kb(p.as_fd(), "VmHWM"));
                     let grew = peak.zip(base).map_or(0, |(p, b)| p.saturating_sub(b));
                     for l in lines {
-                        log::info!(
+                        crate::info!(
                             "firmware upgrade: {l} in {} ms (peak memory +{grew} kB)",
                             crate::state::WholeMillis(t.elapsed())
                         );
                     }
                 }
-                Err(e) => log::warn!("firmware upgrade (background): {e}"),
+                Err(e) => crate::warn!("firmware upgrade (background): {e}"),
             }
         });
         if let Err(e) = started {

@@ -168,7 +168,7 @@ pub fn read_kind(sys: &dyn FlashIo, root: &SysRoot, m: &MtdInfo) -> Result<RawKi
         let len = if i == 0 { HEAD_LEN } else { SAMPLE_LEN }.min(m.erasesize as usize);
         let data = f
             .seek(SeekFrom::Start(offset))
-            .and_then(|_| read_up_to(&mut f, len))
+            .and_then(|_| read_up_to(&f, len))
             .map_err(|err| FlashError::Read {
                 dev: dev.clone(),
                 offset,

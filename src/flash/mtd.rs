@@ -220,7 +220,7 @@ pub fn read_mtd_devices(root: &SysRoot) -> (Vec<MtdInfo>, Vec<String>) {
             notes.extend(n);
         }
     }
-    out.sort_by_key(|m| m.index);
+    out.sort_unstable_by_key(|m| m.index);
     (out, notes)
 }
 

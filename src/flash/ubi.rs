@@ -192,7 +192,7 @@ pub fn read_ubi_devices(root: &SysRoot) -> (Vec<UbiDevice>, Vec<String>) {
             notes.push(format!("{SYS_CLASS_UBI}/{name}: skipped: {why}"));
         }
     }
-    vols.sort_by_key(|v| (v.ubi, v.id));
+    vols.sort_unstable_by_key(|v| (v.ubi, v.id));
     for v in vols {
         match devs.iter_mut().find(|d| d.num == v.ubi) {
             Some(d) => d.volumes.push(v),
@@ -202,7 +202,7 @@ pub fn read_ubi_devices(root: &SysRoot) -> (Vec<UbiDevice>, Vec<String>) {
             )),
         }
     }
-    devs.sort_by_key(|d| d.num);
+    devs.sort_unstable_by_key(|d| d.num);
     (devs, notes)
 }
 
@@ -284,7 +284,7 @@ pub fn read_volume_content(root: &SysRoot, v: &UbiVolume) -> io::Result<VolumeCo
     let mut heads = Vec::with_capacity(3);
     for lnum in 0..3u64 {
         f.seek(SeekFrom::Start(lnum * v.usable_eb_size))?;
-        heads.push(read_up_to(&mut f, 4096)?);
+        heads.push(read_up_to(&f, 4096)?);
     }
     match heads.as_slice() {
         [a, b, c] => Ok(identify_volume(a, b, c)),

@@ -411,7 +411,7 @@ pub fn run(
     } else {
         return None;
     };
-    log::info!("{shown}{ARCHIVE}: restoring the settings kept by sysupgrade");
+    crate::info!("{shown}{ARCHIVE}: restoring the settings kept by sysupgrade");
     let archive = dir.join(ARCHIVE);
     let (entries, bytes, merged) = match restore(sys, &archive, data, newroot, rom) {
         Ok(r) => r,
@@ -595,7 +595,7 @@ fn staged(
         .and_then(|fd| std::fs::File::from(fd).write_all(add.as_bytes()));
         match appended {
             Ok(()) => merged += add.lines().filter(|l| !l.is_empty()).count(),
-            Err(e) => log::warn!("{file}: cannot add the image's accounts: {e}"),
+            Err(e) => crate::warn!("{file}: cannot add the image's accounts: {e}"),
         }
     }
     Ok((sum.entries, sum.bytes, merged))

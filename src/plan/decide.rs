@@ -401,14 +401,25 @@ fn flash_upper(
 /// `upper/` and `work/`, the wear record, the upgrade's background job.
 /// `Err` is the reason not to use it (it is still unwritten).
 pub fn data(cfg: &Config, upper: &UpperPlan, records: Records) -> Result<DataPlan, Reason> {
-    // Protected (read-only) or no data filesystem: nothing to write.
-    let Some(fs) = upper.data.as_ref().filter(|fs| fs.read_write) else {
-        return Ok(DataPlan::Steps(Vec::new()));
-    };
     let fresh = upper
         .steps
         .iter()
         .any(|s| matches!(s, Step::ReadRecords { fresh: true, .. }));
+    data_of(cfg, upper, fresh, records)
+}
+
+/// [`data`] with the `fresh` of the plan's one `ReadRecords` step (the
+/// executor runs the steps taken out of `upper`).
+pub fn data_of(
+    cfg: &Config,
+    upper: &UpperPlan,
+    fresh: bool,
+    records: Records,
+) -> Result<DataPlan, Reason> {
+    // Protected (read-only) or no data filesystem: nothing to write.
+    let Some(fs) = upper.data.as_ref().filter(|fs| fs.read_write) else {
+        return Ok(DataPlan::Steps(Vec::new()));
+    };
     if let Some(r) = records.layout {
         return Err(r);
     }

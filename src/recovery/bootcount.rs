@@ -405,7 +405,7 @@ pub fn read(data_root: &Path) -> Result<CountState, CountError> {
     // O_NONBLOCK: a FIFO put there opens without waiting for a writer (it
     // is then refused as not a regular file, without a read).
     let fd = match rustix::fs::openat(
-        &area,
+        area.as_fd(),
         FILE,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
@@ -472,7 +472,7 @@ pub fn write_with(
     let area = match open_area(root.as_fd(), dev)? {
         Some(a) => a,
         None => {
-            match rustix::fs::mkdirat(&root, DIR, Mode::from_raw_mode(0o700)) {
+            match rustix::fs::mkdirat(root.as_fd(), DIR, Mode::from_raw_mode(0o700)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(fail(Step::MakeDir)(e)),
             }
@@ -485,7 +485,7 @@ pub fn write_with(
     };
     if let CountState::Ok(_) = state {
         let fd = rustix::fs::openat(
-            &area,
+            area.as_fd(),
             FILE,
             OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),

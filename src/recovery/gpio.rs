@@ -226,7 +226,7 @@ impl GpioReader for LinuxGpio {
         use rustix::fs::{Mode, OFlags};
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let chip = rustix::fs::open(
-            spec.chip.as_str(),
+            std::path::Path::new(&spec.chip),
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )

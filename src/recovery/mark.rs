@@ -175,7 +175,7 @@ pub fn mark_good_with(
     // Re-read: a journal replayed by this mount may hold a newer record.
     let result = write(data, ctx.boot_id, true, hook);
     if let Err(e) = ops.remount_ro(data) {
-        log::warn!("cannot remount /overlay read-only again: {e}");
+        crate::warn!("cannot remount /overlay read-only again: {e}");
     }
     result
 }

@@ -225,7 +225,7 @@ impl Feeder {
             Err(err) => {
                 if !self.failed {
                     self.failed = true;
-                    log::warn!(
+                    crate::warn!(
                         "{}",
                         WatchdogError::new(dog.dev(), WatchdogStep::Keepalive)(err)
                     );
@@ -584,7 +584,7 @@ pub fn with_feeder<R>(f: impl FnOnce(&mut Feeder) -> R) -> R {
 pub fn log_longest_gap(what: &dyn fmt::Display, long: bool) {
     let gap = with_feeder(|f| f.active().then(|| f.take_longest_gap()));
     if let (Some(g), true) = (gap, long) {
-        log::info!(
+        crate::info!(
             "watchdog: longest interval between feeds during `{what}`: {} ms",
             crate::state::WholeMillis(g)
         );
@@ -613,7 +613,7 @@ pub fn take() -> Option<Feeder> {
 /// for ever without feeding, so the watchdog must reset the board.
 #[cfg(feature = "test-hooks")]
 pub fn test_hang(what: &str) -> ! {
-    log::warn!("test hook: hanging at {what} without feeding the watchdog");
+    crate::warn!("test hook: hanging at {what} without feeding the watchdog");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -637,7 +637,7 @@ pub fn test_slow(feeder: &mut Feeder, total: Duration) {
 #[cfg(feature = "test-hooks")]
 pub fn slow_child(argv: Vec<String>, slow: Option<Duration>) -> Vec<String> {
     let Some(d) = slow else { return argv };
-    log::warn!(
+    crate::warn!(
         "test hook: stretching `{}` by {} ms (the child sleeps first)",
         argv.join(" "),
         crate::state::WholeMillis(d)

@@ -13,38 +13,57 @@ use std::time::Duration;
 
 /// The power-cut test hook (feature test-hooks, `overlay.test_crash=STEP[:N]`):
 /// reboots, unsynced, right after the N-th change of that step. In the
-/// release build it never fires.
+/// release build it is compiled out: `changed` only feeds the watchdog.
 pub struct PowerCut<'a> {
+    #[cfg(feature = "test-hooks")]
     sys: &'a dyn Sys,
+    #[cfg(feature = "test-hooks")]
     at: Option<(String, u32)>,
+    #[cfg(feature = "test-hooks")]
     count: u32,
+    #[cfg(not(feature = "test-hooks"))]
+    sys: std::marker::PhantomData<&'a dyn Sys>,
 }
 
 impl<'a> PowerCut<'a> {
+    #[cfg(feature = "test-hooks")]
     pub fn new(sys: &'a dyn Sys, cfg: &Config) -> PowerCut<'a> {
-        #[cfg(feature = "test-hooks")]
-        let at = cfg.test_crash.clone();
-        #[cfg(not(feature = "test-hooks"))]
-        let at = {
-            let _ = cfg;
-            None
-        };
-        PowerCut { sys, at, count: 0 }
+        PowerCut {
+            sys,
+            at: cfg.test_crash.clone(),
+            count: 0,
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    pub fn new(sys: &'a dyn Sys, cfg: &Config) -> PowerCut<'a> {
+        let _ = (sys, cfg);
+        PowerCut {
+            sys: std::marker::PhantomData,
+        }
     }
 
     /// Called after each change of a step: feeds the watchdog (these are
     /// the long operations' loops), then the test hook.
     pub fn changed(&mut self, step: &str) {
         crate::recovery::watchdog::feed();
+        #[cfg(feature = "test-hooks")]
+        self.hook(step);
+        #[cfg(not(feature = "test-hooks"))]
+        let _ = step;
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn hook(&mut self, step: &str) {
         let Some((at, n)) = &self.at else { return };
         if at != step {
             return;
         }
         self.count += 1;
         if self.count == *n {
-            log::warn!("test hook: power cut after {step} #{n}");
+            crate::warn!("test hook: power cut after {step} #{n}");
             let err = self.sys.reboot();
-            log::warn!("test hook: reboot failed: {err}");
+            crate::warn!("test hook: reboot failed: {err}");
         }
     }
 }
@@ -75,14 +94,16 @@ pub fn carry_out(
             let msg = format!(
                 "factory reset: the request record is unusable ({e}): ignored, nothing wiped"
             );
-            log::warn!("{msg}");
+            crate::warn!("{msg}");
             warnings.push(msg);
             area.remove_request()
                 .map_err(|e| format!("cannot remove the unusable request: {e}"))?;
             return Ok(None);
         }
         (ResetStep::Stale { seq }, _) => {
-            log::info!("factory reset #{seq} was already completed; removing its leftover request");
+            crate::info!(
+                "factory reset #{seq} was already completed; removing its leftover request"
+            );
             area.finish_stale(*seq, &mut hook)
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
@@ -99,17 +120,17 @@ pub fn carry_out(
                 .write_request(keep)
                 .map_err(|e| format!("cannot record the reset request: {e}"))?;
             if *step == ResetStep::ForUpgrade {
-                log::warn!(
+                crate::warn!(
                     "factory reset #{} for the new image (overlay.upgrade=reset)",
                     req.seq
                 );
             } else if *step == ResetStep::FsToolsPending {
-                log::warn!(
+                crate::warn!(
                     "factory reset #{}: fstools began one and was cut short (.fs_state PENDING): finishing it",
                     req.seq
                 );
             } else {
-                log::warn!(
+                crate::warn!(
                     "factory reset #{} asked for on the kernel command line",
                     req.seq
                 );
@@ -123,7 +144,7 @@ pub fn carry_out(
     if !req.revert.is_empty() {
         return revert(sys, &area, &req, &mut hook);
     }
-    log::warn!(
+    crate::warn!(
         "factory reset #{}: wiping the upper layer (keeping {} path(s))",
         req.seq,
         req.keep.len()
@@ -138,7 +159,7 @@ pub fn carry_out(
     } else {
         report.kept.join(", ")
     };
-    log::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
+    crate::warn!("factory reset #{}: done in {ms} ms; kept: {kept}", req.seq);
     Ok(Some(format!(
         "reset #{} done in {ms} ms, kept: {kept}",
         req.seq
@@ -153,7 +174,7 @@ fn revert(
     req: &super::Request,
     hook: &mut dyn FnMut(&str),
 ) -> Result<Option<String>, String> {
-    log::warn!(
+    crate::warn!(
         "revert #{}: removing {} from the upper layer",
         req.seq,
         req.revert.join(", ")
@@ -168,7 +189,7 @@ fn revert(
     } else {
         report.kept.join(", ")
     };
-    log::warn!("revert #{}: done in {ms} ms; removed: {removed}", req.seq);
+    crate::warn!("revert #{}: done in {ms} ms; removed: {removed}", req.seq);
     Ok(Some(format!(
         "revert #{} done in {ms} ms, removed: {removed}",
         req.seq
@@ -201,7 +222,7 @@ pub fn delete_trash(
     let mut hook = |s: &str| cut.changed(s);
     match area.delete_trash(Some(t + budget), &mut removed, &mut hook) {
         Ok(TrashEnd::Empty) => {
-            log::info!(
+            crate::info!(
                 "factory reset: trash deleted ({removed} entries in {} ms)",
                 WholeMillis(t.elapsed())
             );
@@ -215,20 +236,20 @@ pub fn delete_trash(
             "cannot delete the reset trash: {e}; it stays, the next boot tries again"
         )),
         Ok(TrashEnd::Deadline) => {
-            log::info!(
+            crate::info!(
                 "factory reset: {removed} entries deleted in {} ms; the rest goes in the background",
                 WholeMillis(t.elapsed())
             );
             let started = sys.background(&mut || {
                 match area.delete_trash(None, &mut removed, &mut |_| {}) {
-                    Ok(TrashEnd::Empty) => log::info!(
+                    Ok(TrashEnd::Empty) => crate::info!(
                         "factory reset: background trash deletion done ({removed} entries in {} ms)",
                         WholeMillis(t.elapsed())
                     ),
-                    Ok(end) => log::warn!(
+                    Ok(end) => crate::warn!(
                         "factory reset: background trash deletion stopped: {end}; the next boot tries again"
                     ),
-                    Err(e) => log::warn!(
+                    Err(e) => crate::warn!(
                         "factory reset: background trash deletion stopped: {e}; the next boot tries again"
                     ),
                 }
@@ -247,7 +268,7 @@ pub fn keep_list(upper: &Path, rom: &Path, warnings: &mut Vec<String>) -> Vec<St
     let list = super::read_keep_list(upper, rom);
     for w in &list.warnings {
         let msg = w.to_string();
-        log::warn!("{msg}");
+        crate::warn!("{msg}");
         warnings.push(msg);
     }
     list.patterns

@@ -43,6 +43,14 @@ static SPENT_N: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 fn timed<T>(kind: Spent, f: impl FnOnce() -> T) -> T {
     let t0 = monotonic();
     let r = f();
+    account(kind, t0);
+    r
+}
+
+/// The accounting of [`timed`], once in the binary rather than in each of
+/// its instances (one per call site).
+#[inline(never)]
+fn account(kind: Spent, t0: Duration) {
     let d = monotonic().saturating_sub(t0);
     // The u128 of as_micros(), saturated, without 128-bit arithmetic.
     let us = d
@@ -53,7 +61,6 @@ fn timed<T>(kind: Spent, f: impl FnOnce() -> T) -> T {
         t.fetch_add(us, Ordering::Relaxed);
         n.fetch_add(1, Ordering::Relaxed);
     }
-    r
 }
 
 /// (µs, calls) spent so far in `kind`.

@@ -207,7 +207,12 @@ pub fn open_shipped(lower: BorrowedFd) -> rustix::io::Result<rustix::fd::OwnedFd
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let (dir, name) = SHIPPED.split_once('/').unwrap_or(("", SHIPPED));
     let etc = rustix::fs::openat(lower, dir, flags | OFlags::DIRECTORY, Mode::empty())?;
-    let fd = rustix::fs::openat(&etc, name, flags | OFlags::NONBLOCK, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        std::os::fd::AsFd::as_fd(&etc),
+        name,
+        flags | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
     if super::manifest::Kind::of_mode(rustix::fs::fstat(&fd)?.st_mode)
         != super::manifest::Kind::File
     {
@@ -222,7 +227,7 @@ pub fn read(device: &Path, lower: Option<BorrowedFd>) -> Result<Identity, Error>
     let t = std::time::Instant::now();
     let (id, bytes) = read_id(device, lower)?;
     // What a normal boot pays for the upgrade handling (overlay.debug).
-    log::debug!(
+    crate::debug!(
         "identity of {}: {bytes} bytes read in {} us",
         device.display(),
         t.elapsed().as_micros() as u64

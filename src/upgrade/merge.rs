@@ -316,7 +316,7 @@ fn trash_dir(data: BorrowedFd) -> Result<OwnedFd, Error> {
     let trash = open_dir_at(reset.as_fd(), OsStr::new("trash"), b".reset/trash")?;
     for n in 0..1000 {
         let name = format!("upgrade-{n}");
-        match rustix::fs::mkdirat(&trash, name.as_str(), Mode::from_raw_mode(0o700)) {
+        match rustix::fs::mkdirat(trash.as_fd(), name.as_str(), Mode::from_raw_mode(0o700)) {
             Ok(()) => return open_dir_at(trash.as_fd(), OsStr::new(&name), b".reset/trash"),
             Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(werr(e)),
@@ -436,7 +436,7 @@ impl Walk<'_, '_> {
         match (v.action, &self.trash) {
             (Action::Remove, Some(trash)) => {
                 let to = self.removed.to_string();
-                match rustix::fs::renameat(dir, name, trash, to.as_str()) {
+                match rustix::fs::renameat(dir, name, trash.as_fd(), to.as_str()) {
                     Ok(()) => {
                         self.removed += 1;
                         (self.hook)("remove");
@@ -765,12 +765,8 @@ pub fn needs_background(f: &Facts, ids: &[Identity]) -> bool {
 
 fn shipped(root: BorrowedFd) -> Result<Content, String> {
     let fd = identity::open_shipped(root).map_err(|e| e.to_string())?;
-    let mut b = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::fs::File::from(fd), 16 << 20),
-        &mut b,
-    )
-    .map_err(|e| e.to_string())?;
+    let b =
+        crate::probe::read_up_to(&std::fs::File::from(fd), 16 << 20).map_err(|e| e.to_string())?;
     Manifest::from_shipped(&b)
         .map(Content::Shipped)
         .map_err(|e| e.to_string())

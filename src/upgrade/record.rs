@@ -17,7 +17,7 @@ use super::manifest::Manifest;
 use super::{frame, show_path, unframe, Dec, Enc, Error, Policy, RecordError, Step};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 pub const STATE: &str = "state";
 pub const PENDING: &str = "pending";
@@ -411,10 +411,13 @@ pub fn read(area: BorrowedFd, name: &str) -> Result<Option<Vec<u8>>, Error> {
     {
         return Ok(Some(Vec::new()));
     }
-    let mut v = Vec::new();
-    std::fs::File::from(fd)
-        .read_to_end(&mut v)
+    // Bounded (crate::probe::read_up_to, no read_to_end instance for File):
+    // grown past the bound since the fstat, it is refused the same way.
+    let v = crate::probe::read_up_to(&std::fs::File::from(fd), MAX_RECORD as usize + 1)
         .map_err(err(Step::Read, name))?;
+    if v.len() as u64 > MAX_RECORD {
+        return Ok(Some(Vec::new()));
+    }
     Ok(Some(v))
 }
 
@@ -445,7 +448,7 @@ pub fn write(area: BorrowedFd, name: &str, bytes: &[u8]) -> Result<(), Error> {
 
 /// Removes a record (and syncs the directory); absent is fine.
 pub fn remove(area: BorrowedFd, name: &str) -> Result<(), Error> {
-    match rustix::fs::unlinkat(area, name, AtFlags::empty()) {
+    match rustix::fs::unlinkat(area, std::ffi::OsStr::new(name), AtFlags::empty()) {
         Ok(()) => rustix::fs::fsync(area).map_err(|e| err(Step::Write, name)(e.into())),
         Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(e) => Err(err(Step::Write, name)(e.into())),

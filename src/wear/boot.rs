@@ -42,7 +42,7 @@ pub fn assess(root: &SysRoot, cfg: &WearConfig, data_dev: &str, extra: Extra) ->
     let assessment = wear::assess(&readings, cfg, Some(data_dev));
     for r in &readings {
         for why in &r.reasons {
-            log::warn!("flash wear: {}: {why}", r.id);
+            crate::warn!("flash wear: {}: {why}", r.id);
         }
     }
     BootWear {
@@ -66,9 +66,9 @@ impl BootWear {
     pub fn log(&self) {
         let line = self.line();
         if self.assessment.decision.writes_flash() && self.assessment.level <= wear::Level::Ok {
-            log::info!("{line}");
+            crate::info!("{line}");
         } else {
-            log::warn!("{line}");
+            crate::warn!("{line}");
         }
     }
 }
@@ -87,25 +87,25 @@ pub fn read_log(
         Ok(s) => s,
         Err(e) => {
             let msg = format!("wear log: {e}");
-            log::warn!("{msg}");
+            crate::warn!("{msg}");
             warnings.push(msg);
             return None;
         }
     };
     let path = wlog::log_path(Path::new(paths::OVERLAY));
     if let Some(p) = state.problem(&path) {
-        log::warn!("{p}");
+        crate::warn!("{p}");
         warnings.push(p);
     }
     for l in state.skipped_lines(&path) {
-        log::warn!("{l}");
+        crate::warn!("{l}");
     }
     let outcome = crate::wear::projection::project(
         state.records(),
         &w.assessment.endurance,
         w.assessment.used_pct,
     );
-    log::info!(
+    crate::info!(
         "flash wear projection: {}",
         crate::wear::display::projection_text(&outcome)
     );
@@ -116,7 +116,7 @@ pub fn read_log(
         wear::read_boot_id(root).unwrap_or(0),
     );
     if !due {
-        log::debug!("wear log: last record is recent, nothing written");
+        crate::debug!("wear log: last record is recent, nothing written");
     }
     Some((state, due))
 }

@@ -69,17 +69,17 @@ pub fn main(args: &[String]) -> i32 {
     let mut cfg = WearConfig::default();
     if let Some(w) = state.as_ref().and_then(|s| s.wear_config.as_deref()) {
         if let Err(e) = cfg.apply_list(Some(w)) {
-            log::warn!("wear settings of this boot unusable ({e}); using defaults");
+            crate::warn!("wear settings of this boot unusable ({e}); using defaults");
         }
     }
     if !cfg.enabled {
-        log::info!("wear monitoring is off (overlay.wear=off)");
+        crate::info!("wear monitoring is off (overlay.wear=off)");
         return 0;
     }
     let flash_rw = state.as_ref().is_some_and(BootState::persistent);
     let data_dev = state.as_ref().and_then(BootState::data_dev);
     let interval = interval.unwrap_or(cfg.sample);
-    log::info!(
+    crate::info!(
         "watching flash writes every {} (target lifetime {} years)",
         super::config::format_duration(interval),
         cfg.target_years
@@ -128,8 +128,8 @@ pub fn main(args: &[String]) -> i32 {
             } else {
                 // As `{:?}` prints it; Option<u64>'s Debug is ~400 B of code.
                 match r.rate {
-                    Some(v) => log::debug!("write rate Some({v}) B/day"),
-                    None => log::debug!("write rate None B/day"),
+                    Some(v) => crate::debug!("write rate Some({v}) B/day"),
+                    None => crate::debug!("write rate None B/day"),
                 }
             }
         }
@@ -177,11 +177,11 @@ fn log_report(r: &monitor::Report, exhausting: bool, budget: Option<u64>) {
         Some(Budget::Exhausts {
             days_left,
             target_days_left,
-        }) if exhausting => log::warn!(
+        }) if exhausting => crate::warn!(
             "flash writes at {rate} wear the flash out in {days_left} days, before the target lifetime ({target_days_left} days left; the budget is {}/day); top writers: {top}",
             super::display::human_bytes(budget.unwrap_or(0))
         ),
-        _ => log::info!("flash write rate {rate} is within the flash's budget again; top writers: {top}"),
+        _ => crate::info!("flash write rate {rate} is within the flash's budget again; top writers: {top}"),
     }
 }
 
@@ -202,7 +202,7 @@ fn keep_log(
     let boot_id = super::read_boot_id(root).unwrap_or(0);
     let rec = wlog::WearRecord::from_readings(readings, data_dev, level, now, boot_id);
     match wlog::append(Path::new(paths::OVERLAY), state, &rec) {
-        Ok(r) => log::info!("wear log: record #{} written", r.seq),
-        Err(e) => log::warn!("wear log: {e}"),
+        Ok(r) => crate::info!("wear log: record #{} written", r.seq),
+        Err(e) => crate::warn!("wear log: {e}"),
     }
 }

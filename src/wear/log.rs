@@ -599,7 +599,7 @@ pub fn append(
             let dir =
                 open_wear_dir(data_root)?.ok_or_else(|| errno(&path, "open")(Errno::NOENT))?;
             let fd = rustix::fs::openat(
-                &dir,
+                dir.as_fd(),
                 LOG_FILE,
                 OFlags::WRONLY
                     | OFlags::NOFOLLOW

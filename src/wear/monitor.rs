@@ -174,7 +174,7 @@ pub fn deltas(prev: &[ProcSample], cur: &[ProcSample]) -> Vec<ProcDelta> {
 /// processes that wrote something.
 pub fn top_writers(deltas: &[ProcDelta], n: usize) -> Vec<ProcDelta> {
     let mut v: Vec<ProcDelta> = deltas.iter().filter(|d| d.bytes > 0).cloned().collect();
-    v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
+    v.sort_unstable_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
     v.truncate(n);
     v
 }
