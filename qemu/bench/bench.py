@@ -384,7 +384,7 @@ def render(runs, writes, resets, size, n, elapsed):
                      f"{r['delete_total_ms'] * 1000 / r['files']:.0f} | {fmt_ms(r['shell_ms'])} | "
                      f"{r['boot_delay_ms'] / r['shell_ms']:.2f} |")
     L += ["", f"Binary (armv7, static, all roles): **{size['bytes']} bytes** "
-          f"({size['bytes'] / 1024:.0f} KiB; budget 300 KiB, target 256 KiB).", "",
+          f"({size['bytes'] / 1024:.0f} KiB; budget 320 KiB, target 256 KiB).", "",
           "| contributor (unstripped build, symbol sizes) | bytes |", "|---|---|"]
     for g, b in size["groups"]:
         L.append(f"| {g} | {b} |")

@@ -4,8 +4,12 @@
 
 use crate::harness::repo;
 
-/// The build fails above this (bytes).
-pub const BUDGET: u64 = 300 * 1024;
+/// The build fails above this (bytes): a guard against growth nobody
+/// meant, not the goal. It was 300 KiB while the binary was 240 KiB; the
+/// firmware upgrades, recovery and OpenWrt roles (issues 12, 13, 15) took
+/// it to 345 KiB, and this round's cuts back to 313 KiB (320,768 bytes).
+/// The goal is still [`TARGET`] (issue 14, open).
+pub const BUDGET: u64 = 320 * 1024;
 /// The test-only keys (feature test-hooks).
 const TEST_HOOK_KEYS: &[&str] = &[
     "test_crash",
