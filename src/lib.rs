@@ -43,6 +43,7 @@ pub mod flash;
 pub mod fsio;
 pub mod json;
 pub mod kmsg;
+pub mod le;
 pub mod modules;
 pub mod openwrt;
 pub mod paths;

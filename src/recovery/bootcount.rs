@@ -44,6 +44,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use crate::le::{le_u32, le_u64, put};
 
 pub const DIR: &str = ".boot";
 pub const FILE: &str = "count";
@@ -140,24 +141,6 @@ impl CountState {
     /// Whether the boot with id `boot_id` marked good.
     pub fn marked_by(&self, boot_id: u64) -> bool {
         matches!(self, CountState::Ok(r) if boot_id != 0 && r.good_boot == boot_id)
-    }
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-fn put(b: &mut [u8], at: usize, v: &[u8]) {
-    if let Some(d) = b.get_mut(at..at + v.len()) {
-        d.copy_from_slice(v);
     }
 }
 

@@ -180,15 +180,9 @@ pub fn main(args: &[String]) -> i32 {
     if a.dry_run {
         return dry_run(data, &keep);
     }
-    let area = match ResetArea::open(data, true) {
+    let area = match open_area(data) {
         Ok(ar) => ar,
-        Err(e) => {
-            return refuse(&format!(
-                "cannot open {}/{}: {e}",
-                data.display(),
-                super::RESET_DIR
-            ))
-        }
+        Err(code) => return code,
     };
     let question = format!(
         "Erase all changes to this system at the next boot{}?",
@@ -212,21 +206,27 @@ pub fn main(args: &[String]) -> i32 {
     reboot("the reset")
 }
 
+/// The reset area on the data filesystem at `data`, made if missing; the
+/// exit status of the refusal when it cannot be opened.
+fn open_area(data: &Path) -> Result<ResetArea, i32> {
+    ResetArea::open(data, true).map_err(|e| {
+        refuse(&format!(
+            "cannot open {}/{}: {e}",
+            data.display(),
+            super::RESET_DIR
+        ))
+    })
+}
+
 /// `--path`: schedule (or, with `--dry-run`, list) the removal of those
 /// paths from the upper at the next boot.
 fn revert(a: &Args, data: &Path) -> i32 {
     if a.dry_run {
         return dry_run_with(data, &a.paths, true);
     }
-    let area = match ResetArea::open(data, true) {
+    let area = match open_area(data) {
         Ok(ar) => ar,
-        Err(e) => {
-            return refuse(&format!(
-                "cannot open {}/{}: {e}",
-                data.display(),
-                super::RESET_DIR
-            ))
-        }
+        Err(code) => return code,
     };
     let question = format!(
         "Remove {} from the writable layer at the next boot (the firmware's version shows again)?",
