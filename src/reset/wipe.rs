@@ -256,6 +256,16 @@ impl fmt::Display for TrashEnd {
     }
 }
 
+/// A walk that stopped at `path` (shown escaped, at most 200 bytes).
+fn walk_error(step: &'static str, path: &[u8], problem: Problem) -> WipeError {
+    WipeError::Walk {
+        step,
+        path: walk::escape(path, 200),
+        problem,
+    }
+}
+
+
 /// The keep walk: moves what the keep list matches into the keep area.
 struct Keeper<'a, 'h> {
     set: &'a KeepSet,
@@ -336,20 +346,12 @@ impl<'h> Visitor for Keeper<'_, 'h> {
 
     fn too_deep(&mut self, e: &Entry<'_>) -> Step {
         // Patterns are at most MAX_PATTERN_DEPTH deep: never reached.
-        self.fail(WipeError::Walk {
-            step: "keep",
-            path: walk::escape(e.path, 200),
-            problem: Problem::TooDeep,
-        })
+        self.fail(walk_error("keep", e.path, Problem::TooDeep))
     }
 
     fn problem(&mut self, path: &[u8], p: Problem) {
         // A part that may hold kept files was not examined: stop, trash nothing.
-        self.err.get_or_insert(WipeError::Walk {
-            step: "keep",
-            path: walk::escape(path, 200),
-            problem: p,
-        });
+        self.err.get_or_insert(walk_error("keep", path, p));
     }
 }
 
@@ -413,19 +415,11 @@ impl<'h> Visitor for Reverter<'_, 'h> {
     }
 
     fn too_deep(&mut self, e: &Entry<'_>) -> Step {
-        self.fail(WipeError::Walk {
-            step: "revert",
-            path: walk::escape(e.path, 200),
-            problem: Problem::TooDeep,
-        })
+        self.fail(walk_error("revert", e.path, Problem::TooDeep))
     }
 
     fn problem(&mut self, path: &[u8], p: Problem) {
-        self.err.get_or_insert(WipeError::Walk {
-            step: "revert",
-            path: walk::escape(path, 200),
-            problem: p,
-        });
+        self.err.get_or_insert(walk_error("revert", path, p));
     }
 }
 
@@ -492,11 +486,7 @@ impl Visitor for Restorer<'_, '_> {
     }
 
     fn problem(&mut self, path: &[u8], p: Problem) {
-        self.err.get_or_insert(WipeError::Walk {
-            step: "restore",
-            path: walk::escape(path, 200),
-            problem: p,
-        });
+        self.err.get_or_insert(walk_error("restore", path, p));
     }
 }
 
