@@ -583,18 +583,27 @@ mod tests {
         let calls = sys.calls();
         assert_eq!(
             calls[..3],
-            [Call::ReapChildren, Call::ResetSignals, Call::CloexecStrayFds]
+            [
+                Call::ReapChildren,
+                Call::ResetSignals,
+                Call::CloexecStrayFds
+            ]
         );
         let Call::Exec { path, argv, envp } = &calls[3] else {
             panic!("{calls:?}")
         };
         assert_eq!(path, b"/sbin/init");
         assert_eq!(argv[0], b"/sbin/init");
-        assert_eq!(envp.iter().filter(|e| e.starts_with(b"FAILSAFE=")).count(), 1);
+        assert_eq!(
+            envp.iter().filter(|e| e.starts_with(b"FAILSAFE=")).count(),
+            1
+        );
         assert_eq!(envp.last().unwrap(), b"FAILSAFE=1");
         let sys = FakeSys::default();
         let _ = super::hand_over(&sys, "/sbin/init", false);
-        let Call::Exec { envp, .. } = &sys.calls()[3] else { panic!() };
+        let Call::Exec { envp, .. } = &sys.calls()[3] else {
+            panic!()
+        };
         assert!(!envp.iter().any(|e| e == b"FAILSAFE=1"));
     }
 

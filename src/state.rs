@@ -295,9 +295,7 @@ impl BootState {
                 "warning" => st.warnings.push(v.into()),
                 "reset" => st.reset = Some(v.into()),
                 "data_sysfs" => st.data_sysfs = Some(v.into()),
-                k if crate::recovery::state::RecoveryState::owns(k) => {
-                    st.recovery.parse_line(k, v)
-                }
+                k if crate::recovery::state::RecoveryState::owns(k) => st.recovery.parse_line(k, v),
                 "wear" => st.wear = Some(v.into()),
                 "wear_config" => st.wear_config = Some(v.into()),
                 "started_at_us" => st.started_at = us(v)?,

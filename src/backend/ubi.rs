@@ -202,7 +202,9 @@ fn node(ubi: u32, id: u32) -> String {
 /// lowest one no volume has (drivers/mtd/ubi/vmt.c `ubi_create_volume`
 /// takes the first free slot of its volume table).
 pub fn next_volume_id(dev: &UbiDevice) -> u32 {
-    (0..).find(|id| !dev.volumes.iter().any(|v| v.id == *id)).unwrap_or(0)
+    (0..)
+        .find(|id| !dev.volumes.iter().any(|v| v.id == *id))
+        .unwrap_or(0)
 }
 
 /// An attached device that lacks the volume: create it with all the free
@@ -396,7 +398,10 @@ pub(crate) mod tests {
     /// lowest id no volume has (gaps are filled first).
     #[test]
     fn a_new_volume_is_mounted_by_the_node_ubi_gives_it() {
-        let source = |vols: &[(&str, u32)]| match prepare_device(&dev(2, 1, 240, false, vols), "rootfs_data") {
+        let source = |vols: &[(&str, u32)]| match prepare_device(
+            &dev(2, 1, 240, false, vols),
+            "rootfs_data",
+        ) {
             Ok(Prepared::Ready { mount, .. }) => mount.source,
             other => panic!("{other:?}"),
         };

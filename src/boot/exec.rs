@@ -189,8 +189,9 @@ impl<'a> Boot<'a> {
                     self.state.recovery.failsafe = Some(why.to_string());
                     self.failsafe = Some(why.clone());
                 }
-                self.state.recovery.failsafe_data =
-                    data.as_ref().map(|fs| (fs.device.clone(), fs.fstype.to_string()));
+                self.state.recovery.failsafe_data = data
+                    .as_ref()
+                    .map(|fs| (fs.device.clone(), fs.fstype.to_string()));
                 Upper::Tmpfs { reason, size }
             }
             (Action::Tmpfs, _) => Upper::Tmpfs { reason, size },
@@ -408,7 +409,9 @@ impl<'a> Boot<'a> {
                 match self.run_in_lower(argv) {
                     Ok(0) => {
                         if let Err(e) = write_intent(&node, false) {
-                            self.warn(format!("{device}: cannot remove the format's intent tag: {e}"));
+                            self.warn(format!(
+                                "{device}: cannot remove the format's intent tag: {e}"
+                            ));
                         }
                     }
                     Ok(code) => {
@@ -606,13 +609,11 @@ impl<'a> Boot<'a> {
             }
             Step::Upgrade(u) => self.upgrade_step(rung, u, cut),
             Step::UpgradeBackground => self.upgrade_background(rung),
-            Step::FsStateReady => {
-                match crate::openwrt::fs_state::set_ready(&self.data_dir(rung)) {
-                    Ok(true) => crate::info!("fstools' .fs_state set to READY"),
-                    Ok(false) => {}
-                    Err(e) => self.warn(format!("cannot set fstools' .fs_state: {e}")),
-                }
-            }
+            Step::FsStateReady => match crate::openwrt::fs_state::set_ready(&self.data_dir(rung)) {
+                Ok(true) => crate::info!("fstools' .fs_state set to READY"),
+                Ok(false) => {}
+                Err(e) => self.warn(format!("cannot set fstools' .fs_state: {e}")),
+            },
             // Its place is after the overlay's mount (Boot::assemble).
             Step::RestoreSettings => self.restore_settings = true,
             Step::MountRam { place, size } => {

@@ -326,7 +326,12 @@ fn visited(root: &std::path::Path, init: &str) -> Vec<String> {
                 if t.starts_with('/') {
                     at.clear();
                 }
-                todo.extend(t.split('/').filter(|x| !x.is_empty()).map(str::to_string).rev());
+                todo.extend(
+                    t.split('/')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .rev(),
+                );
             }
             _ => at = next,
         }

@@ -37,11 +37,8 @@ impl Boot<'_> {
     /// device of the data is used.
     pub(super) fn failsafe_entry(&mut self) {
         let t0 = self.sys.now();
-        let (why, warnings) = failsafe::early(
-            &self.cfg.recovery,
-            &mut LinuxGpio,
-            &mut Console::stdio(),
-        );
+        let (why, warnings) =
+            failsafe::early(&self.cfg.recovery, &mut LinuxGpio, &mut Console::stdio());
         // What the entry cost this boot (0 µs at the defaults: nothing is
         // read; README "Failsafe").
         crate::debug!(
@@ -71,7 +68,12 @@ impl Boot<'_> {
             self.state.recovery.boot_attempts = self.cfg.recovery.boot_attempts;
         }
         if let (Some(why), true) = (&self.failsafe, self.is_failsafe()) {
-            let data = self.state.recovery.failsafe_data.as_ref().map(|d| d.0.clone());
+            let data = self
+                .state
+                .recovery
+                .failsafe_data
+                .as_ref()
+                .map(|d| d.0.clone());
             crate::warn!("{}", "*".repeat(72));
             for line in failsafe::banner(why, data.as_deref()) {
                 crate::warn!("{line}");

@@ -270,8 +270,14 @@ mod tests {
     fn a_peb_in_ubis_erase_beside_ubi_headers_is_ubi() {
         let ubi = block(b"UBI#\x01");
         let erasing = vec![0u8; 64];
-        assert_eq!(id(&[erasing.clone(), ubi.clone(), FF.to_vec()]), RawKind::Ubi);
-        assert_eq!(id(&[ubi.clone(), erasing.clone(), ubi.clone()]), RawKind::Ubi);
+        assert_eq!(
+            id(&[erasing.clone(), ubi.clone(), FF.to_vec()]),
+            RawKind::Ubi
+        );
+        assert_eq!(
+            id(&[ubi.clone(), erasing.clone(), ubi.clone()]),
+            RawKind::Ubi
+        );
         assert_eq!(id(&[FF.to_vec(), erasing.clone(), ubi]), RawKind::Ubi);
         // Without UBI beside it, zeros are somebody's data.
         assert_eq!(id(&[erasing.clone(), FF.to_vec()]), RawKind::Unknown);

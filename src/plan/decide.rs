@@ -441,9 +441,7 @@ pub fn data_of(
     };
     let mut wipes = matches!(
         reset,
-        Some(
-            ResetStep::Request { .. } | ResetStep::FromCommandLine | ResetStep::FsToolsPending
-        )
+        Some(ResetStep::Request { .. } | ResetStep::FromCommandLine | ResetStep::FsToolsPending)
     );
     // The boot counter, before anything is written: a reset removes what
     // may be broken and starts the count again.

@@ -629,7 +629,10 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
     let cfg = Config::default();
     let (plan, _) = whole(Mode::Pivot, U::Jffs2, S::Normal);
     for (state, want) in [
-        (FsState::Pending, vec!["remount-rw", "reset", "trash", "dirs", "fs_state"]),
+        (
+            FsState::Pending,
+            vec!["remount-rw", "reset", "trash", "dirs", "fs_state"],
+        ),
         (FsState::Ready, vec!["remount-rw", "dirs"]),
         (FsState::Unknown, vec!["remount-rw", "dirs", "fs_state"]),
     ] {
@@ -640,7 +643,11 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
         let decide::DataPlan::Steps(steps) = decide::data(&cfg, &plan.upper, r).unwrap() else {
             panic!()
         };
-        let got: Vec<&str> = steps.iter().filter(|s| s.writes() != Write::None).map(name).collect();
+        let got: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.writes() != Write::None)
+            .map(name)
+            .collect();
         assert_eq!(got, want, "{state:?}");
         if state == FsState::Pending {
             assert!(steps.contains(&Step::Reset(super::ResetStep::FsToolsPending)));

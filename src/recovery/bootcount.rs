@@ -40,11 +40,11 @@
 //! a regular file of exactly 4128 bytes, and two 32-byte `pread`s are all
 //! that is read. Anything else is a corrupt record, reported, never trusted.
 
+use crate::le::{le_u32, le_u64, put};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use crate::le::{le_u32, le_u64, put};
 
 pub const DIR: &str = ".boot";
 pub const FILE: &str = "count";

@@ -108,10 +108,9 @@ pub fn carry_out(
                 .map_err(|e| format!("cannot finish reset #{seq}: {e}"))?;
             return Ok(None);
         }
-        (
-            ResetStep::FromCommandLine | ResetStep::ForUpgrade | ResetStep::FsToolsPending,
-            _,
-        ) if !full_pending => {
+        (ResetStep::FromCommandLine | ResetStep::ForUpgrade | ResetStep::FsToolsPending, _)
+            if !full_pending =>
+        {
             let mut keep = keep_list(&data.join("upper"), rom, warnings);
             if *step == ResetStep::FsToolsPending {
                 keep.push(crate::openwrt::fs_state::KEEP_ON_PENDING.into());

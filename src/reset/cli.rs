@@ -19,7 +19,8 @@ pub const DRY_RUN_LIMITS: Limits = Limits {
     deadline: None,
 };
 
-const HELP: &str = "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--keep-none] [--dry-run] [--cancel]
+const HELP: &str =
+    "usage: overlay-reset [-y] [--no-reboot] [--keep PATH]... [--keep-none] [--dry-run] [--cancel]
        overlay-reset --path PATH... [-y] [--no-reboot] [--dry-run]
        overlay-reset --format [-y] [--no-reboot]
 
@@ -489,7 +490,9 @@ mod tests {
         assert!(args(&["--keep", "/etc/../x"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert!(args(&["--cancel", "--dry-run"]).is_err());
-        let a = args(&["-y", "--keep-none", "--keep", "/sysupgrade.tgz"]).unwrap().unwrap();
+        let a = args(&["-y", "--keep-none", "--keep", "/sysupgrade.tgz"])
+            .unwrap()
+            .unwrap();
         assert!(a.keep_none && a.yes);
         assert!(args(&["--format", "--keep-none"]).is_err());
         assert!(args(&["--cancel", "--keep-none"]).is_err());

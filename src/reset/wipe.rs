@@ -265,7 +265,6 @@ fn walk_error(step: &'static str, path: &[u8], problem: Problem) -> WipeError {
     }
 }
 
-
 /// The keep walk: moves what the keep list matches into the keep area.
 struct Keeper<'a, 'h> {
     set: &'a KeepSet,

@@ -326,7 +326,11 @@ impl Sys for LinuxSys {
     }
 
     fn console_stdio(&self) {
-        let Ok(c) = OpenOptions::new().read(true).write(true).open("/dev/console") else {
+        let Ok(c) = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/console")
+        else {
             return;
         };
         let _ = rustix::stdio::dup2_stdin(&c);

@@ -60,6 +60,7 @@
 use super::sources::{Kind, SourceReading};
 use super::Level;
 use crate::fsio::{self, RecordIoError};
+use crate::le::{byte, le_u16, le_u32, le_u64, put};
 use crate::walk;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -69,7 +70,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::le::{byte, le_u16, le_u32, le_u64, put};
 
 /// The directory on the data filesystem, beside `.reset/`.
 pub const WEAR_DIR: &str = ".wear";

@@ -11,15 +11,15 @@
     clippy::indexing_slicing
 )] // a test stops at the first failure, by design
 
+mod badinput;
 mod debian;
 mod harness;
-mod badinput;
 mod nor;
 mod openwrt;
-mod plan;
-mod recovery;
 mod pid1;
+mod plan;
 mod powercut;
+mod recovery;
 mod reset;
 mod size;
 mod upgrade;

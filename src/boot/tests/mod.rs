@@ -731,7 +731,8 @@ fn an_upper_that_breaks_init_is_found_before_the_flash_is_written() {
     img[1024 + 0x3A] = 1; // clean: no fsck
     let f = Fixture::new(CMD, Some(img));
     std::fs::create_dir_all(f.dir.path().join("overlay/upper/sbin")).unwrap();
-    std::os::unix::fs::symlink("/nonexistent", f.dir.path().join("overlay/upper/sbin/init")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", f.dir.path().join("overlay/upper/sbin/init"))
+        .unwrap();
     // What the read-only overlay for the check shows.
     f.exe("newroot/sbin/init", b"garbage");
     let sys = FakeSys::default();
@@ -744,15 +745,24 @@ fn an_upper_that_breaks_init_is_found_before_the_flash_is_written() {
     });
     let b = f.boot_to_upper(&sys);
     let r = upper_reason(&b);
-    assert!(r.starts_with("the upper layer breaks the init: /sbin/init"), "{r}");
-    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Remount(_))), "{:?}", sys.calls());
+    assert!(
+        r.starts_with("the upper layer breaks the init: /sbin/init"),
+        "{r}"
+    );
+    assert!(
+        !sys.calls().iter().any(|c| matches!(c, Call::Remount(_))),
+        "{:?}",
+        sys.calls()
+    );
     // upper/ and work/ are made only on the RAM upper that replaces it.
     let c = sys.calls();
     let ram = c
         .iter()
         .position(|x| matches!(x, Call::Mount { fstype, .. } if fstype == "tmpfs"))
         .unwrap();
-    assert!(!c[..ram].iter().any(|x| matches!(x, Call::Mkdir(p) if p == Path::new("/overlay/upper"))));
+    assert!(!c[..ram]
+        .iter()
+        .any(|x| matches!(x, Call::Mkdir(p) if p == Path::new("/overlay/upper"))));
 }
 
 /// Issue 11, defect 10: `init=/nonexistent` first blamed and dropped a
@@ -766,10 +776,19 @@ fn an_init_missing_everywhere_does_not_drop_a_healthy_flash_upper() {
     let sys = FakeSys::default();
     let mut b = f.boot_to_upper(&sys);
     let e = b.assemble().unwrap_err();
-    assert_eq!(e.to_string(), "no runnable init /nonexistent: does not exist");
-    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+    assert_eq!(
+        e.to_string(),
+        "no runnable init /nonexistent: does not exist"
+    );
     assert!(
-        !sys.calls().iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "tmpfs")),
+        matches!(b.state.upper, Upper::Flash { .. }),
+        "{:?}",
+        b.state.upper
+    );
+    assert!(
+        !sys.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "tmpfs")),
         "no fall back to RAM"
     );
 }

@@ -482,9 +482,16 @@ fn a_worn_flash_under_the_tmpfs_policy_is_not_even_attached() {
 #[test]
 fn a_filesystem_that_recovers_only_read_write_is_mounted_read_write() {
     let n = Nor::new("", &blank());
-    n.sys.fail_when(22, |c| matches!(c, Call::Mount { fstype, flags, .. } if fstype == "jffs2" && flags.readonly));
+    n.sys.fail_when(
+        22,
+        |c| matches!(c, Call::Mount { fstype, flags, .. } if fstype == "jffs2" && flags.readonly),
+    );
     let b = n.boot();
-    assert!(matches!(b.state.upper, Upper::Flash { .. }), "{:?}", b.state.upper);
+    assert!(
+        matches!(b.state.upper, Upper::Flash { .. }),
+        "{:?}",
+        b.state.upper
+    );
     let mounts: Vec<bool> = n
         .sys
         .calls()
