@@ -156,7 +156,7 @@ impl RecoveryState {
 
     /// JSON members (each preceded by a comma) for `overlay-status --json`.
     pub fn json_members(&self, live: Option<&CountState>, boot_id: u64) -> String {
-        let js = crate::status::js;
+        let js = crate::json::js;
         let mut s = String::new();
         let _ = write!(
             s,
