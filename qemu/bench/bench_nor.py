@@ -411,9 +411,10 @@ def render(runs, n, elapsed):
               "boot ends on flash. mount_root on erased flash boots on a tmpfs overlay (its span "
               "above is that RAM boot) and formats JFFS2 only when `mount_root done` runs after "
               "init (OpenWrt's S95done); timed here after the boot (median (min–max), ms). It "
-              "cannot create a missing UBI volume: on UBIFS it stays on tmpfs (`rootfs_data "
-              "does not exist`), boot after boot, so the UBIFS row compares overlay-init's "
-              "complete first boot with a RAM boot."]
+              "cannot create a missing UBI volume: on blank flash with UBI attached (`ubi.mtd=`) "
+              "it finds no usable filesystem and stays on tmpfs, boot after boot (its `mount_root "
+              "done` would format the UBI-attached partition as JFFS2: not run), so the UBIFS "
+              "first-boot row compares overlay-init's complete first boot with a RAM boot."]
         for c in firsts:
             d = [r["done_ms"] for r in runs[c]["openwrt"] if "done_ms" in r]
             if d:
