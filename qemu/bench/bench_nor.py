@@ -76,7 +76,8 @@ MARK = r'''mark() { { read -r _; read -r _; read -r t; } < /proc/timer_list; t=$
 fstype() { awk -v m="$1" '$2==m {t=$3} END {print t}' /proc/mounts; }
 upper() { t=$(fstype /overlay); [ -n "$t" ] || ! grep -q '^overlayfs:/tmp/root / ' /proc/mounts || t=tmpfs; echo "$t"; }
 echo "T:overlay=$(upper)"
-dmesg | grep -E ' as init process$|overlay-init: |mount_root: ' | sed 's/^/D:/'
+mark k0; echo bench-clock > /dev/kmsg; mark k1
+dmesg | grep -E ' as init process$|overlay-init: |mount_root: |bench-clock$' | sed 's/^/D:/'
 '''
 # The reference's first boot ends on tmpfs: OpenWrt's S95done runs
 # `mount_root done`, which formats JFFS2 and moves the overlay onto it. Timed
@@ -106,6 +107,16 @@ def boot(flash, script, append="", timeout=120):
         die(f"a boot ({append or 'default'}) did not reach the end of its script "
             f"(run.sh exit {p.returncode})")
     return p.stdout
+
+
+def run_mono(console):
+    """(CLOCK_MONOTONIC in ms, path, printk-minus-monotonic offset in ms) of
+    the kernel's 'Run /sbin/X': its printk time, corrected by the offset the
+    guest measured in the same boot (clock_offset; 12-20 ms here, different
+    every boot)."""
+    run_ms, path = run_line(console)
+    off = clock_offset(console)
+    return run_ms - (off or 0.0), path, off
 
 
 def run_line(console):
@@ -139,8 +150,19 @@ def console_bytes(lines, pattern):
     return len(sel), sum(len(l.encode()) + 2 for l in sel)
 
 
+def clock_offset(console):
+    """printk clock minus CLOCK_MONOTONIC (ms), from a line the guest script
+    writes to /dev/kmsg between two clock reads: the span's two ends are on
+    these two clocks."""
+    f = facts(console)
+    m = re.search(r"^D:\[\s*([\d.]+)\] bench-clock\r?$", console, re.M)
+    if not m or "k0" not in f:
+        return None
+    return float(m.group(1)) * 1e3 - (int(f["k0"]) + int(f["k1"])) / 2e6
+
+
 def parse_oi(console):
-    run_ms, path = run_line(console)
+    run_ms, path, off = run_mono(console)
     m = re.search(r"overlay-init: overlay-init \S+ \(.*?\), started ([\d.]+) ms after the kernel", console)
     done = re.search(r"overlay-init: pre-init done in ([\d.]+) ms \((.*?) ms\); starting", console)
     fl = re.search(r"time in syscalls and children: (.*?); own work ([\d.]+) ms", console)
@@ -169,11 +191,12 @@ def parse_oi(console):
         "floor": floor, "own": float(fl.group(2)),
         "vmhwm_kb": int(hwm.group(1)) if hwm else None,
         "con_lines": n, "con_bytes": b, "kernel_lines": kn, "kernel_bytes": kb,
+        "clock_offset": off,
     }
 
 
 def parse_ref(console):
-    run_ms, path = run_line(console)
+    run_ms, path, off = run_mono(console)
     marks = {k: int(v) / 1e6 for k, v in re.findall(r"owrt-bench: (\w+) (\d+)", console)}
     for k in ("start", "early", "mount_root"):
         if k not in marks:
@@ -192,7 +215,7 @@ def parse_ref(console):
                    "exec init": end - marks["mount_root"]},
         "core": marks["mount_root"] - marks["early"],
         "con_lines": n, "con_bytes": b, "kernel_lines": kn, "kernel_bytes": kb,
-        "instr_lines": inst_n, "instr_bytes": inst_b,
+        "instr_lines": inst_n, "instr_bytes": inst_b, "clock_offset": off,
         "mount_root_lines": [l for l in lines if "] mount_root: " in l],
     }
     if "done0" in f:
@@ -347,6 +370,14 @@ def render(runs, n, elapsed):
             x = [r["span"] for r in rr["overlay-init-attach"]]
             L.append(f"| {CONFIGS[c]['title']}, overlay-init attaching UBI itself (no `{UBI}`) | "
                      f"{mm(x)} | (needs `{UBI}`) | {med(x) / med(b):.2f} |")
+    offs = [r["clock_offset"] for rr in runs.values() for rs in rr.values() for r in rs
+            if r.get("clock_offset") is not None]
+    if offs:
+        L += ["", f"Clocks: the `Run /sbin/X` line has a printk time, the real init reads "
+              f"CLOCK_MONOTONIC. printk minus monotonic, measured in every boot (a line written to "
+              f"/dev/kmsg between two clock reads): median {med(offs):.1f} ms ({min(offs):.1f} to "
+              f"{max(offs):.1f}); each boot's span is corrected by its own offset (all on "
+              f"CLOCK_MONOTONIC)."]
     L += ["", "Where it goes (medians, ms):", "",
           "| configuration | side | exec to first clock read | early mounts (+ config) | "
           "modules + lowers | core job | rest, to the real init |", "|---|---|---|---|---|---|---|"]
