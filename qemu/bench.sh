@@ -20,8 +20,8 @@
 #
 #   qemu/bench.sh --board nor [--runs N] [--configs LIST] [--out DIR]
 #
-# LIST: any of jffs2-steady,jffs2-first,ubifs-steady,ubifs-first (default
-# all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 6 minutes.
+# LIST: any of jffs2-steady,jffs2-steady-quiet,jffs2-first,ubifs-steady,
+# ubifs-first (default all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 2.5 minutes.
 #
 # Sets up the machine (qemu/setup.sh) and builds the images (qemu/build.sh)
 # first, so it runs on a fresh machine as it is.

@@ -112,7 +112,7 @@ def boot(flash, script, append="", timeout=120):
 def run_mono(console):
     """(CLOCK_MONOTONIC in ms, path, printk-minus-monotonic offset in ms) of
     the kernel's 'Run /sbin/X': its printk time, corrected by the offset the
-    guest measured in the same boot (clock_offset; 12-20 ms here, different
+    guest measured in the same boot (clock_offset; 5-22 ms here, different
     every boot)."""
     run_ms, path = run_line(console)
     off = clock_offset(console)
