@@ -15,13 +15,42 @@
 # DIR/results.md (+ results.json, timeline.svg); DIR defaults to
 # qemu/out/bench. Defaults: 10 runs; about 6 minutes here.
 #
+# With --board nor: the NOR board (qemu-armv7-nor) against OpenWrt's pre-init
+# and fstools' mount_root instead, qemu/bench/bench_nor.py:
+#
+#   qemu/bench.sh --board nor [--runs N] [--configs LIST] [--out DIR]
+#
+# LIST: any of jffs2-steady,jffs2-steady-quiet,jffs2-first,ubifs-steady,
+# ubifs-first (default all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 2.5 minutes.
+#
 # Sets up the machine (qemu/setup.sh) and builds the images (qemu/build.sh)
 # first, so it runs on a fresh machine as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
+board=qemu-armv7
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --board) board=${2:?}; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]}"
+
 ./qemu/setup.sh
+case "$board" in
+  qemu-armv7|block) ;;
+  qemu-armv7-nor|nor)
+    # The board's root squashfs with OpenWrt's mount_root and owrt-preinit in
+    # it (../shared/anchors/openwrt-fstools): both pre-inits boot this one.
+    NOR=$REPO/qemu/out/qemu-armv7-nor
+    ./qemu/build.sh qemu-armv7-nor >/dev/null
+    ./qemu/openwrt-rootfs.sh "$NOR/rootfs.squashfs" "$NOR/rootfs-openwrt.squashfs" >/dev/null
+    exec python3 qemu/bench/bench_nor.py --rootfs "$NOR/rootfs-openwrt.squashfs" "$@" ;;
+  *) echo "bench.sh: no board $board (qemu-armv7 or block, qemu-armv7-nor or nor)" >&2; exit 2 ;;
+esac
 ./qemu/build.sh >/dev/null
 
 # The shell pre-init's initramfs: the very same tree as overlay-init's

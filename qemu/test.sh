@@ -38,3 +38,6 @@ cargo test --test qemu -- --ignored --test-threads=2 --skip powercut::powercut_c
 # The benchmark runs too, briefly, so that its command keeps working (figures
 # from two boots are not worth reading; README shows a full run's).
 ./qemu/bench.sh --runs 2 --reset-sizes 1000 --out qemu/out/bench-ci
+# ... and the NOR board's, against OpenWrt's mount_root: one run of each
+# configuration (about 30 s).
+./qemu/bench.sh --board nor --runs 1 --out qemu/out/bench-nor-ci
