@@ -737,8 +737,10 @@ fn variants(w: &Work, fs: Fs, op: Op, prep: &mut Option<Prepared>, max: usize) -
                 "create",
                 create,
                 // A few ms before the write: a marker further back (the
-                // kernel's) varies by more than the whole window.
-                fs.upper_line(),
+                // kernel's) varies by more than the whole window. The
+                // records are read on the read-only mount, before the
+                // upper's line (the plan of issue 10).
+                RO_MOUNT_LINE,
                 "flash wear projection",
                 "wear log: record #1 written",
                 confirmed.clone(),
@@ -749,7 +751,7 @@ fn variants(w: &Work, fs: Fs, op: Op, prep: &mut Option<Prepared>, max: usize) -
             let mut append = variant(
                 "append",
                 formatted,
-                fs.upper_line(),
+                RO_MOUNT_LINE,
                 "flash wear projection",
                 "wear log: record #2 written",
                 confirmed.clone(),
@@ -767,6 +769,11 @@ fn variants(w: &Work, fs: Fs, op: Op, prep: &mut Option<Prepared>, max: usize) -
 fn cut_script(v: &Variant) -> String {
     format!("pc_write {CUT_FIRST} {}\nsleep 3", v.writes)
 }
+
+/// The data filesystem's read-only mount, from which the records (the wear
+/// log among them) are read: the last line before the wear log's write
+/// that every filesystem prints.
+const RO_MOUNT_LINE: &str = "overlay-init: mount -o ro -t ";
 
 /// Boots once without a cut and measures the window.
 fn calibrate(w: &Work, fs: Fs, v: &Variant) -> Window {
