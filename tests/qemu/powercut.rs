@@ -221,7 +221,7 @@ enum Landed {
     During,
     /// Both.
     After,
-    /// The boot ended before the instant: no cut (counted as a problem).
+    /// The boot ended before the instant: no cut (shown, not a problem).
     NoCut,
 }
 
@@ -842,13 +842,11 @@ fn one_cut(
     let after = boot_timed(w, fs, &img, &v.after_append, AFTER_CUT, &[], None);
     std::fs::remove_file(&img).unwrap();
 
+    // A boot that ended before the instant (the calibration boot was
+    // slower) was not cut: nothing to hold against the product, and the
+    // boot after it is checked all the same; the report's "landed" column
+    // shows it as no cut.
     let mut problems = Vec::new();
-    if landed == Landed::NoCut {
-        problems.push(format!(
-            "the cut boot ended before the instant (exit {:?})",
-            cut.code
-        ));
-    }
     let on_flash = after.clean()
         && after.has(fs.upper_line())
         && !after.has("RUNNING ON RAM")
