@@ -655,6 +655,35 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
     }
 }
 
+/// Image `n`'s identity (its fields all `n`).
+fn id(n: u32) -> crate::upgrade::identity::Identity {
+    crate::upgrade::identity::Identity {
+        squashfs: true,
+        size: 4096,
+        time: n,
+        sb: n,
+        tables: n,
+        shipped: None,
+    }
+}
+
+/// The upgrade's facts of an upper made with image 1 (recorded, with its
+/// manifest), no upgrade pending; `reset_done` resets done, a full reset
+/// pending or not.
+fn upgraded_from_image_1(reset_done: u64, reset_pending: bool) -> crate::upgrade::merge::Facts {
+    use crate::upgrade::record;
+    crate::upgrade::merge::Facts {
+        state: Ok(Some(record::State {
+            lowers: vec![record::Lower { id: id(1) }],
+        })),
+        pending: Ok(None),
+        upper_empty: false,
+        reset_done,
+        reset_pending,
+        manifests: vec![Some(id(1))],
+    }
+}
+
 /// `overlay.upgrade=reset` on a new image: the factory reset is asked for
 /// whatever else the reset area holds, except a full reset that happens at
 /// this boot anyway (pending, or on the command line). A stale or corrupt
@@ -663,15 +692,7 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
 #[test]
 fn an_upgrade_with_policy_reset_resets_whatever_else_is_pending() {
     use crate::plan::{ResetStep, UpgradeStep};
-    use crate::upgrade::{identity::Identity, merge, record, Policy};
-    let id = |n: u32| Identity {
-        squashfs: true,
-        size: 4096,
-        time: n,
-        sb: n,
-        tables: n,
-        shipped: None,
-    };
+    use crate::upgrade::Policy;
     let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
     let cfg = Config {
         upgrade: Policy::Reset,
@@ -680,16 +701,7 @@ fn an_upgrade_with_policy_reset_resets_whatever_else_is_pending() {
     let steps = |reset: PendingReset, full_pending: bool, cmdline: bool| {
         let mut cfg = cfg.clone();
         cfg.reset = cmdline;
-        let facts = merge::Facts {
-            state: Ok(Some(record::State {
-                lowers: vec![record::Lower { id: id(1) }],
-            })),
-            pending: Ok(None),
-            upper_empty: false,
-            reset_done: 2,
-            reset_pending: full_pending,
-            manifests: vec![Some(id(1))],
-        };
+        let facts = upgraded_from_image_1(2, full_pending);
         let r = Records {
             reset,
             upgrade: Some(Ok((facts, vec![id(2)]))),
@@ -745,31 +757,14 @@ fn an_upgrade_with_policy_reset_resets_whatever_else_is_pending() {
 /// the next boot, found by tests/qemu/upgrade.rs's figures run).
 #[test]
 fn an_upgrade_merge_deletes_its_trash_at_the_same_boot() {
-    use crate::upgrade::{identity::Identity, merge, record, Policy};
-    let id = |n: u32| Identity {
-        squashfs: true,
-        size: 4096,
-        time: n,
-        sb: n,
-        tables: n,
-        shipped: None,
-    };
+    use crate::upgrade::Policy;
     let (plan, _) = whole(Mode::Initramfs, U::Ext4, S::Normal);
     for (policy, trash) in [(Policy::Merge, true), (Policy::Keep, false)] {
         let cfg = Config {
             upgrade: policy,
             ..Config::default()
         };
-        let facts = merge::Facts {
-            state: Ok(Some(record::State {
-                lowers: vec![record::Lower { id: id(1) }],
-            })),
-            pending: Ok(None),
-            upper_empty: false,
-            reset_done: 0,
-            reset_pending: false,
-            manifests: vec![Some(id(1))],
-        };
+        let facts = upgraded_from_image_1(0, false);
         let r = Records {
             upgrade: Some(Ok((facts, vec![id(2)]))),
             ..Records::default()
