@@ -25,10 +25,19 @@ macro_rules! warn {
 macro_rules! error {
     ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Error, ::std::format_args!($($a)+)) };
 }
-/// See [`info!`].
+/// The boot's details: each step as its shell line, the stage times, the
+/// routine findings. Always in /dev/kmsg (`dmesg`), at KERN_DEBUG, so that
+/// the console stays quiet at the kernel's default loglevel (a serial
+/// console at 115200 baud costs 87 µs a byte of boot time): shown there
+/// only with `loglevel=8` or `overlay.debug=1`.
+#[macro_export]
+macro_rules! detail {
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Debug, ::std::format_args!($($a)+)) };
+}
+/// Only with `overlay.debug=1`: what a developer wants besides the details.
 #[macro_export]
 macro_rules! debug {
-    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Debug, ::std::format_args!($($a)+)) };
+    ($($a:tt)+) => { $crate::kmsg::log(::log::Level::Trace, ::std::format_args!($($a)+)) };
 }
 
 pub mod backend;

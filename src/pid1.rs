@@ -25,7 +25,7 @@ pub fn main() -> ! {
     // included) ends in the fatal path instead of a kernel panic.
     install_fault_handler();
     let sys = LinuxSys;
-    kmsg::init("overlay-init", log::LevelFilter::Debug);
+    kmsg::init("overlay-init", log::LevelFilter::Trace);
     let root = SysRoot::host();
     // CLOCK_MONOTONIC counts from the kernel's start.
     let started_at = sys.now();
@@ -46,7 +46,7 @@ pub fn main() -> ! {
     } else {
         kmsg::flush_early_to_console();
     }
-    crate::info!(
+    crate::detail!(
         "overlay-init {} ({}), started {} ms after the kernel",
         env!("CARGO_PKG_VERSION"),
         mode_name(mode),
@@ -153,7 +153,7 @@ fn run(boot: &mut Boot) -> Result<String, BootError> {
         .iter()
         .map(|(n, d)| format!("{n} {}", Millis(*d)))
         .collect();
-    crate::info!(
+    crate::detail!(
         "pre-init done in {} ms ({} ms); starting {}",
         Millis(total),
         stages.join(", "),
@@ -214,7 +214,7 @@ fn log_floor(total: Duration) {
             format!("{name} {} ms ({n})", Millis(t))
         })
         .collect();
-    crate::info!(
+    crate::detail!(
         "time in syscalls and children: {}; own work {} ms",
         parts.join(", "),
         Millis(total.saturating_sub(inside))
@@ -344,7 +344,7 @@ pub fn hand_over(sys: &dyn Sys, path: &str, failsafe: bool) -> std::io::Error {
     sys.reap_children();
     // The resources PID 1 lives within (README, "Robustness").
     if let (Some(hwm), Some(stk)) = (status_kb("VmHWM"), status_kb("VmStk")) {
-        crate::info!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
+        crate::detail!("peak memory (VmHWM) {hwm} kB, stack {stk} kB; exec {path}");
     }
     let (argv, mut envp) = init_words(path, std::env::args_os().skip(1), std::env::vars_os());
     if failsafe {

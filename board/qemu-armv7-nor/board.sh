@@ -57,5 +57,6 @@ BOARD_FLASH_FILES=(rootfs=rootfs.squashfs)
 
 # Default kernel command line. The kernel mounts the squashfs read-only from
 # mtdblock1 and runs overlay-init as init. No cryptomgr.notests: this kernel
-# has no crypto self-tests to skip.
-BOARD_CMDLINE="console=ttyAMA0 panic=-1 root=/dev/mtdblock1 rootfstype=squashfs ro init=/sbin/overlay-init rootwait mtdparts=$BOARD_FLASH_MTDPARTS"
+# has no crypto self-tests to skip. loglevel=8: every step of the pre-init on
+# the console, as on qemu-armv7 (its board.sh says why).
+BOARD_CMDLINE="console=ttyAMA0 panic=-1 root=/dev/mtdblock1 rootfstype=squashfs ro init=/sbin/overlay-init rootwait mtdparts=$BOARD_FLASH_MTDPARTS loglevel=8"

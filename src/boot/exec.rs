@@ -310,13 +310,9 @@ impl<'a> Boot<'a> {
         cut: &mut PowerCut,
     ) -> Result<(), Reason> {
         match step {
-            Step::LoadFs { .. }
-            | Step::ReadRecords { .. }
-            | Step::Mkfs { .. }
-            | Step::Fsck { .. } => {
-                crate::debug!("{step}")
-            }
-            _ => crate::info!("{step}"),
+            // Their command lines are logged as they run (run_in_lower).
+            Step::Mkfs { .. } | Step::Fsck { .. } => crate::debug!("{step}"),
+            _ => crate::detail!("{step}"),
         }
         self.run_step_inner(rung, step, cut)?;
         // A long operation: the longest interval between two feeds of the
@@ -350,7 +346,7 @@ impl<'a> Boot<'a> {
         match step {
             Step::LoadFs { fstype } => self.ensure_fs(fstype),
             Step::Attach { mtd } => {
-                crate::info!("mtd{mtd} holds UBI: attaching it");
+                crate::detail!("mtd{mtd} holds UBI: attaching it");
                 let num = ubi::attach(self.sys, &self.root, *mtd, NODE_WAIT)?;
                 let sysfs = self.root.path(&format!("{}/ubi{num}", ubi::SYS_CLASS_UBI));
                 if !sysfs.is_dir() {
@@ -571,7 +567,7 @@ impl<'a> Boot<'a> {
                 let data = self.data_dir(rung);
                 if let (Some(w), Some(state)) = (&self.wear, &self.wear_log) {
                     match crate::wear::boot::append(&self.root, &data, state, w) {
-                        Ok(seq) => crate::info!("wear log: record #{seq} written"),
+                        Ok(seq) => crate::detail!("wear log: record #{seq} written"),
                         Err(e) => self.warn(e),
                     }
                 }
@@ -610,7 +606,7 @@ impl<'a> Boot<'a> {
             Step::Upgrade(u) => self.upgrade_step(rung, u, cut),
             Step::UpgradeBackground => self.upgrade_background(rung),
             Step::FsStateReady => match crate::openwrt::fs_state::set_ready(&self.data_dir(rung)) {
-                Ok(true) => crate::info!("fstools' .fs_state set to READY"),
+                Ok(true) => crate::detail!("fstools' .fs_state set to READY"),
                 Ok(false) => {}
                 Err(e) => self.warn(format!("cannot set fstools' .fs_state: {e}")),
             },

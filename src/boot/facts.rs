@@ -66,7 +66,7 @@ impl Boot<'_> {
             loc.backend(),
             crate::plan::BackendId::Ubi | crate::plan::BackendId::Mtd
         ) {
-            crate::info!("data on raw flash: {}", loc.describe());
+            crate::detail!("data on raw flash: {}", loc.describe());
         }
         let content = backend::backend_of(&loc).probe(self.sys, &self.root, &loc);
         // A failsafe boot writes nothing, so there is no wear to weigh.

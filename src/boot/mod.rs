@@ -280,7 +280,7 @@ impl<'a> Boot<'a> {
         let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
         let me = id(&self.root.path("/proc/self/exe"));
         if me.is_some() && id(&self.root.path(&self.cfg.init)) == me {
-            crate::info!(
+            crate::detail!(
                 "init={} is overlay-init itself: the real init is {} (overlay.init= names another)",
                 self.cfg.init,
                 crate::config::DEFAULT_INIT
@@ -374,7 +374,7 @@ impl<'a> Boot<'a> {
                 fstype: fstype.clone(),
                 err,
             })?;
-        crate::info!(
+        crate::detail!(
             "{what} {spec} = {node} ({fstype}) mounted read-only at {}",
             target.display()
         );
@@ -464,7 +464,7 @@ impl<'a> Boot<'a> {
                 }
             }
         }
-        crate::info!("{cmd}");
+        crate::detail!("{cmd}");
         let result = self.sys.run(&cmd);
         for t in bound.iter().rev() {
             if let Err(e) = self.sys.unmount(t, true) {
@@ -534,7 +534,7 @@ impl<'a> Boot<'a> {
         } else {
             MountFlags::NONE
         };
-        crate::info!("mount -t overlay overlay -o {opts} {}", newroot.display());
+        crate::detail!("mount -t overlay overlay -o {opts} {}", newroot.display());
         self.sys
             .mount("overlay", &newroot, "overlay", flags, &opts)
             .map_err(|err| BootError::MountOverlay {

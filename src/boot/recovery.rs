@@ -21,7 +21,7 @@ impl Boot<'_> {
             Ok(Some(dog)) => {
                 let f = watchdog::Feeder::new(Box::new(dog), watchdog::monotonic);
                 if let Some((dev, every)) = f.describe() {
-                    crate::info!(
+                    crate::detail!(
                         "watchdog {dev}: fed every {} ms while the pre-init runs",
                         crate::state::WholeMillis(every)
                     );

@@ -62,11 +62,12 @@ impl BootWear {
         )
     }
 
-    /// Logs [`BootWear::line`]: info when all is well, warning otherwise.
+    /// Logs [`BootWear::line`]: a detail when all is well, a warning
+    /// otherwise.
     pub fn log(&self) {
         let line = self.line();
         if self.assessment.decision.writes_flash() && self.assessment.level <= wear::Level::Ok {
-            crate::info!("{line}");
+            crate::detail!("{line}");
         } else {
             crate::warn!("{line}");
         }
@@ -105,7 +106,7 @@ pub fn read_log(
         &w.assessment.endurance,
         w.assessment.used_pct,
     );
-    crate::info!(
+    crate::detail!(
         "flash wear projection: {}",
         crate::wear::display::projection_text(&outcome)
     );

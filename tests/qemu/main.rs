@@ -429,3 +429,92 @@ fn a_missing_root_is_a_clear_fatal_error_then_a_reboot_never_a_panic() {
         "the guest rebooted, which ends QEMU (-no-reboot)"
     );
 }
+
+/// The lines of ours the console showed before the real init's first line:
+/// echoed by the kernel (`[ t] overlay-init: ...`) or printed by us.
+fn our_console_lines(b: &harness::Boot) -> Vec<String> {
+    b.console
+        .lines()
+        .take_while(|l| !l.contains("overlay-demo: real init reached"))
+        .filter_map(|l| {
+            l.split_once("overlay-init: ")
+                .map(|(_, m)| m.trim_end().to_string())
+        })
+        .collect()
+}
+
+/// The details of the boot that must be in dmesg, though not on the console.
+const DETAILS_IN_DMESG: &str = r#"
+fact d_overlay "$(dmesg | grep -c 'overlay-init: mount -t overlay')"
+fact d_done "$(dmesg | grep -c 'overlay-init: pre-init done in [0-9.]* ms (early-mounts')"
+fact d_floor "$(dmesg | grep -c 'overlay-init: time in syscalls and children: ')"
+fact d_memory "$(dmesg | grep -c 'overlay-init: peak memory (VmHWM) ')"
+fact d_start "$(dmesg | grep -c 'overlay-init: overlay-init [0-9.]* (.*), started ')""#;
+
+fn expect_details_in_dmesg(b: &harness::Boot) {
+    for k in ["d_overlay", "d_done", "d_floor", "d_memory", "d_start"] {
+        assert_eq!(b.fact(k), "1", "{k}: in dmesg once:\n{}", b.console);
+    }
+}
+
+/// Issue 14, console cost: at the kernel's default loglevel a normal boot
+/// prints one line of ours on the (synchronous, 87 µs a byte at 115200 baud)
+/// serial console, as fstools' mount_root does; every step, the stage times,
+/// the floor and the peak memory are in dmesg (KERN_DEBUG); `loglevel=8`
+/// (the demo boards') shows them on the console too, `quiet` none of ours.
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn the_console_shows_the_decision_and_dmesg_every_step() {
+    // The block board, initramfs: first boot (formats), then a steady boot.
+    let w = Work::new("console-lines");
+    let disk = w.standard_disk();
+    let b = boot(&w, &disk, "loglevel=7", DETAILS_IN_DMESG);
+    b.expect_clean_run();
+    expect_details_in_dmesg(&b);
+    let lines = our_console_lines(&b);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "first boot: formatting blank /dev/vda2 as ext4")
+            && lines
+                .iter()
+                .any(|l| l == "upper: /dev/vda2 (ext4) at /overlay")
+            && !lines
+                .iter()
+                .any(|l| l.starts_with("mount ") || l.starts_with("pre-init done")),
+        "first boot: the format and the upper, no step lines: {lines:?}"
+    );
+    let b = boot(&w, &disk, "loglevel=7", DETAILS_IN_DMESG);
+    b.expect_clean_run();
+    expect_details_in_dmesg(&b);
+    assert_eq!(
+        our_console_lines(&b),
+        ["upper: /dev/vda2 (ext4) at /overlay"],
+        "{}",
+        b.console
+    );
+    // The board's own loglevel=8: every step on the console as well.
+    let b = boot(&w, &disk, "", "true");
+    b.expect_clean_run();
+    b.expect("overlay-init: mount -t overlay overlay -o ");
+    b.expect("overlay-init: pre-init done in ");
+
+    // The NOR board, pivot_root: a steady JFFS2 boot, then under quiet.
+    let w = Work::new("console-lines-nor");
+    let flash = w.nor_flash(None);
+    let first = harness::boot_nor(&w, &flash, "loglevel=7", "true");
+    first.expect_clean_run();
+    let b = harness::boot_nor(&w, &flash, "loglevel=7", DETAILS_IN_DMESG);
+    b.expect_clean_run();
+    expect_details_in_dmesg(&b);
+    assert_eq!(
+        our_console_lines(&b),
+        ["upper: mtd:rootfs_data (jffs2) at /overlay"],
+        "{}",
+        b.console
+    );
+    let b = harness::boot_nor(&w, &flash, "quiet", DETAILS_IN_DMESG);
+    b.expect_clean_run();
+    expect_details_in_dmesg(&b);
+    assert_eq!(our_console_lines(&b), Vec::<String>::new(), "{}", b.console);
+}

@@ -1087,14 +1087,15 @@ fn boot_counting_falls_back_after_n_boots(board: Board) {
         ..board.run(&img)
     };
     let on = "overlay.boot_attempts=2";
-    let d = drive(
-        &w,
-        &counted(on),
-        &format!(
+    let d =
+        drive(
+            &w,
+            &counted(on),
+            &format!(
             "{USER_CHANGES}\n{COUNT_FACTS}\nfact size \"$(stat -c %s /overlay/.boot/count)\"\n{}",
             if board == Board::Block { LAZYINIT_DONE } else { "" }
         ),
-    );
+        );
     let b = &d.boot;
     b.expect_clean_run();
     // (A new filesystem starts from 0; JFFS2 on erased flash is no new
