@@ -23,6 +23,12 @@
 # LIST: any of jffs2-steady,jffs2-steady-quiet,jffs2-first,ubifs-steady,
 # ubifs-first (default all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 2.5 minutes.
 #
+#   qemu/bench.sh --board nor --profile [--out DIR]
+#
+# instead: where overlay-init's own work goes, counted in QEMU's translation
+# log (qemu/bench/profile_nor.py: one steady JFFS2 boot of the release code
+# built unstripped at another address; DIR/profile.md). About 2 minutes.
+#
 # Sets up the machine (qemu/setup.sh) and builds the images (qemu/build.sh)
 # first, so it runs on a fresh machine as it is.
 set -euo pipefail
@@ -31,22 +37,28 @@ REPO=$PWD
 
 board=qemu-armv7
 args=()
+profile=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) board=${2:?}; shift 2 ;;
+    --profile) profile=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
-set -- "${args[@]}"
+set -- ${args[@]+"${args[@]}"}
 
 ./qemu/setup.sh
 case "$board" in
-  qemu-armv7|block) ;;
+  qemu-armv7|block) [ "$profile" = 0 ] || { echo "bench.sh: --profile is for --board nor" >&2; exit 2; } ;;
   qemu-armv7-nor|nor)
     # The board's root squashfs with OpenWrt's mount_root and owrt-preinit in
     # it (../shared/anchors/openwrt-fstools): both pre-inits boot this one.
     NOR=$REPO/qemu/out/qemu-armv7-nor
     ./qemu/build.sh qemu-armv7-nor >/dev/null
+    if [ "$profile" = 1 ]; then
+      ./qemu/build-binary.sh --profile >/dev/null
+      exec python3 qemu/bench/profile_nor.py --rootfs "$NOR/rootfs.squashfs" "$@"
+    fi
     ./qemu/openwrt-rootfs.sh "$NOR/rootfs.squashfs" "$NOR/rootfs-openwrt.squashfs" >/dev/null
     exec python3 qemu/bench/bench_nor.py --rootfs "$NOR/rootfs-openwrt.squashfs" "$@" ;;
   *) echo "bench.sh: no board $board (qemu-armv7 or block, qemu-armv7-nor or nor)" >&2; exit 2 ;;

@@ -6,15 +6,27 @@
 # release binary. With --test-hooks: the test build (feature test-hooks: the
 # keys the QEMU tests use to cut the power on demand), in its own target
 # directory, target/test-hooks/armv7-unknown-linux-musleabihf/release/overlay-init,
-# so that the release binary never carries a test hook.
+# so that the release binary never carries a test hook. With --profile: the
+# release code, unstripped and at another address, in target/profile/ (the
+# benchmark's translation profile, qemu/bench/profile_nor.py).
 # Extra arguments are passed to cargo build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 features=()
+profile=()
 if [ "${1:-}" = --test-hooks ]; then
   shift
   features=(--features test-hooks)
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/test-hooks
+elif [ "${1:-}" = --profile ]; then
+  # The release build, unstripped and linked at 0x20000000 (busybox and
+  # every other static binary sit at 0x10000): QEMU's translation log then
+  # tells its code apart and names its functions (qemu/bench/profile_nor.py).
+  # Its own target directory; never shipped.
+  shift
+  profile=(--config profile.release.strip=false)
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/profile
+  PROFILE_LINK="-C link-arg=-Wl,-Ttext-segment=0x20000000"
 fi
 
 # shellcheck source=qemu/cross-env.sh
@@ -56,10 +68,10 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="$CROSS_RUSTFLAGS \
 -Z unstable-options -C panic=immediate-abort -C target-feature=+thumb-mode \
 -C force-unwind-tables=no -C link-arg=-Wl,-z,norelro \
 -Z location-detail=none -C llvm-args=-enable-machine-outliner=always \
--C relocation-model=static"
+-C relocation-model=static ${PROFILE_LINK:-}"
 
 cargo build --release -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
-  --target "$TRIPLE" ${features[@]+"${features[@]}"} "$@"
+  --target "$TRIPLE" ${features[@]+"${features[@]}"} ${profile[@]+"${profile[@]}"} "$@"
 
 [ -x "$OUT" ] || { echo "build-binary.sh: $OUT not produced" >&2; exit 1; }
 info=$(file -b "$OUT")

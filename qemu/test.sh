@@ -41,3 +41,6 @@ cargo test --test qemu -- --ignored --test-threads=2 --skip powercut::powercut_c
 # ... and the NOR board's, against OpenWrt's mount_root: one run of each
 # configuration (about 30 s).
 ./qemu/bench.sh --board nor --runs 1 --out qemu/out/bench-nor-ci
+# ... and its translation profile of overlay-init's own work (one boot of the
+# release code built for it: about 1.5 min).
+./qemu/bench.sh --board nor --profile --out qemu/out/bench-nor-ci

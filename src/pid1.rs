@@ -21,14 +21,15 @@ use std::time::Duration;
 
 /// The pre-init. Never returns.
 pub fn main() -> ! {
-    // First of all, so that a fault anywhere after this (a stack overflow
-    // included) ends in the fatal path instead of a kernel panic.
-    install_fault_handler();
     let sys = LinuxSys;
+    // The pre-init's clock starts here, its first statement (a vDSO read:
+    // nothing to fault); CLOCK_MONOTONIC counts from the kernel's start.
+    let started_at = sys.now();
+    // Then, first of all, so that a fault anywhere after this (a stack
+    // overflow included) ends in the fatal path instead of a kernel panic.
+    install_fault_handler();
     kmsg::init("overlay-init", log::LevelFilter::Trace);
     let root = SysRoot::host();
-    // CLOCK_MONOTONIC counts from the kernel's start.
-    let started_at = sys.now();
     let mode = Mode::from_root_magic(sys.fs_magic(Path::new("/")).unwrap_or(0));
     let mut boot = Boot::new(&sys, root.clone(), mode);
     boot.start_clock(started_at);
@@ -411,7 +412,7 @@ static FAULT_DELAY_SECS: AtomicU32 =
 /// SA_ONSTACK): a stack overflow leaves no stack to run a handler on, and
 /// a fault signal the kernel cannot deliver kills the task, which for PID 1
 /// is a kernel panic (issue 11 defect 12). Installed first thing in
-/// [`main`], before the arguments are read.
+/// [`main`] (after one clock read), before the arguments are read.
 fn install_fault_handler() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let stack = nix::libc::stack_t {
