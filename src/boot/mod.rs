@@ -395,11 +395,16 @@ impl<'a> Boot<'a> {
         // The data partition is never read as a layer too (it may be
         // mid-journal, and the upper must not see itself below): a lower
         // naming it is left out, and the plan then leaves the data alone.
-        let data = crate::backend::Wanted::from_config(&self.cfg).and_then(|w| {
-            crate::backend::locate(&w, &crate::backend::Inventory::read(&self.root))
-                .ok()
-                .and_then(|l| l.block_node())
-        });
+        // (Found only when there are lowers to check: a sysfs walk.)
+        let data = if self.cfg.lowers.is_empty() {
+            None
+        } else {
+            crate::backend::Wanted::from_config(&self.cfg).and_then(|w| {
+                crate::backend::locate(&w, &crate::backend::Inventory::read(&self.root))
+                    .ok()
+                    .and_then(|l| l.block_node())
+            })
+        };
         let mut n = 0;
         for spec in self.cfg.lowers.clone() {
             if let Some(dev) = data.as_ref().filter(|d| {
