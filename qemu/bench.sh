@@ -21,7 +21,7 @@
 #   qemu/bench.sh --board nor [--runs N] [--configs LIST] [--out DIR]
 #
 # LIST: any of jffs2-steady,jffs2-steady-quiet,jffs2-first,ubifs-steady,
-# ubifs-first (default all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 2.5 minutes.
+# ubifs-first (default all); DIR defaults to qemu/out/bench-nor. Default 10 runs: about 4 minutes (with one instruction-counted boot each).
 #
 #   qemu/bench.sh --board nor --profile [--out DIR]
 #
