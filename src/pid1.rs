@@ -205,6 +205,7 @@ fn log_floor(total: Duration) {
         (Spent::Switch, "moves"),
         (Spent::Child, "children"),
         (Spent::Wait, "device waits"),
+        (Spent::InitRead, "reading the init"),
     ];
     let mut inside = Duration::ZERO;
     let parts: Vec<String> = kinds

@@ -578,7 +578,10 @@ impl<'a> Boot<'a> {
             if on_flash && std::mem::take(&mut self.restore_settings) {
                 self.restore_sysupgrade(&newroot);
             }
-            match crate::switch::check_runnable(&self.root.join(&newroot), &self.cfg.init) {
+            let runnable = crate::sys::linux::reading_the_init(|| {
+                crate::switch::check_runnable(&self.root.join(&newroot), &self.cfg.init)
+            });
+            match runnable {
                 Ok(()) => break,
                 // The upper shadows the init: drop it. When no lower has a
                 // runnable init either, the upper is not to blame: the
