@@ -13,17 +13,7 @@ use std::path::{Path, PathBuf};
 /// are in it: an absolute link `/sbin/init -> /bin/busybox` must not be
 /// checked against the initramfs.
 pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
-    let f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
-        Some(2) => "does not exist".to_string(),
-        _ => format!("cannot be opened: {e}"),
-    })?;
-    let meta = f.metadata().map_err(|e| format!("cannot be read: {e}"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err("is not executable (no x permission)".into());
-    }
+    let f = open_executable(root, prog)?;
     let head = crate::probe::read_up_to(&f, 256).map_err(|e| format!("cannot be read: {e}"))?;
     let head = head.as_slice();
     if !looks_executable(head) {
@@ -36,6 +26,32 @@ pub fn check_runnable(root: &Path, prog: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks that `prog` exists inside `root` as a regular file with an x
+/// permission, without reading it: for the lower root's tools (mkfs, fsck),
+/// which most boots do not run. Reading a file's head from a compressed
+/// squashfs decompresses its first blocks (tens of ms each on a router's
+/// CPU); a tool that then fails to run is a failed step, and the plan's
+/// ladder takes the next rung.
+pub fn check_executable(root: &Path, prog: &str) -> Result<(), String> {
+    open_executable(root, prog).map(drop)
+}
+
+/// `prog` in `root`, opened, when it is a regular file with an x permission.
+fn open_executable(root: &Path, prog: &str) -> Result<std::fs::File, String> {
+    let f = open_in_root(root, prog).map_err(|e| match e.raw_os_error() {
+        Some(2) => "does not exist".to_string(),
+        _ => format!("cannot be opened: {e}"),
+    })?;
+    let meta = f.metadata().map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err("is not executable (no x permission)".into());
+    }
+    Ok(f)
 }
 
 /// Whether the first bytes of an init candidate look runnable (ELF or `#!`).

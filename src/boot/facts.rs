@@ -117,14 +117,15 @@ impl Boot<'_> {
         Some(decision)
     }
 
-    /// The lower root's mkfs and fsck programs (for a block upper).
+    /// The lower root's mkfs and fsck programs (for a block upper): found by
+    /// their directory entries, not read (switch::check_executable).
     pub(super) fn tools(&self) -> Tools {
         let rom = self.root.path(self.mode.rom());
         let find = |names: &[&str]| {
             names.iter().find_map(|name| {
                 block::TOOL_DIRS.iter().find_map(|dir| {
                     let p = format!("{dir}/{name}");
-                    crate::switch::check_runnable(&rom, &p).is_ok().then_some(p)
+                    crate::switch::check_executable(&rom, &p).is_ok().then_some(p)
                 })
             })
         };
