@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import REPO, die, facts, fmt_ms, med, real_init_ms, spread  # noqa: E402
+from bench import REPO, SETTLE, die, facts, fmt_ms, med, real_init_ms, spread  # noqa: E402
 
 BOARD = "qemu-armv7-nor"
 OUT = REPO / "qemu/out" / BOARD
@@ -84,7 +84,6 @@ dmesg | grep -E ' as init process$|overlay-init: |mount_root: |bench-clock$' | s
 # here, after the boot, as that deferred part of the job.
 DONE = r'''mark done0; mount_root done; echo "T:done_rc=$?"; mark done1
 echo "T:overlay_after=$(upper)"'''
-SETTLE = "sync; sleep 2; sync"
 
 
 # ------------------------------------------------------------------ booting
