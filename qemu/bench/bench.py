@@ -65,9 +65,11 @@ SETTLE = r"""if dmesg | grep -q 'overlay-init: # in the background'; then
 fi
 sync; sleep 2; sync"""
 
-# QEMU's instruction counting (bench_nor.py says more): 2 ns per guest
-# instruction, idle time skipped; no translation cost, no host noise, the same
-# figures every run.
+# QEMU's instruction counting: the guest's clock advances 2 ns per guest
+# instruction (a 500 MIPS in-order CPU) instead of following the host's, and
+# skips idle time (sleep=off). What TCG's translation of code met for the
+# first time and a shared host add to wall-clock time drops out, and every
+# boot of the same images gives the same figures to the microsecond.
 ICOUNT = ["-icount", "shift=1,sleep=off"]
 
 

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import REPO, SETTLE, die, facts, fmt_ms, med, real_init_ms, spread  # noqa: E402
+from bench import (  # noqa: E402
+    ICOUNT, REPO, SETTLE, die, facts, fmt_ms, med, real_init_ms, spread)
 
 BOARD = "qemu-armv7-nor"
 OUT = REPO / "qemu/out" / BOARD
@@ -87,14 +88,6 @@ echo "T:overlay_after=$(upper)"'''
 
 
 # ------------------------------------------------------------------ booting
-# QEMU's instruction counting: the guest's clock advances 2 ns per guest
-# instruction (a 500 MIPS in-order CPU) instead of following the host's, and
-# skips idle time (sleep=off). What TCG's translation of code met for the
-# first time and a shared host add to wall-clock time drops out, and every
-# boot of the same images gives the same figures to the microsecond.
-ICOUNT = ["-icount", "shift=1,sleep=off"]
-
-
 def boot(flash, script, append="", timeout=120, qemu=()):
     """Boots the NOR board once from pflash image `flash`; returns the console."""
     with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:

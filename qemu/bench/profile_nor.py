@@ -188,24 +188,6 @@ def profile_rootfs(rootfs, binary, out):
     return out
 
 
-def profile_boot(flash, log):
-    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
-        f.write(B.MARK + "\n")
-        script = f.name
-    try:
-        cmd = [REPO / "qemu/run.sh", "--board", B.BOARD, "--out", B.OUT, "--flash", flash,
-               "--script", script, "--timeout", "300", "--append", " loglevel=7",
-               "--", "-d", "in_asm", "-D", log]
-        p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, errors="replace")
-    finally:
-        Path(script).unlink()
-    if "overlay-demo: script exit 0" not in p.stdout:
-        sys.stderr.write(p.stdout[-4000:])
-        die("the profile boot did not reach the end of its script")
-    return p.stdout
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rootfs", required=True, help="the NOR board's root squashfs")
@@ -229,7 +211,7 @@ def main():
         B.boot(flash, B.SETTLE)
         B.boot(flash, B.SETTLE)
         log = work / "in_asm.log"
-        console = profile_boot(flash, log)
+        console = B.boot(flash, B.MARK, timeout=300, qemu=["-d", "in_asm", "-D", str(log)])
         mine, kern = count_tbs(log, ours, kernel)
     finally:
         shutil.rmtree(work)
