@@ -125,7 +125,9 @@ impl Boot<'_> {
             names.iter().find_map(|name| {
                 block::TOOL_DIRS.iter().find_map(|dir| {
                     let p = format!("{dir}/{name}");
-                    crate::switch::check_executable(&rom, &p).is_ok().then_some(p)
+                    crate::switch::check_executable(&rom, &p)
+                        .is_ok()
+                        .then_some(p)
                 })
             })
         };

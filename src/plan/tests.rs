@@ -17,6 +17,7 @@ use crate::flash::mtd::{MtdInfo, MtdKind};
 use crate::flash::ubi::{UbiDevice, UbiVolume, VolumeContent};
 use crate::probe::FsKind;
 use crate::reason::{NotFound, Reason};
+use crate::upgrade::identity::tests::id;
 use crate::wear::config::Policy;
 use crate::wear::policy::{decide as wear_decide, Decision};
 use crate::wear::Level;
@@ -652,18 +653,6 @@ fn fstools_state_pending_is_a_reset_ready_writes_nothing() {
         if state == FsState::Pending {
             assert!(steps.contains(&Step::Reset(super::ResetStep::FsToolsPending)));
         }
-    }
-}
-
-/// Image `n`'s identity (its fields all `n`).
-fn id(n: u32) -> crate::upgrade::identity::Identity {
-    crate::upgrade::identity::Identity {
-        squashfs: true,
-        size: 4096,
-        time: n,
-        sb: n,
-        tables: n,
-        shipped: None,
     }
 }
 

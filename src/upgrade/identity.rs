@@ -290,6 +290,19 @@ pub(crate) mod tests {
     use std::path::PathBuf;
     use std::process::Command;
 
+    /// Image `n`'s identity (its fields all `n`): for the tests of what
+    /// decides from identities (the merge, the plan).
+    pub fn id(n: u32) -> Identity {
+        Identity {
+            squashfs: true,
+            size: 4096,
+            time: n,
+            sb: n,
+            tables: n,
+            shipped: None,
+        }
+    }
+
     /// A squashfs of `dir`, reproducible: fixed mkfs and file times, root
     /// owner. `raw`: data and fragments stored uncompressed, so that a
     /// changed byte cannot change any compressed size.

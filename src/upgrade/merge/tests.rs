@@ -1,17 +1,7 @@
 //! The decision table, then the executor on genuine overlayfs uppers.
 
 use super::*;
-
-fn id(n: u32) -> Identity {
-    Identity {
-        squashfs: true,
-        size: 4096,
-        time: n,
-        sb: n,
-        tables: n,
-        shipped: None,
-    }
-}
+use crate::upgrade::identity::tests::id;
 
 fn lower(n: u32) -> Lower {
     Lower { id: id(n) }
