@@ -115,6 +115,7 @@ pub struct Work {
 
 impl Work {
     pub fn new(name: &str) -> Work {
+        compact_console_in_panics();
         let dir =
             std::env::temp_dir().join(format!("overlay-init-qemu-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -207,6 +208,70 @@ impl Drop for Work {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Kernel lines of a console that a failure report keeps: ours, the
+/// flash filesystems', and the kernel's own alarms.
+const TELLING: [&str; 14] = [
+    "overlay-init", "Run ", "UBI", "jffs2", "JFFS2", "EXT4", "F2FS", "overlay", "error",
+    "panic", "Oops", "BUG", "watchdog", "Power down",
+];
+
+/// A panic's message with every console in it cut to its telling lines:
+/// the guest's own lines (no `[ time]` prefix) and the kernel lines that
+/// name [`TELLING`]. A failing boot test prints its whole console (300
+/// lines and more); a CI log that shows only its head and tail then hides
+/// the line that says why. The whole message is written to
+/// target/qemu-failures/TEST.txt.
+pub fn compact_console(message: &str) -> (String, usize) {
+    let mut left_out = 0;
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|l| {
+            let kernel = l.trim_start().starts_with('[') && l.contains("] ");
+            let keep = !kernel || TELLING.iter().any(|t| l.contains(t));
+            left_out += usize::from(!keep);
+            keep
+        })
+        .collect();
+    (kept.join("\n"), left_out)
+}
+
+/// Installs (once) the panic hook that prints [`compact_console`]'s cut of
+/// a failing test's message, then the default report's location.
+fn compact_console_in_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            let Some(message) = message else {
+                return default(info);
+            };
+            let (short, left_out) = compact_console(message);
+            if left_out == 0 {
+                return default(info);
+            }
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("unnamed");
+            let dir = repo().join("target/qemu-failures");
+            let file = dir.join(format!("{}.txt", test.replace("::", "-")));
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(&file, message);
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!(
+                "test {test} failed at {at}:\n{short}\n({left_out} routine kernel lines left out; the whole message: {})",
+                file.display()
+            );
+        }));
+    });
 }
 
 /// What one boot printed.
@@ -634,4 +699,15 @@ pub fn flash_partition(name: &str) -> (u64, u64) {
 /// The unique GUID (PARTUUID) of partition `name`.
 pub fn partuuid(disk: &Path, name: &str) -> String {
     dump_field(&dump_line(disk, name), "uuid")
+}
+
+#[test]
+fn a_failure_report_keeps_the_telling_lines_of_a_console() {
+    let console = "expected \"x\" on the console:\n[    0.000000] Booting Linux on physical CPU 0x0\n[    0.5] overlay-init: upper: tmpfs at /overlay: rootfs_data does not mount\n[    0.6] random: crng init done\nT:overlay=tmpfs\n";
+    let (short, left_out) = compact_console(console);
+    assert_eq!(left_out, 2);
+    assert_eq!(
+        short,
+        "expected \"x\" on the console:\n[    0.5] overlay-init: upper: tmpfs at /overlay: rootfs_data does not mount\nT:overlay=tmpfs"
+    );
 }
