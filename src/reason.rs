@@ -149,6 +149,9 @@ pub enum Reason {
     ForeignVolume {
         at: String,
     },
+    VolumeNameTooLong {
+        at: String,
+    },
     NoRoomForVolume {
         name: String,
         ubi: u32,
@@ -295,6 +298,11 @@ impl fmt::Display for Reason {
             Reason::SmallVolume { at, lebs, min } => write!(
                 f,
                 "{at} has {lebs} eraseblocks; UBIFS needs at least {min}; left untouched"
+            ),
+            Reason::VolumeNameTooLong { at } => write!(
+                f,
+                "{at}: the name is too long to bear \"{}\" while UBIFS formats it (UBI allows 127 bytes); not formatted",
+                crate::flash::ubi::FORMATTING
             ),
             Reason::ForeignVolume { at } => {
                 write!(f, "{at} holds data that is not UBIFS; left untouched")

@@ -114,23 +114,8 @@ pub fn prepare_mtd(m: &MtdInfo, kind: RawKind, env: &PrepareEnv) -> Result<Prepa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ubi::tests::{dev, mtd};
-    use crate::backend::Tools;
+    use crate::backend::ubi::tests::{dev, env, mtd};
     use std::time::Duration;
-
-    fn env() -> PrepareEnv<'static> {
-        static TOOLS: Tools = Tools {
-            mkfs_ext4: None,
-            mkfs_f2fs: None,
-            fsck_ext4: None,
-            fsck_f2fs: None,
-        };
-        PrepareEnv {
-            fstype: crate::config::FsChoice::Auto,
-            tools: &TOOLS,
-            erase_budget: Duration::from_secs(5),
-        }
-    }
 
     fn nor(kind: MtdKind, read_only: bool) -> MtdInfo {
         MtdInfo {

@@ -108,6 +108,13 @@ pub enum Location {
         device: UbiDevice,
         volume: UbiVolume,
     },
+    /// No volume `name`, but one named `name.formatting`: a format that
+    /// never finished (flash/ubi.rs `formatting_name`), to do again.
+    UbiFormatting {
+        device: UbiDevice,
+        volume: UbiVolume,
+        name: String,
+    },
     /// An attached UBI device without the volume `volume`: to create it.
     UbiDevice { device: UbiDevice, volume: String },
     /// An MTD partition not attached to UBI; `volume` is the UBI volume to
@@ -122,7 +129,9 @@ pub enum Location {
 impl Location {
     pub fn backend(&self) -> BackendId {
         match self {
-            Location::UbiVolume { .. } | Location::UbiDevice { .. } => BackendId::Ubi,
+            Location::UbiVolume { .. }
+            | Location::UbiFormatting { .. }
+            | Location::UbiDevice { .. } => BackendId::Ubi,
             Location::Mtd { .. } => BackendId::Mtd,
             Location::Block(_) => BackendId::Block,
             Location::Ram => BackendId::Tmpfs,
@@ -133,6 +142,9 @@ impl Location {
     pub fn describe(&self) -> String {
         match self {
             Location::UbiVolume { device, volume } => format!("ubi{}:{}", device.num, volume.name),
+            Location::UbiFormatting { device, name, .. } => {
+                format!("ubi{}:{name} (a format to finish)", device.num)
+            }
             Location::UbiDevice { device, volume } => {
                 format!("ubi{}:{volume} (to be created)", device.num)
             }
@@ -149,7 +161,9 @@ impl Location {
         match self {
             Location::Block(d) => Some(d.node.display().to_string()),
             Location::Mtd { mtd, .. } => Some(format!("/dev/mtdblock{}", mtd.index)),
-            Location::UbiVolume { device, .. } | Location::UbiDevice { device, .. } => {
+            Location::UbiVolume { device, .. }
+            | Location::UbiFormatting { device, .. }
+            | Location::UbiDevice { device, .. } => {
                 Some(format!("/dev/mtdblock{}", device.mtd_num))
             }
             Location::Ram => None,
@@ -160,7 +174,9 @@ impl Location {
     /// `ubi0`.
     pub fn sysfs_name(&self) -> String {
         match self {
-            Location::UbiVolume { device, .. } | Location::UbiDevice { device, .. } => {
+            Location::UbiVolume { device, .. }
+            | Location::UbiFormatting { device, .. }
+            | Location::UbiDevice { device, .. } => {
                 format!("ubi{}", device.num)
             }
             Location::Mtd { mtd, .. } => format!("mtd{}", mtd.index),

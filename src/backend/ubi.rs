@@ -24,17 +24,28 @@ use crate::sys::FlashIo;
 
 pub struct Ubi;
 
-fn on(device: &UbiDevice, volume: &str) -> Location {
-    match device.volume(volume) {
-        Some(v) => Location::UbiVolume {
+/// Volume `volume` of `device`; else its format that never finished
+/// (`volume.formatting`); else `None`.
+fn volume_on(device: &UbiDevice, volume: &str) -> Option<Location> {
+    if let Some(v) = device.volume(volume) {
+        return Some(Location::UbiVolume {
             device: device.clone(),
             volume: v.clone(),
-        },
-        None => Location::UbiDevice {
-            device: device.clone(),
-            volume: volume.into(),
-        },
+        });
     }
+    let unfinished = ubi::formatting_name(volume)?;
+    device.volume(&unfinished).map(|v| Location::UbiFormatting {
+        device: device.clone(),
+        volume: v.clone(),
+        name: volume.into(),
+    })
+}
+
+fn on(device: &UbiDevice, volume: &str) -> Location {
+    volume_on(device, volume).unwrap_or_else(|| Location::UbiDevice {
+        device: device.clone(),
+        volume: volume.into(),
+    })
 }
 
 /// An MTD partition named `name` that UBI is attached to already (attaching
@@ -57,12 +68,7 @@ impl Backend for Ubi {
     ///   one attached device to create it on (with several, which one is
     ///   for the user to say).
     fn locate(&self, wanted: &Wanted, inv: &Inventory) -> Option<Result<Location, NotFound>> {
-        let found = |name: &str| {
-            ubi::find_volume(&inv.ubis, name).map(|(d, v)| Location::UbiVolume {
-                device: d.clone(),
-                volume: v.clone(),
-            })
-        };
+        let found = |name: &str| inv.ubis.iter().find_map(|d| volume_on(d, name));
         match wanted {
             Wanted::Named(name) => found(name).or_else(|| through_mtd(name, name, inv)).map(Ok),
             Wanted::Flash(FlashSpec::Mtd(name)) => {
@@ -119,6 +125,14 @@ impl Backend for Ubi {
             (Location::UbiVolume { device, volume }, Content::Volume(c)) => {
                 prepare_volume(device, volume, *c)
             }
+            (
+                Location::UbiFormatting {
+                    device,
+                    volume,
+                    name,
+                },
+                _,
+            ) => prepare_unfinished(device, volume, name),
             (Location::UbiDevice { device, volume }, _) => prepare_device(device, volume),
             _ => Err(Reason::ForeignVolume { at: loc.describe() }),
         }
@@ -133,15 +147,8 @@ fn ubifs(source: String) -> MountSpec {
     }
 }
 
-/// An existing volume, given what it holds. A volume without a finished
-/// UBIFS format is cleared for UBIFS to format it; anything not ours, or a
-/// volume UBI says is unusable, is left untouched.
-pub fn prepare_volume(
-    dev: &UbiDevice,
-    vol: &UbiVolume,
-    content: Option<VolumeContent>,
-) -> Result<Prepared, Reason> {
-    let at = format!("ubi{}:{}", dev.num, vol.name);
+/// Why a volume cannot be written, if UBI says so.
+fn unwritable(dev: &UbiDevice, vol: &UbiVolume, at: String) -> Result<(), Reason> {
     if dev.read_only {
         return Err(Reason::UbiReadOnly {
             ubi: dev.num,
@@ -164,6 +171,45 @@ pub fn prepare_volume(
             min: UBIFS_MIN_LEBS,
         });
     }
+    Ok(())
+}
+
+/// The steps that format volume `vol` (bearing `formatting`, its
+/// formatting name, by then) and name it `name` after the mount: the LEBs
+/// unmapped (UBIFS formats only a volume with none mapped), then, after
+/// the mount, the rename.
+fn format_steps(
+    dev: &UbiDevice,
+    vol: &UbiVolume,
+    formatting: String,
+    name: &str,
+    why: String,
+) -> Vec<Step> {
+    vec![
+        Step::ClearVolume {
+            vol: vol.node(),
+            lebs: vol.reserved_ebs,
+            why,
+        },
+        Step::NameVolume {
+            ubi: dev.num,
+            id: vol.id,
+            from: formatting,
+            to: name.into(),
+        },
+    ]
+}
+
+/// An existing volume, given what it holds. A volume without a finished
+/// UBIFS format is formatted again, under its formatting name; anything
+/// not ours, or a volume UBI says is unusable, is left untouched.
+pub fn prepare_volume(
+    dev: &UbiDevice,
+    vol: &UbiVolume,
+    content: Option<VolumeContent>,
+) -> Result<Prepared, Reason> {
+    let at = format!("ubi{}:{}", dev.num, vol.name);
+    unwritable(dev, vol, at.clone())?;
     match content {
         Some(VolumeContent::Unknown) => Err(Reason::ForeignVolume { at }),
         Some(VolumeContent::Ubifs) | None => Ok(Prepared::Ready {
@@ -179,18 +225,42 @@ pub fn prepare_volume(
                     format!("{at} holds a UBIFS superblock but no master node (a format cut short)")
                 }
             };
+            let formatting =
+                ubi::formatting_name(&vol.name).ok_or(Reason::VolumeNameTooLong { at })?;
+            let mut steps = vec![Step::MarkFormatting {
+                ubi: dev.num,
+                id: vol.id,
+                from: vol.name.clone(),
+                to: formatting.clone(),
+            }];
+            steps.extend(format_steps(dev, vol, formatting, &vol.name, why));
             Ok(Prepared::Ready {
                 action: Action::FormatMount,
-                steps: vec![Step::ClearVolume {
-                    vol: vol.node(),
-                    lebs: vol.reserved_ebs,
-                    why,
-                }],
+                steps,
                 mount: ubifs(node(vol.ubi, vol.id)),
                 fresh: true,
             })
         }
     }
+}
+
+/// A volume under the formatting name of `name`: a format a power cut
+/// interrupted (at this device's last boot, or on its way to that name).
+/// Whatever it holds is the format's pieces: formatted again.
+pub fn prepare_unfinished(
+    dev: &UbiDevice,
+    vol: &UbiVolume,
+    name: &str,
+) -> Result<Prepared, Reason> {
+    let at = format!("ubi{}:{}", dev.num, vol.name);
+    unwritable(dev, vol, at.clone())?;
+    let why = format!("{at}: a format of {name} that never finished");
+    Ok(Prepared::Ready {
+        action: Action::FormatMount,
+        steps: format_steps(dev, vol, vol.name.clone(), name, why),
+        mount: ubifs(node(vol.ubi, vol.id)),
+        fresh: true,
+    })
 }
 
 /// `/dev/ubiN_M`, the mount source of volume M of ubiN.
@@ -224,14 +294,26 @@ pub fn prepare_device(dev: &UbiDevice, name: &str) -> Result<Prepared, Reason> {
             min: UBIFS_MIN_LEBS,
         });
     }
+    let formatting = ubi::formatting_name(name).ok_or_else(|| Reason::VolumeNameTooLong {
+        at: format!("ubi{}:{name}", dev.num),
+    })?;
+    let id = next_volume_id(dev);
     Ok(Prepared::Ready {
         action: Action::FormatMount,
-        steps: vec![Step::CreateVolume {
-            ubi: dev.num,
-            name: name.into(),
-            bytes: dev.free_bytes(),
-        }],
-        mount: ubifs(node(dev.num, next_volume_id(dev))),
+        steps: vec![
+            Step::CreateVolume {
+                ubi: dev.num,
+                name: formatting.clone(),
+                bytes: dev.free_bytes(),
+            },
+            Step::NameVolume {
+                ubi: dev.num,
+                id,
+                from: formatting,
+                to: name.into(),
+            },
+        ],
+        mount: ubifs(node(dev.num, id)),
         fresh: true,
     })
 }
@@ -271,6 +353,21 @@ pub(crate) mod tests {
                     upd_marker: false,
                 })
                 .collect(),
+        }
+    }
+
+    /// A preparation's surroundings with no tools in the lower root.
+    pub fn env() -> PrepareEnv<'static> {
+        static TOOLS: crate::backend::Tools = crate::backend::Tools {
+            mkfs_ext4: None,
+            mkfs_f2fs: None,
+            fsck_ext4: None,
+            fsck_f2fs: None,
+        };
+        PrepareEnv {
+            fstype: crate::config::FsChoice::Auto,
+            tools: &TOOLS,
+            erase_budget: std::time::Duration::from_secs(5),
         }
     }
 
@@ -328,15 +425,31 @@ pub(crate) mod tests {
                 "ubi0:rootfs_data holds a UBIFS superblock but no master node (a format cut short)",
             ),
         ] {
+            // Named for the format first, its own name again after the
+            // mount that formats it.
             assert_eq!(
                 prepare_volume(&d, &vol(|_| {}), Some(content)).unwrap(),
                 Prepared::Ready {
                     action: Action::FormatMount,
-                    steps: vec![Step::ClearVolume {
-                        vol: "/dev/ubi0_1".into(),
-                        lebs: 200,
-                        why: why.into()
-                    }],
+                    steps: vec![
+                        Step::MarkFormatting {
+                            ubi: 0,
+                            id: 1,
+                            from: "rootfs_data".into(),
+                            to: "rootfs_data.formatting".into()
+                        },
+                        Step::ClearVolume {
+                            vol: "/dev/ubi0_1".into(),
+                            lebs: 200,
+                            why: why.into()
+                        },
+                        Step::NameVolume {
+                            ubi: 0,
+                            id: 1,
+                            from: "rootfs_data.formatting".into(),
+                            to: "rootfs_data".into()
+                        },
+                    ],
                     mount: ubifs("/dev/ubi0_1".into()),
                     fresh: true,
                 }
@@ -383,14 +496,118 @@ pub(crate) mod tests {
             prepare_device(&dev(0, 1, 240, false, &[]), "rootfs_data").unwrap(),
             Prepared::Ready {
                 action: Action::FormatMount,
-                steps: vec![Step::CreateVolume {
-                    ubi: 0,
-                    name: "rootfs_data".into(),
-                    bytes: 240 * 262016
-                }],
+                steps: vec![
+                    Step::CreateVolume {
+                        ubi: 0,
+                        name: "rootfs_data.formatting".into(),
+                        bytes: 240 * 262016
+                    },
+                    Step::NameVolume {
+                        ubi: 0,
+                        id: 0,
+                        from: "rootfs_data.formatting".into(),
+                        to: "rootfs_data".into()
+                    },
+                ],
                 mount: ubifs("/dev/ubi0_0".into()),
                 fresh: true,
             }
+        );
+    }
+
+    /// A volume under the formatting name of the one wanted, which is
+    /// missing, is a format a power cut interrupted: whatever it holds is
+    /// formatted again, and named after the mount. With the volume itself
+    /// there, that one is used and the other left alone; a volume wanted
+    /// by a name ending in `.formatting` is an ordinary volume.
+    #[test]
+    fn a_format_that_never_finished_is_done_again() {
+        let wanted = Wanted::Named("rootfs_data".into());
+        let i = inv(
+            vec![],
+            vec![dev(
+                0,
+                1,
+                0,
+                false,
+                &[("kernel", 0), ("rootfs_data.formatting", 3)],
+            )],
+        );
+        let loc = Ubi.locate(&wanted, &i).unwrap().unwrap();
+        assert_eq!(loc.describe(), "ubi0:rootfs_data (a format to finish)");
+        for content in [
+            Content::NoVolume,
+            Content::Volume(Some(VolumeContent::Ubifs)),
+        ] {
+            assert_eq!(
+                Ubi.prepare(&loc, &content, &env()).unwrap(),
+                Prepared::Ready {
+                    action: Action::FormatMount,
+                    steps: vec![
+                        Step::ClearVolume {
+                            vol: "/dev/ubi0_3".into(),
+                            lebs: 200,
+                            why: "ubi0:rootfs_data.formatting: a format of rootfs_data that never finished".into()
+                        },
+                        Step::NameVolume {
+                            ubi: 0,
+                            id: 3,
+                            from: "rootfs_data.formatting".into(),
+                            to: "rootfs_data".into()
+                        },
+                    ],
+                    mount: ubifs("/dev/ubi0_3".into()),
+                    fresh: true,
+                }
+            );
+        }
+        // UBI's own refusals still hold.
+        let ro = inv(
+            vec![],
+            vec![dev(0, 1, 0, true, &[("rootfs_data.formatting", 3)])],
+        );
+        let loc = Ubi.locate(&wanted, &ro).unwrap().unwrap();
+        assert_eq!(
+            reason(Ubi.prepare(&loc, &Content::NoVolume, &env())),
+            "ubi0 is in read-only mode (UBI met an error, see dmesg); ubi0:rootfs_data.formatting left untouched"
+        );
+        let both = inv(
+            vec![],
+            vec![dev(
+                0,
+                1,
+                0,
+                false,
+                &[("rootfs_data.formatting", 0), ("rootfs_data", 1)],
+            )],
+        );
+        assert_eq!(
+            at(Ubi.locate(&wanted, &both)),
+            Some((0, "rootfs_data".into()))
+        );
+        let odd = Wanted::Named("x.formatting".into());
+        let i = inv(vec![], vec![dev(0, 1, 0, false, &[("x.formatting", 0)])]);
+        assert_eq!(at(Ubi.locate(&odd, &i)), Some((0, "x.formatting".into())));
+    }
+
+    /// A name that cannot bear the suffix within UBI's 127 bytes is not
+    /// formatted: a clear reason, nothing written.
+    #[test]
+    fn a_name_too_long_for_the_formatting_name_is_not_formatted() {
+        let long = "v".repeat(120);
+        assert_eq!(
+            ubi::formatting_name(&"v".repeat(116)).map(|n| n.len()),
+            Some(127)
+        );
+        assert_eq!(ubi::formatting_name(&long), None);
+        assert_eq!(
+            reason(prepare_device(&dev(0, 1, 240, false, &[]), &long)),
+            format!("ubi0:{long}: the name is too long to bear \".formatting\" while UBIFS formats it (UBI allows 127 bytes); not formatted")
+        );
+        let d = dev(0, 1, 0, false, &[(&long, 1)]);
+        assert_eq!(
+            reason(prepare_volume(&d, &d.volumes[0], Some(VolumeContent::Empty))),
+            format!("ubi0:{long}: the name is too long to bear \".formatting\" while UBIFS formats it (UBI allows 127 bytes); not formatted")
         );
     }
 

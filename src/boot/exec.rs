@@ -377,6 +377,24 @@ impl<'a> Boot<'a> {
                     });
                 }
             }
+            Step::MarkFormatting {
+                ubi: n,
+                id,
+                from,
+                to,
+            } => {
+                crate::detail!("{from} on ubi{n} is to be formatted: named {to} until it is");
+                ubi::rename_volume(self.sys, *n, *id, to)?;
+            }
+            Step::NameVolume {
+                ubi: n,
+                id,
+                from,
+                to,
+            } => {
+                crate::detail!("UBIFS formatted on ubi{n}:{from}: naming it {to}");
+                ubi::rename_volume(self.sys, *n, *id, to)?;
+            }
             Step::ClearVolume { vol, lebs, why } => {
                 crate::info!("{why}: unmapping its {lebs} LEBs for UBIFS to format it");
                 ubi::clear_volume(self.sys, vol, *lebs)?;

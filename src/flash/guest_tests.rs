@@ -75,13 +75,20 @@ fn mount_of(p: &Prepared) -> &MountSpec {
 }
 
 /// Runs the preparation steps with the flash primitives, as the boot's
-/// executor does.
-fn run_steps(sys: &LinuxSys, p: &Prepared) {
+/// executor does: those before the mount, or (`after_mount`) those after.
+fn run_steps(sys: &LinuxSys, p: &Prepared, after_mount: bool) {
     let Prepared::Ready { steps, .. } = p else {
         panic!("{p:?}")
     };
-    for s in steps {
+    for s in steps
+        .iter()
+        .filter(|s| s.follows_the_mount() == after_mount)
+    {
         match s {
+            Step::MarkFormatting { ubi: n, id, to, .. }
+            | Step::NameVolume { ubi: n, id, to, .. } => {
+                ubi::rename_volume(sys, *n, *id, to).unwrap();
+            }
             Step::Erase { mtd: n, .. } => {
                 mtd::erase(
                     sys,
@@ -107,7 +114,7 @@ fn run_steps(sys: &LinuxSys, p: &Prepared) {
 
 fn mount_and_write(sys: &LinuxSys, source: &str, fstype: &str) {
     let mnt = Path::new("/mnt");
-    sys.mkdir(mnt, 0o755).unwrap();
+    std::fs::create_dir_all(mnt).unwrap();
     sys.mount(source, mnt, fstype, MountFlags::NONE, "")
         .unwrap();
     std::fs::write(mnt.join("hello"), "from the guest test\n").unwrap();
@@ -223,7 +230,7 @@ fn raw_flash_on_a_real_kernel() {
     step("marker → the plan's erase erases it all → JFFS2 mounts, keeps a file");
     jffs2::write_format_marker(&sys, &dev).unwrap();
     let (_, p) = prepared(&sys, &root, Some(location(&m)));
-    run_steps(&sys, &p);
+    run_steps(&sys, &p, false);
     assert_eq!(mount_of(&p).source, "mtd:rootfs_data");
     assert_eq!(head(&dev, 4), [0xFF; 4]);
     mount_and_write(&sys, "mtd:rootfs_data", "jffs2");
@@ -260,18 +267,26 @@ fn raw_flash_on_a_real_kernel() {
     );
     assert_eq!(k, RawKind::Ubi);
 
-    step("the search goes through the attached device: create the volume (UBI_IOCMKVOL)");
+    step("the search goes through the attached device: create the volume (UBI_IOCMKVOL) under its formatting name");
     let (loc, p) = prepared(&sys, &root, None);
     assert!(matches!(loc, Location::UbiDevice { .. }), "{loc:?}");
     assert_eq!(
         p,
         Prepared::Ready {
             action: Action::FormatMount,
-            steps: vec![Step::CreateVolume {
-                ubi: num,
-                name: "rootfs_data".into(),
-                bytes: d.free_bytes()
-            }],
+            steps: vec![
+                Step::CreateVolume {
+                    ubi: num,
+                    name: "rootfs_data.formatting".into(),
+                    bytes: d.free_bytes()
+                },
+                Step::NameVolume {
+                    ubi: num,
+                    id: 0,
+                    from: "rootfs_data.formatting".into(),
+                    to: "rootfs_data".into()
+                },
+            ],
             // The volume's node, as fstools finds it in mountinfo (issue
             // 15): the first volume of an empty device is number 0.
             mount: MountSpec {
@@ -282,32 +297,46 @@ fn raw_flash_on_a_real_kernel() {
             fresh: true,
         }
     );
-    run_steps(&sys, &p);
+    run_steps(&sys, &p, false);
     let (ubis, _) = ubi::read_ubi_devices(&root);
     let d2 = ubis.iter().find(|x| x.num == num).unwrap();
-    let v = d2.volume("rootfs_data").unwrap().clone();
+    let v = d2.volume("rootfs_data.formatting").unwrap().clone();
     println!("flash-guest: {v:?}");
     assert!(v.dynamic && !v.corrupted && !v.upd_marker);
     assert_eq!(v.reserved_ebs, d.avail_ebs);
     assert_eq!(d2.avail_ebs, 0);
 
-    step("UBIFS formats the empty volume at its first mount, keeps a file");
+    step("a cut now: the next search finds the format to finish");
     assert!(super::wait_for_node(
         &sys,
         &root,
         &v.node(),
         Duration::from_secs(5)
     ));
-    assert_eq!(
-        ubi::read_volume_content(&root, &v).unwrap(),
-        VolumeContent::Empty
-    );
-    let (_, p) = prepared(&sys, &root, None);
+    let (loc, p) = prepared(&sys, &root, None);
+    assert!(matches!(loc, Location::UbiFormatting { .. }), "{loc:?}");
     assert!(
-        matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::ClearVolume { .. }])),
-        "empty: cleared for UBIFS: {p:?}"
+        matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::ClearVolume { .. }, Step::NameVolume { .. }])),
+        "{p:?}"
     );
-    mount_and_write(&sys, &mount_of(&p).source, "ubifs");
+
+    step("UBIFS formats the empty volume at its first mount; renamed while mounted (UBI_IOCRNVOL); keeps a file");
+    run_steps(&sys, &p, false);
+    let mnt = Path::new("/mnt");
+    std::fs::create_dir_all(mnt).unwrap();
+    sys.mount(&mount_of(&p).source, mnt, "ubifs", MountFlags::NONE, "")
+        .unwrap();
+    run_steps(&sys, &p, true);
+    let named = || {
+        let (ubis, _) = ubi::read_ubi_devices(&root);
+        let d = ubis.iter().find(|x| x.num == num).unwrap().clone();
+        d.volumes.iter().map(|v| v.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(named(), ["rootfs_data"]);
+    std::fs::write(mnt.join("hello"), "from the guest test\n").unwrap();
+    sys.sync();
+    sys.unmount(mnt, false).unwrap();
+    let v = v.clone();
     assert_eq!(
         ubi::read_volume_content(&root, &v).unwrap(),
         VolumeContent::Ubifs
@@ -316,6 +345,30 @@ fn raw_flash_on_a_real_kernel() {
     assert!(
         matches!(&p, Prepared::Ready { action: Action::Mount, steps, .. } if steps.is_empty()),
         "{p:?}"
+    );
+    mount_and_write(&sys, &mount_of(&p).source, "ubifs");
+
+    step("emptied (overlay-reset --format): named for the format, formatted, named back");
+    ubi::clear_volume(&sys, &v.node(), v.reserved_ebs).unwrap();
+    assert_eq!(
+        ubi::read_volume_content(&root, &v).unwrap(),
+        VolumeContent::Empty
+    );
+    let (_, p) = prepared(&sys, &root, None);
+    assert!(
+        matches!(&p, Prepared::Ready { action: Action::FormatMount, steps, .. } if matches!(steps[..], [Step::MarkFormatting { .. }, Step::ClearVolume { .. }, Step::NameVolume { .. }])),
+        "{p:?}"
+    );
+    run_steps(&sys, &p, false);
+    assert_eq!(named(), ["rootfs_data.formatting"]);
+    sys.mount(&mount_of(&p).source, mnt, "ubifs", MountFlags::NONE, "")
+        .unwrap();
+    run_steps(&sys, &p, true);
+    sys.unmount(mnt, false).unwrap();
+    assert_eq!(named(), ["rootfs_data"]);
+    assert_eq!(
+        ubi::read_volume_content(&root, &v).unwrap(),
+        VolumeContent::Ubifs
     );
     let _ = Content::NoVolume;
     step("all steps passed");

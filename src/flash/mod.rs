@@ -176,6 +176,13 @@ pub enum FlashError {
         name: String,
         err: io::Error,
     },
+    /// `UBI_IOCRNVOL`.
+    RenameVolume {
+        dev: PathBuf,
+        id: u32,
+        name: String,
+        err: io::Error,
+    },
     /// `UBI_IOCEBUNMAP`.
     Unmap {
         vol: PathBuf,
@@ -233,6 +240,11 @@ impl fmt::Display for FlashError {
             FlashError::MakeVolume { dev, name, err } => write!(
                 f,
                 "cannot create the UBI volume {name} on {}: {err}",
+                dev.display()
+            ),
+            FlashError::RenameVolume { dev, id, name, err } => write!(
+                f,
+                "cannot rename volume {id} of {} to {name}: {err}",
                 dev.display()
             ),
             FlashError::Unmap { vol, lnum, err } => {

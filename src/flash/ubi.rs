@@ -206,14 +206,6 @@ pub fn read_ubi_devices(root: &SysRoot) -> (Vec<UbiDevice>, Vec<String>) {
     (devs, notes)
 }
 
-/// The volume named `name` on the lowest-numbered device that has one.
-pub fn find_volume<'a>(
-    ubis: &'a [UbiDevice],
-    name: &str,
-) -> Option<(&'a UbiDevice, &'a UbiVolume)> {
-    ubis.iter().find_map(|d| d.volume(name).map(|v| (d, v)))
-}
-
 /// The UBI device attached to MTD `mtd`, if any.
 pub fn attached_to(ubis: &[UbiDevice], mtd: u32) -> Option<&UbiDevice> {
     ubis.iter().find(|d| d.mtd_num == mtd)
@@ -352,6 +344,36 @@ pub fn make_volume(sys: &dyn FlashIo, num: u32, name: &str, bytes: u64) -> Resul
         })
 }
 
+/// `UBI_IOCRNVOL` on `/dev/ubiN`: volume `id` is named `name` (atomic).
+pub fn rename_volume(sys: &dyn FlashIo, num: u32, id: u32, name: &str) -> Result<(), FlashError> {
+    let node = PathBuf::from(format!("/dev/ubi{num}"));
+    sys.ubi_rename(&node, id, name)
+        .map_err(|err| FlashError::RenameVolume {
+            dev: node,
+            id,
+            name: name.into(),
+            err,
+        })
+}
+
+/// What the name of a volume being formatted ends with.
+pub const FORMATTING: &str = ".formatting";
+
+/// The name a volume called `name` bears while UBIFS formats it
+/// (`rootfs_data.formatting`), when it fits UBI's 127 bytes. UBIFS's
+/// format (at the first mount of an empty volume) writes the superblock,
+/// the root, the master nodes and the log's first node one after the
+/// other; a power cut among them leaves a volume UBIFS will neither mount
+/// ("no UBIFS nodes found at the log head") nor format again, and that,
+/// under its own name, cannot be told from a used UBIFS gone bad. So the
+/// volume bears this name from before the format until after its mount,
+/// and is renamed (one atomic volume-table update) only then: a volume
+/// found under it is a format that never finished, whatever it holds.
+pub fn formatting_name(name: &str) -> Option<String> {
+    let n = format!("{name}{FORMATTING}");
+    (n.len() <= crate::sys::flash_abi::UBI_MAX_VOLUME_NAME).then_some(n)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -443,9 +465,8 @@ pub(crate) mod tests {
         assert_eq!(devs[1].free_bytes(), 180 * 262016);
         assert_eq!(devs[1].node(), PathBuf::from("/dev/ubi1"));
         assert_eq!(devs[1].volumes[0].node(), PathBuf::from("/dev/ubi1_0"));
-        let (d, v) = find_volume(&devs, "rootfs_data").unwrap();
-        assert_eq!((d.num, v.id), (1, 0));
-        assert!(find_volume(&devs, "nope").is_none());
+        assert_eq!(devs[1].volume("rootfs_data").map(|v| v.id), Some(0));
+        assert!(devs[1].volume("nope").is_none());
         assert_eq!(attached_to(&devs, 3).map(|d| d.num), Some(1));
         assert!(attached_to(&devs, 9).is_none());
     }

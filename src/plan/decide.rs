@@ -365,7 +365,8 @@ fn flash_upper(
             data: Some(data(false)),
         });
     }
-    let mut steps = prep_steps;
+    let (after_mount, mut steps): (Vec<Step>, Vec<Step>) =
+        prep_steps.into_iter().partition(Step::follows_the_mount);
     steps.push(Step::LoadFs {
         fstype: mount.fstype,
     });
@@ -379,6 +380,7 @@ fn flash_upper(
         data: "",
         or_rw: !fresh,
     });
+    steps.extend(after_mount);
     steps.push(Step::ReadRecords {
         place: places.data.clone(),
         fresh,

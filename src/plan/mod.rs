@@ -134,6 +134,24 @@ pub enum Step {
     Attach { mtd: u32 },
     /// `ubimkvol /dev/ubiN -N NAME -s BYTES`.
     CreateVolume { ubi: u32, name: String, bytes: u64 },
+    /// `ubirename /dev/ubiN FROM TO`: an existing volume that UBIFS is to
+    /// format takes its formatting name first (flash/ubi.rs
+    /// `formatting_name`), so that a cut in the format is known as one.
+    MarkFormatting {
+        ubi: u32,
+        id: u32,
+        from: String,
+        to: String,
+    },
+    /// `ubirename /dev/ubiN FROM TO`, after the mount that formatted the
+    /// volume: it takes its own name, the format's end (the one step of a
+    /// backend's preparation that follows the mount).
+    NameVolume {
+        ubi: u32,
+        id: u32,
+        from: String,
+        to: String,
+    },
     /// Unmap every LEB of a volume holding no finished UBIFS, for UBIFS to
     /// format it at the mount.
     ClearVolume {
@@ -250,6 +268,12 @@ pub enum ResetStep {
 }
 
 impl Step {
+    /// Whether the step comes after the mount of the filesystem it
+    /// prepares: naming a volume at the end of its format.
+    pub fn follows_the_mount(&self) -> bool {
+        matches!(self, Step::NameVolume { .. })
+    }
+
     /// What this step writes to the flash.
     pub fn writes(&self) -> Write {
         match self {
@@ -274,6 +298,8 @@ impl Step {
                 }
             }
             Step::CreateVolume { .. }
+            | Step::MarkFormatting { .. }
+            | Step::NameVolume { .. }
             | Step::ClearVolume { .. }
             | Step::Erase { .. }
             | Step::Mkfs { .. }
@@ -297,6 +323,9 @@ impl fmt::Display for Step {
             Step::Attach { mtd } => write!(f, "ubiattach -m {mtd}"),
             Step::CreateVolume { ubi, name, bytes } => {
                 write!(f, "ubimkvol /dev/ubi{ubi} -N {name} -s {bytes}")
+            }
+            Step::MarkFormatting { ubi, from, to, .. } | Step::NameVolume { ubi, from, to, .. } => {
+                write!(f, "ubirename /dev/ubi{ubi} {from} {to}")
             }
             Step::ClearVolume { vol, lebs, .. } => {
                 write!(f, "ubiupdatevol --truncate {} ({lebs} LEBs)", vol.display())

@@ -306,6 +306,8 @@ fn name(s: &Step) -> &'static str {
         Step::Attach { .. } => "attach",
         Step::CreateVolume { .. } => "mkvol",
         Step::ClearVolume { .. } => "clear",
+        Step::MarkFormatting { .. } => "mark-formatting",
+        Step::NameVolume { .. } => "name",
         Step::Erase { .. } => "erase",
         Step::Mkfs { .. } => "mkfs",
         Step::Fsck { .. } => "fsck",
@@ -371,14 +373,15 @@ fn expected(kind: UpperKind, s: Situation) -> (Action, &'static [&'static str]) 
         (U::Blank, S::CountExceeded) => {
             (Action::FormatMount, &["mkfs", "mount-rw", "count", "dirs"])
         }
-        (U::UbiNoVolume, S::CountExceeded) => {
-            (Action::FormatMount, &["mkvol", "mount-rw", "count", "dirs"])
-        }
+        (U::UbiNoVolume, S::CountExceeded) => (
+            Action::FormatMount,
+            &["mkvol", "mount-rw", "name", "count", "dirs"],
+        ),
         (U::Jffs2Marker, S::CountExceeded) => {
             (Action::EraseMount, &["erase", "mount-rw", "count", "dirs"])
         }
         (U::Blank, _) => (Action::FormatMount, &["mkfs", "mount-rw", "dirs"]),
-        (U::UbiNoVolume, _) => (Action::FormatMount, &["mkvol", "mount-rw", "dirs"]),
+        (U::UbiNoVolume, _) => (Action::FormatMount, &["mkvol", "mount-rw", "name", "dirs"]),
         (U::Jffs2Marker, _) => (Action::EraseMount, &["erase", "mount-rw", "dirs"]),
     }
 }

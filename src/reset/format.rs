@@ -44,7 +44,9 @@ pub fn target_of(loc: &Location) -> Result<Target, String> {
             Err(format!("mtd{} ({}) is read-only", mtd.index, mtd.name))
         }
         Location::Mtd { mtd, .. } => Ok(Target::Mtd(mtd.node())),
-        Location::UbiVolume { volume, .. } => Ok(Target::Ubi(volume.node(), volume.reserved_ebs)),
+        Location::UbiVolume { volume, .. } | Location::UbiFormatting { volume, .. } => {
+            Ok(Target::Ubi(volume.node(), volume.reserved_ebs))
+        }
         Location::UbiDevice { device, volume } => Err(format!(
             "there is no volume {volume} on ubi{}: the next boot creates it",
             device.num

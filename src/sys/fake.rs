@@ -72,6 +72,11 @@ pub enum Call {
         name: String,
         bytes: u64,
     },
+    UbiRename {
+        dev: PathBuf,
+        vol_id: u32,
+        name: String,
+    },
     UbiLebUnmap {
         vol: PathBuf,
         lnum: u32,
@@ -333,6 +338,13 @@ impl FlashIo for FakeSys {
             bytes,
         })?;
         Ok(self.ubi_vol_id.get())
+    }
+    fn ubi_rename(&self, dev: &Path, vol_id: u32, name: &str) -> io::Result<()> {
+        self.record(Call::UbiRename {
+            dev: dev.into(),
+            vol_id,
+            name: name.into(),
+        })
     }
     fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()> {
         self.record(Call::UbiLebUnmap {

@@ -31,6 +31,10 @@ pub trait FlashIo {
     /// UBI_DYNAMIC_VOLUME, name})` on `/dev/ubiN`: creates a dynamic volume and
     /// returns its id (ubimkvol(8) does the same).
     fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32>;
+    /// `ioctl(open(dev), UBI_IOCRNVOL, {1, {vol_id, name}})` on `/dev/ubiN`:
+    /// renames volume `vol_id` in one atomic volume-table update, mounted or
+    /// not (ubirename(8) does the same).
+    fn ubi_rename(&self, dev: &Path, vol_id: u32, name: &str) -> io::Result<()>;
     /// `ioctl(open(vol, O_RDWR), UBI_IOCEBUNMAP, &lnum)` on `/dev/ubiN_M`:
     /// unmaps logical eraseblock `lnum` of a dynamic volume (its PEB is
     /// erased in the background); an unmapped LEB stays unmapped.

@@ -150,6 +150,36 @@ pub struct UbiMkvolReq {
 }
 const _: () = assert!(size_of::<UbiMkvolReq>() == 152);
 
+/// `UBI_MAX_RNVOL` (ubi-user.h): volumes one rename request may name.
+pub const UBI_MAX_RNVOL: usize = 32;
+
+/// One entry of `struct ubi_rnvol_req`: `__s32 vol_id; __s16 name_len;
+/// __s8 padding2[2]; char name[UBI_MAX_VOLUME_NAME + 1];`: 136 bytes.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct UbiRnvolEnt {
+    pub vol_id: i32,
+    pub name_len: i16,
+    pub padding2: [i8; 2],
+    pub name: [u8; UBI_MAX_VOLUME_NAME + 1],
+}
+const _: () = assert!(size_of::<UbiRnvolEnt>() == 136);
+
+/// `struct ubi_rnvol_req` (ubi-user.h), `__packed`: `__s32 count; __s8
+/// padding1[12]; struct {...} ents[UBI_MAX_RNVOL];`: 4368 bytes. UBI
+/// renames the `count` volumes in one volume-table update (drivers/mtd/ubi/
+/// vmt.c `ubi_rename_volumes` → `ubi_vtbl_rename_volumes`): atomic against
+/// a power cut, and allowed on a mounted volume (cdev.c opens each one
+/// `UBI_METAONLY`).
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct UbiRnvolReq {
+    pub count: i32,
+    pub padding1: [i8; 12],
+    pub ents: [UbiRnvolEnt; UBI_MAX_RNVOL],
+}
+const _: () = assert!(size_of::<UbiRnvolReq>() == 4368);
+
 // `#define UBI_CTRL_IOC_MAGIC 'o'`
 // `#define UBI_IOCATT _IOW(UBI_CTRL_IOC_MAGIC, 64, struct ubi_attach_req)`
 nix::ioctl_write_ptr!(
@@ -167,6 +197,15 @@ nix::ioctl_write_ptr!(
     b'o',
     0,
     UbiMkvolReq
+);
+
+// `#define UBI_IOCRNVOL _IOW(UBI_IOC_MAGIC, 3, struct ubi_rnvol_req)`
+nix::ioctl_write_ptr!(
+    /// `ioctl(/dev/ubiN, UBI_IOCRNVOL, struct ubi_rnvol_req *)`
+    ubi_iocrnvol,
+    b'o',
+    3,
+    UbiRnvolReq
 );
 
 // `#define UBI_VOL_IOC_MAGIC 'O'`
@@ -234,6 +273,10 @@ mod tests {
             0x4098_6f00
         ); // UBI_IOCMKVOL
         assert_eq!(
+            n(nix::request_code_write!(b'o', 3, size_of::<UbiRnvolReq>())),
+            0x5110_6f03
+        ); // UBI_IOCRNVOL
+        assert_eq!(
             n(nix::request_code_write!(b'O', 4, size_of::<i32>())),
             0x4004_4f04
         ); // UBI_IOCEBUNMAP
@@ -251,5 +294,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(UbiMkvolReq, vol_type), 16);
         assert_eq!(std::mem::offset_of!(UbiMkvolReq, name_len), 18);
         assert_eq!(std::mem::offset_of!(UbiMkvolReq, name), 24);
+        assert_eq!(std::mem::offset_of!(UbiRnvolReq, ents), 16);
+        assert_eq!(std::mem::offset_of!(UbiRnvolEnt, name_len), 4);
+        assert_eq!(std::mem::offset_of!(UbiRnvolEnt, name), 8);
     }
 }

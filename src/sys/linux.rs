@@ -467,22 +467,14 @@ impl FlashIo for LinuxSys {
     }
 
     fn ubi_mkvol(&self, dev: &Path, name: &str, bytes: u64) -> io::Result<u32> {
-        let mut name_buf = [0u8; abi::UBI_MAX_VOLUME_NAME + 1];
-        let raw = name.as_bytes();
-        if raw.is_empty() || raw.len() > abi::UBI_MAX_VOLUME_NAME || raw.contains(&0) {
-            return Err(invalid("UBI volume name must be 1-127 bytes without NUL"));
-        }
-        name_buf
-            .get_mut(..raw.len())
-            .ok_or_else(|| invalid("UBI volume name too long"))?
-            .copy_from_slice(raw);
+        let (name_buf, name_len) = ubi_name(name)?;
         let mut req = abi::UbiMkvolReq {
             vol_id: abi::UBI_VOL_NUM_AUTO,
             alignment: 1,
             bytes: i64::try_from(bytes).map_err(|_| invalid("volume size past 2^63"))?,
             vol_type: abi::UBI_DYNAMIC_VOLUME,
             flags: 0,
-            name_len: i16::try_from(raw.len()).map_err(|_| invalid("UBI volume name too long"))?,
+            name_len,
             padding2: [0; 4],
             name: name_buf,
         };
@@ -498,6 +490,35 @@ impl FlashIo for LinuxSys {
         u32::try_from(id).map_err(|_| invalid("kernel returned a negative volume id"))
     }
 
+    fn ubi_rename(&self, dev: &Path, vol_id: u32, name: &str) -> io::Result<()> {
+        let (name_buf, name_len) = ubi_name(name)?;
+        let unused = abi::UbiRnvolEnt {
+            vol_id: 0,
+            name_len: 0,
+            padding2: [0; 2],
+            name: [0; abi::UBI_MAX_VOLUME_NAME + 1],
+        };
+        let mut req = Box::new(abi::UbiRnvolReq {
+            count: 1,
+            padding1: [0; 12],
+            ents: [unused; abi::UBI_MAX_RNVOL],
+        });
+        req.ents[0] = abi::UbiRnvolEnt {
+            vol_id: i32::try_from(vol_id).map_err(|_| invalid("volume id too large"))?,
+            name_len,
+            padding2: [0; 2],
+            name: name_buf,
+        };
+        let f = File::open(dev)?;
+        // SAFETY: UBI_IOCRNVOL reads one packed `struct ubi_rnvol_req` (4368
+        // bytes, layout checked in flash_abi; `count` entries used, each name
+        // NUL-terminated at `name_len` as cdev.c `rename_volumes` demands)
+        // and writes nothing back; the pointer comes from the box, alive for
+        // the call.
+        unsafe { abi::ubi_iocrnvol(f.as_raw_fd(), &*req) }.map_err(io::Error::from)?;
+        Ok(())
+    }
+
     fn ubi_leb_unmap(&self, vol: &Path, lnum: u32) -> io::Result<()> {
         let f = OpenOptions::new().read(true).write(true).open(vol)?;
         let lnum = i32::try_from(lnum).map_err(|_| invalid("LEB number too large"))?;
@@ -507,6 +528,21 @@ impl FlashIo for LinuxSys {
         unsafe { abi::ubi_ioc_ebunmap(f.as_raw_fd(), &lnum) }.map_err(io::Error::from)?;
         Ok(())
     }
+}
+
+/// A UBI volume name as the requests carry it: NUL-padded to 128 bytes,
+/// and its length; 1-127 bytes without NUL, as UBI accepts.
+fn ubi_name(name: &str) -> io::Result<([u8; abi::UBI_MAX_VOLUME_NAME + 1], i16)> {
+    let mut buf = [0u8; abi::UBI_MAX_VOLUME_NAME + 1];
+    let raw = name.as_bytes();
+    if raw.is_empty() || raw.len() > abi::UBI_MAX_VOLUME_NAME || raw.contains(&0) {
+        return Err(invalid("UBI volume name must be 1-127 bytes without NUL"));
+    }
+    buf.get_mut(..raw.len())
+        .ok_or_else(|| invalid("UBI volume name too long"))?
+        .copy_from_slice(raw);
+    let len = i16::try_from(raw.len()).map_err(|_| invalid("UBI volume name too long"))?;
+    Ok((buf, len))
 }
 
 fn invalid(what: &'static str) -> io::Error {

@@ -26,7 +26,7 @@ pub mod flash;
 pub mod linux;
 pub mod spawn;
 
-mod flash_abi;
+pub(crate) mod flash_abi;
 
 #[cfg(test)]
 pub mod fake;

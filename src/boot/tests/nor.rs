@@ -242,26 +242,39 @@ fn ubi_on_mtd_is_attached_and_gets_a_volume() {
             fstype: "ubifs".into()
         }
     );
-    let raw: Vec<Call> = n
-        .sys
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::UbiAttach { .. } | Call::UbiMkvol { .. }))
-        .collect();
+    // Created under its formatting name, named after the mount that
+    // formatted it.
     assert_eq!(
-        raw,
+        ubi_calls(&n.sys),
         [
-            Call::UbiAttach {
-                ctrl: "/dev/ubi_ctrl".into(),
-                mtd: 2
-            },
-            Call::UbiMkvol {
-                dev: "/dev/ubi0".into(),
-                name: "rootfs_data".into(),
-                bytes: 240 * 262016
-            },
+            "attach mtd2",
+            "mkvol /dev/ubi0 rootfs_data.formatting 62883840",
+            "mount /dev/ubi0_0",
+            "rename /dev/ubi0 0 rootfs_data",
         ]
     );
+}
+
+/// The UBI calls and mounts of a boot, in order, short.
+fn ubi_calls(sys: &FakeSys) -> Vec<String> {
+    sys.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::UbiAttach { mtd, .. } => Some(format!("attach mtd{mtd}")),
+            Call::UbiMkvol { dev, name, bytes } => {
+                Some(format!("mkvol {} {name} {bytes}", dev.display()))
+            }
+            Call::UbiRename { dev, vol_id, name } => {
+                Some(format!("rename {} {vol_id} {name}", dev.display()))
+            }
+            Call::UbiLebUnmap { lnum, .. } if lnum > 0 => None,
+            Call::UbiLebUnmap { vol, .. } => Some(format!("unmap {} 0..", vol.display())),
+            Call::Mount { source, fstype, .. } if fstype == "ubifs" => {
+                Some(format!("mount {source}"))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The plan mounts `/dev/ubi0_0`, the id UBI gives the first volume; a
@@ -275,7 +288,7 @@ fn a_new_volume_numbered_otherwise_is_not_mounted() {
     let b = n.boot();
     assert_eq!(
         reason(&b),
-        "cannot mount /dev/ubi0_0 (ubifs): UBI made the new volume rootfs_data /dev/ubi0_3; it is used from the next boot"
+        "cannot mount /dev/ubi0_0 (ubifs): UBI made the new volume rootfs_data.formatting /dev/ubi0_3; it is used from the next boot"
     );
     assert!(!n
         .sys
@@ -372,7 +385,48 @@ fn a_volume_whose_ubifs_format_was_cut_is_cleared_then_mounted() {
             (0..20).collect::<Vec<_>>(),
             "superblock: {superblock}"
         );
+        assert_eq!(
+            ubi_calls(&n.sys),
+            [
+                "rename /dev/ubi0 1 rootfs_data.formatting",
+                "unmap /dev/ubi0_1 0..",
+                "mount /dev/ubi0_1",
+                "rename /dev/ubi0 1 rootfs_data",
+            ]
+        );
     }
+}
+
+/// A volume under the formatting name (a power cut struck between its
+/// creation and its naming) holds the pieces of a format, however far it
+/// got: a superblock and a master node, here, which UBIFS would try to
+/// mount and refuse for the log head it never wrote. It is cleared,
+/// formatted and named.
+#[test]
+fn a_format_cut_before_the_volume_was_named_is_done_again() {
+    const LEB: usize = 262016;
+    let n = Nor::new("ubi.mtd=rootfs_data", &ubi_image());
+    fixture_ubi(n.dir.path(), 0, 2, 0, &[("rootfs_data.formatting", 0, 20)]);
+    let mut img = vec![0xFF; 3 * LEB];
+    img[..4].copy_from_slice(&UBIFS_NODE_MAGIC.to_le_bytes());
+    img[LEB..LEB + 4].copy_from_slice(&UBIFS_NODE_MAGIC.to_le_bytes());
+    n.dir.write("dev/ubi0_0", &img);
+    let b = n.boot();
+    assert_eq!(
+        b.state.upper,
+        Upper::Flash {
+            device: "/dev/ubi0_0".into(),
+            fstype: "ubifs".into()
+        }
+    );
+    assert_eq!(
+        ubi_calls(&n.sys),
+        [
+            "unmap /dev/ubi0_0 0..",
+            "mount /dev/ubi0_0",
+            "rename /dev/ubi0 0 rootfs_data",
+        ]
+    );
 }
 
 #[test]
