@@ -210,11 +210,48 @@ impl Drop for Work {
     }
 }
 
+/// A UBI image (ubinize, the board's geometry: PEB 256 KiB, min I/O 1)
+/// with one dynamic volume `name` of `size` (ubinize's spelling, `8MiB`)
+/// holding `content`.
+pub fn ubi_image(w: &Work, name: &str, content: &Path, size: &str) -> PathBuf {
+    let ini = w.path("ubi.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[data]\nmode=ubi\nimage={}\nvol_id=0\nvol_type=dynamic\nvol_name={name}\nvol_size={size}\n",
+            content.display()
+        ),
+    )
+    .unwrap();
+    let img = w.path("ubi.img");
+    let st = Command::new("ubinize")
+        .args(["-p", "256KiB", "-m", "1", "-o"])
+        .arg(&img)
+        .arg(&ini)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "ubinize");
+    img
+}
+
 /// Kernel lines of a console that a failure report keeps: ours, the
 /// flash filesystems', and the kernel's own alarms.
 const TELLING: [&str; 14] = [
-    "overlay-init", "Run ", "UBI", "jffs2", "JFFS2", "EXT4", "F2FS", "overlay", "error",
-    "panic", "Oops", "BUG", "watchdog", "Power down",
+    "overlay-init",
+    "Run ",
+    "UBI",
+    "jffs2",
+    "JFFS2",
+    "EXT4",
+    "F2FS",
+    "overlay",
+    "error",
+    "panic",
+    "Oops",
+    "BUG",
+    "watchdog",
+    "Power down",
 ];
 
 /// A panic's message with every console in it cut to its telling lines:

@@ -16,12 +16,12 @@
 //! `openwrt::fs_state` and `openwrt::restore` (wired by the plan).
 
 use crate::harness::{
-    boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo, Boot,
-    Fs, Work, NOR_BOARD,
+    boot_nor, boot_nor_cut, cut_by_test_hook, flash_partition, out_dir_for, read_bytes, repo,
+    ubi_image, Boot, Fs, Work, NOR_BOARD,
 };
 use crate::reset::{CHANGES, VIEW_VS_ROM};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -452,30 +452,6 @@ fn openwrt_own_names_on_ubifs() {
     own_names(Fs::Ubifs);
 }
 
-/// A UBI image (ubinize, the board's geometry: PEB 256 KiB, min I/O 1)
-/// whose volume `rootfs_data` holds `content`: not UBIFS.
-fn foreign_ubi(w: &Work, content: &Path) -> PathBuf {
-    let ini = w.path("ubi.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[rootfs_data]\nmode=ubi\nimage={}\nvol_id=0\nvol_type=dynamic\nvol_name=rootfs_data\nvol_size=8MiB\n",
-            content.display()
-        ),
-    )
-    .unwrap();
-    let img = w.path("ubi.img");
-    let st = Command::new("ubinize")
-        .args(["-p", "256KiB", "-m", "1", "-o"])
-        .arg(&img)
-        .arg(&ini)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "ubinize");
-    img
-}
-
 /// overlay-init's `jffs2mark -y` on a boot that does not use the flash (a
 /// UBI volume holding something that is not UBIFS: the boot is on RAM)
 /// empties the volume (`overlay-reset --format`, now on UBI); the next boot
@@ -485,7 +461,7 @@ fn foreign_ubi(w: &Work, content: &Path) -> PathBuf {
 fn openwrt_own_jffs2mark_reclaims_a_foreign_ubi_volume() {
     let w = Work::new("owrt-oi-mark-ubi");
     let sq = w.squashfs("foreign", &[("/x", "x")]);
-    let ubi = foreign_ubi(&w, &sq);
+    let ubi = ubi_image(&w, "rootfs_data", &sq, "8MiB");
     flash(&w); // builds rootfs-openwrt.sqfs
     let flash = w.flash(
         "flash-ubi.img",
