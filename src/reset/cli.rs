@@ -299,7 +299,7 @@ fn reboot(what: &str) -> i32 {
 
 /// `--format`: mark the data partition for formatting at the next boot.
 fn format(a: &Args, state: &BootState) -> i32 {
-    use super::format::{find_target, in_use, write_marker, Target};
+    use super::format::{find_target, in_use, write_marker};
     if let Some(why) = in_use(state) {
         return refuse(&why);
     }
@@ -307,9 +307,7 @@ fn format(a: &Args, state: &BootState) -> i32 {
         Ok(t) => t,
         Err(e) => return refuse(&e),
     };
-    let dev = match &target {
-        Target::Mtd(d) | Target::Block(d) | Target::Ubi(d, _) => d.display().to_string(),
-    };
+    let dev = target.node().display().to_string();
     if let Err(e) = confirm(
         a.yes,
         &format!("Erase everything on {dev} (the next boot formats it)?"),

@@ -5,12 +5,16 @@
 //! the next boot sees the marker, formats (a block partition with the
 //! lower's mkfs, an MTD partition by erasing it for JFFS2) and uses it. A
 //! UBI volume is emptied instead (every LEB unmapped, as fstools' `jffs2mark`
-//! empties it with a zero-byte volume update): the next boot finds no UBIFS
-//! on it and UBIFS formats it at the mount.
+//! empties it with a zero-byte volume update), under its formatting name
+//! (flash/ubi.rs `formatting_name`) first: a cut among the unmaps leaves a
+//! volume the next boot knows as a format to finish, not one whose LEB 0
+//! is gone and masters are not (unrecognised, left alone). The next boot
+//! formats it and names it back.
 //! Only while the partition is not mounted: this boot must be on RAM.
 
 use crate::backend::{self, Location};
 use crate::flash::jffs2;
+use crate::flash::ubi::{clear_volume, formatting_name, rename_volume, UbiVolume, FORMATTING};
 use crate::paths::{self, SysRoot};
 use crate::state::{BootState, Upper};
 use crate::sys::linux::LinuxSys;
@@ -22,8 +26,19 @@ use std::path::PathBuf;
 pub enum Target {
     Mtd(PathBuf),
     Block(PathBuf),
-    /// A UBI volume's node and its LEBs.
-    Ubi(PathBuf, u64),
+    /// A UBI volume, and the name it takes before it is emptied (`None`:
+    /// it bears its formatting name already).
+    Ubi(UbiVolume, Option<String>),
+}
+
+impl Target {
+    /// The device node the marker goes to.
+    pub fn node(&self) -> PathBuf {
+        match self {
+            Target::Mtd(d) | Target::Block(d) => d.clone(),
+            Target::Ubi(v, _) => v.node(),
+        }
+    }
 }
 
 /// The data partition this system boots with, as the pre-init finds it:
@@ -44,9 +59,14 @@ pub fn target_of(loc: &Location) -> Result<Target, String> {
             Err(format!("mtd{} ({}) is read-only", mtd.index, mtd.name))
         }
         Location::Mtd { mtd, .. } => Ok(Target::Mtd(mtd.node())),
-        Location::UbiVolume { volume, .. } | Location::UbiFormatting { volume, .. } => {
-            Ok(Target::Ubi(volume.node(), volume.reserved_ebs))
-        }
+        Location::UbiVolume { volume, .. } => match formatting_name(&volume.name) {
+            Some(name) => Ok(Target::Ubi(volume.clone(), Some(name))),
+            None => Err(format!(
+                "the name of {} is too long to bear \"{FORMATTING}\" (UBI allows 127 bytes)",
+                volume.name
+            )),
+        },
+        Location::UbiFormatting { volume, .. } => Ok(Target::Ubi(volume.clone(), None)),
         Location::UbiDevice { device, volume } => Err(format!(
             "there is no volume {volume} on ubi{}: the next boot creates it",
             device.num
@@ -61,8 +81,11 @@ pub fn target_of(loc: &Location) -> Result<Target, String> {
 pub fn write_marker(t: &Target) -> Result<(), String> {
     match t {
         Target::Mtd(dev) => jffs2::write_format_marker(&LinuxSys, dev).map_err(|e| e.to_string()),
-        Target::Ubi(vol, lebs) => {
-            crate::flash::ubi::clear_volume(&LinuxSys, vol, *lebs).map_err(|e| e.to_string())
+        Target::Ubi(vol, formatting) => {
+            if let Some(name) = formatting {
+                rename_volume(&LinuxSys, vol.ubi, vol.id, name).map_err(|e| e.to_string())?;
+            }
+            clear_volume(&LinuxSys, &vol.node(), vol.reserved_ebs).map_err(|e| e.to_string())
         }
         Target::Block(dev) => {
             let mut f = std::fs::OpenOptions::new()
@@ -103,8 +126,8 @@ mod tests {
     use super::*;
     use crate::backend::ubi::tests::dev;
 
-    /// A UBI volume is reclaimed by emptying it (jffs2mark on UBI); a
-    /// missing one has nothing to reclaim.
+    /// A UBI volume is reclaimed by emptying it (jffs2mark on UBI) under
+    /// its formatting name; a missing one has nothing to reclaim.
     #[test]
     fn ubi_targets() {
         let d = dev(0, 2, 0, false, &[("rootfs_data", 1)]);
@@ -112,7 +135,18 @@ mod tests {
             device: d.clone(),
             volume: d.volumes[0].clone(),
         };
-        assert_eq!(target_of(&loc), Ok(Target::Ubi("/dev/ubi0_1".into(), 200)));
+        let t = target_of(&loc).unwrap();
+        assert_eq!(
+            t,
+            Target::Ubi(d.volumes[0].clone(), Some("rootfs_data.formatting".into()))
+        );
+        assert_eq!(t.node(), PathBuf::from("/dev/ubi0_1"));
+        let loc = Location::UbiFormatting {
+            device: d.clone(),
+            volume: d.volumes[0].clone(),
+            name: "rootfs_data".into(),
+        };
+        assert_eq!(target_of(&loc), Ok(Target::Ubi(d.volumes[0].clone(), None)));
         let loc = Location::UbiDevice {
             device: d,
             volume: "data".into(),
