@@ -521,6 +521,15 @@ impl KeepSet {
         })
     }
 
+    /// `path` is kept, or lies below a kept path.
+    pub fn covers(&self, path: &[u8]) -> bool {
+        self.0.iter().any(|p| {
+            let mut comps = path.split(|&b| b == b'/');
+            p.iter()
+                .all(|pc| comps.next().is_some_and(|c| glob_component(pc, c)))
+        })
+    }
+
     /// Something below directory `path` may be kept: worth descending into.
     pub fn may_keep_below(&self, path: &[u8]) -> bool {
         self.0.iter().any(|p| {
@@ -675,6 +684,11 @@ mod tests {
         assert!(k.may_keep_below(b"etc/config"));
         assert!(!k.may_keep_below(b"root"));
         assert!(!k.may_keep_below(b"etc/config/network"));
+        assert!(k.covers(b"etc/config/network"));
+        assert!(k.covers(b"etc/config/network/below/deeper"));
+        assert!(k.covers(b"etc/dropbear/key/x"));
+        assert!(!k.covers(b"etc/config"));
+        assert!(!k.covers(b"etc/config/networks/x"));
         assert_eq!(k.depth(), 3);
     }
 

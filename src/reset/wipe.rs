@@ -50,10 +50,58 @@ use crate::walk::{self, Entry, Kind, Limits, Problem, Removal, Removed, Step, Vi
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::fmt;
 use std::path::Path;
 use std::time::Instant;
+
+/// The most passes of a step that moves entries (keep, restore, revert)
+/// until one moves nothing: a filesystem may shift entries as others leave,
+/// which a few passes settle; more means no progress, and the boot must go
+/// on.
+pub const MAX_PASSES: u32 = 16;
+
+/// Whether `name` in `dir` is the very inode `st` (lstat): a rename that a
+/// power cut struck inside, on a filesystem that renames in two writes
+/// (JFFS2 on NOR: the new name's dirent, then the old one marked obsolete),
+/// leaves one inode under both names, and rename(2) between two names of one
+/// inode does nothing at all.
+fn same_inode(dir: BorrowedFd, name: &CStr, st: &rustix::fs::Stat) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|t| t.st_dev == st.st_dev && t.st_ino == st.st_ino)
+}
+
+/// Makes directory `name` in `parent` (or finds it) with the owner and mode
+/// of `st` (chown/chmod on the directory opened `O_NOFOLLOW`, never through
+/// a symlink).
+fn make_like(parent: BorrowedFd, name: &OsStr, st: &rustix::fs::Stat) -> Result<(), Errno> {
+    let dir = walk::ensure_dir_at(parent, name, 0o700)?;
+    // SAFETY: the ids come from stat(2), so they are real ids, never the
+    // -1 that from_raw's contract excludes.
+    let (uid, gid) = unsafe {
+        (
+            rustix::fs::Uid::from_raw(st.st_uid),
+            rustix::fs::Gid::from_raw(st.st_gid),
+        )
+    };
+    rustix::fs::fchown(&dir, Some(uid), Some(gid))?;
+    rustix::fs::fchmod(&dir, Mode::from_raw_mode(st.st_mode & 0o7777))
+}
+
+/// `NAME.1`, `NAME.2`, ...: the first that `dir` does not have.
+fn free_name(dir: BorrowedFd, name: &str) -> Result<String, WipeError> {
+    for n in 1..=u32::from(u16::MAX) {
+        let candidate = format!("{name}.{n}");
+        if stat_at(dir, &candidate)?.is_none() {
+            return Ok(candidate);
+        }
+    }
+    Err(WipeError::Io {
+        step: "trash",
+        what: format!("{name}.N"),
+        err: Errno::EXIST,
+    })
+}
 
 /// Called after every change with the step's name: the crash-test hook.
 pub type Hook<'a> = &'a mut dyn FnMut(&str);
@@ -92,6 +140,8 @@ pub enum WipeError {
     },
     /// A factory reset is pending: a revert would replace its request.
     ResetPending { seq: u64 },
+    /// Pass after pass of `step` still moved entries: given up.
+    Unsettled { step: &'static str },
 }
 
 impl fmt::Display for WipeError {
@@ -110,6 +160,10 @@ impl fmt::Display for WipeError {
                 "restore: {path} is still in the keep area after the restore; nothing of it is deleted"
             ),
             WipeError::Remove { step, removal } => write!(f, "{step}: {removal}"),
+            WipeError::Unsettled { step } => write!(
+                f,
+                "{step}: still moving entries after {MAX_PASSES} passes; given up"
+            ),
             WipeError::ResetPending { seq } => write!(
                 f,
                 "factory reset #{seq} is pending (it removes those paths too; overlay-reset --cancel withdraws it)"
@@ -292,20 +346,42 @@ impl Keeper<'_, '_> {
             .keep
             .dir(parent_of(e.path))
             .map_err(io_err("keep: open the keep area", parent_of(e.path)))?;
-        let dir = walk::ensure_dir_at(parent, OsStr::from_bytes(e.name_bytes()), 0o700)
-            .map_err(io_err("keep: mkdir", e.path))?;
-        // SAFETY: the ids come from stat(2), so they are real ids, never the
-        // -1 that from_raw's contract excludes.
-        let (uid, gid) = unsafe {
-            (
-                rustix::fs::Uid::from_raw(st.st_uid),
-                rustix::fs::Gid::from_raw(st.st_gid),
-            )
+        make_like(parent, OsStr::from_bytes(e.name_bytes()), &st)
+            .map_err(io_err("keep: mkdir", e.path))
+    }
+
+    /// Moves non-directory `e` (or, past the walk's depth, a directory)
+    /// into the keep area.
+    fn take(&mut self, e: &Entry<'_>) -> Step {
+        let to = match self.keep.dir(parent_of(e.path)) {
+            Ok(fd) => fd,
+            Err(err) => return self.fail(io_err("keep: open the keep area", e.path)(err)),
         };
-        // On the directory itself, opened O_NOFOLLOW: never through a symlink.
-        rustix::fs::fchown(&dir, Some(uid), Some(gid)).map_err(io_err("keep: chown", e.path))?;
-        rustix::fs::fchmod(&dir, Mode::from_raw_mode(st.st_mode & 0o7777))
-            .map_err(io_err("keep: chmod", e.path))
+        if let Ok(st) = e.stat() {
+            if same_inode(to, e.name, &st) {
+                // Moved already by a rename a cut struck inside: only the
+                // old name is left to go.
+                return match rustix::fs::unlinkat(e.dir, e.name, AtFlags::empty()) {
+                    Ok(()) => {
+                        self.report.add(e.path, None);
+                        Step::Next
+                    }
+                    Err(err) => self.fail(io_err("keep: unlink the old name", e.path)(err)),
+                };
+            }
+        }
+        match rustix::fs::renameat(e.dir, e.name, to, e.name) {
+            Ok(()) => {
+                self.moved += 1;
+                self.report.add(e.path, None);
+                (self.hook)("keep");
+            }
+            Err(Errno::NOENT) => {}
+            // Immutable, or in an append-only directory: it stays (and
+            // so it stays in the trash too), said in the report.
+            Err(err) => self.not_kept.add(e.path, Some(err)),
+        }
+        Step::Next
     }
 }
 
@@ -316,23 +392,19 @@ impl<'h> Visitor for Keeper<'_, 'h> {
         if self.err.is_some() {
             return Step::Stop;
         }
-        if self.set.keeps(e.path) {
-            let to = match self.keep.dir(parent_of(e.path)) {
-                Ok(fd) => fd,
-                Err(err) => return self.fail(io_err("keep: open the keep area", e.path)(err)),
-            };
-            match rustix::fs::renameat(e.dir, e.name, to, e.name) {
-                Ok(()) => {
-                    self.moved += 1;
-                    self.report.add(e.path, None);
-                    (self.hook)("keep");
-                }
-                Err(Errno::NOENT) => {}
-                // Immutable, or in an append-only directory: it stays (and
-                // so it stays in the trash too), said in the report.
-                Err(err) => self.not_kept.add(e.path, Some(err)),
+        if self.set.covers(e.path) {
+            if e.kind == Kind::Dir {
+                // A kept directory is made in the keep area and its
+                // entries moved, never the directory itself: a directory
+                // renamed across a cut could be left under both names,
+                // which no call can undo and a deletion under one name
+                // would empty.
+                return match self.mirror_dir(e) {
+                    Ok(()) => Step::Into,
+                    Err(err) => self.fail(err),
+                };
             }
-            Step::Next
+            self.take(e)
         } else if e.kind == Kind::Dir && self.set.may_keep_below(e.path) {
             match self.mirror_dir(e) {
                 Ok(()) => Step::Into,
@@ -344,7 +416,11 @@ impl<'h> Visitor for Keeper<'_, 'h> {
     }
 
     fn too_deep(&mut self, e: &Entry<'_>) -> Step {
-        // Patterns are at most MAX_PATTERN_DEPTH deep: never reached.
+        // Only below a kept directory (patterns are at most
+        // MAX_PATTERN_DEPTH deep): the deep part moves whole.
+        if self.set.covers(e.path) {
+            return self.take(e);
+        }
         self.fail(walk_error("keep", e.path, Problem::TooDeep))
     }
 
@@ -431,7 +507,9 @@ struct Restorer<'a, 'h> {
 }
 
 impl Restorer<'_, '_> {
-    fn merge(&mut self, e: &Entry<'_>) -> Result<Step, WipeError> {
+    /// Merges `e` into the upper; `whole`: past the walk's depth, a
+    /// directory moves as it is.
+    fn merge(&mut self, e: &Entry<'_>, whole: bool) -> Result<Step, WipeError> {
         let Restorer { upper, hook, .. } = self;
         let to = upper
             .dir(parent_of(e.path))
@@ -441,9 +519,31 @@ impl Restorer<'_, '_> {
             Err(Errno::NOENT) => None,
             Err(err) => return Err(io_err("restore: stat", e.path)(err)),
         };
+        if there.is_some() {
+            let st = e.stat().map_err(io_err("restore: stat", e.path))?;
+            if same_inode(to, e.name, &st) {
+                // Moved already by a rename a cut struck inside: only the
+                // keep area's name is left to go. (A directory under both
+                // names stays, and the keep area with it: never emptied.)
+                if e.kind != Kind::Dir {
+                    rustix::fs::unlinkat(e.dir, e.name, AtFlags::empty())
+                        .map_err(io_err("restore: unlink the old name", e.path))?;
+                }
+                return Ok(Step::Next);
+            }
+        }
         match there {
             // Parents made by an earlier, cut-short run: merged.
             Some(Kind::Dir) if e.kind == Kind::Dir => return Ok(Step::Into),
+            // A directory is made and its entries moved, never the
+            // directory itself (see Keeper::enter); past the walk's depth
+            // it moves whole.
+            None if e.kind == Kind::Dir && !whole => {
+                let st = e.stat().map_err(io_err("restore: stat", e.path))?;
+                make_like(to, OsStr::from_bytes(e.name_bytes()), &st)
+                    .map_err(io_err("restore: mkdir", e.path))?;
+                return Ok(Step::Into);
+            }
             // Only after a cut between a rename and its hook: the kept
             // entry wins over what stands in its place.
             Some(_) => {
@@ -475,7 +575,22 @@ impl Visitor for Restorer<'_, '_> {
         if self.err.is_some() {
             return Step::Stop;
         }
-        match self.merge(e) {
+        match self.merge(e, false) {
+            Ok(s) => s,
+            Err(err) => {
+                self.err = Some(err);
+                Step::Stop
+            }
+        }
+    }
+
+    fn too_deep(&mut self, e: &Entry<'_>) -> Step {
+        match self.merge(e, true) {
+            Ok(Step::Into) => {
+                // A directory in the upper in its place: not merged deeper.
+                self.err = Some(walk_error("restore", e.path, Problem::TooDeep));
+                Step::Stop
+            }
             Ok(s) => s,
             Err(err) => {
                 self.err = Some(err);
@@ -654,7 +769,10 @@ impl ResetArea {
         if stat_at(trash.as_fd(), &trash_upper)?.is_none() {
             if let Ok(upper) = walk::open_subdir(root, OsStr::new("upper")) {
                 let set = KeepSet::new(&req.keep);
-                loop {
+                for pass in 1.. {
+                    if pass > MAX_PASSES {
+                        return Err(WipeError::Unsettled { step: "keep" });
+                    }
                     let mut not_kept = Report::default();
                     let mut k = Keeper {
                         set: &set,
@@ -682,12 +800,24 @@ impl ResetArea {
             }
         }
         syncfs()?;
-        // 2. trash: each rename at most once per request.
+        // 2. trash: each rename at most once per request; a rename a cut
+        // struck inside left the directory under both names (see
+        // [`same_inode`]): its old name moves into the trash too, under a
+        // name of its own, so that `fresh` makes a new one.
         for (dir, trash_name) in [("upper", &trash_upper), ("work", &trash_work)] {
-            if stat_at(trash.as_fd(), trash_name)?.is_none() && stat_at(root, dir)?.is_some() {
-                rustix::fs::renameat(root, dir, trash.as_fd(), trash_name.as_str())
-                    .map_err(io_err("trash", dir.as_bytes()))?;
-                hook("trash");
+            match (stat_at(trash.as_fd(), trash_name)?, stat_at(root, dir)?) {
+                (None, Some(_)) => {
+                    rustix::fs::renameat(root, dir, trash.as_fd(), trash_name.as_str())
+                        .map_err(io_err("trash", dir.as_bytes()))?;
+                    hook("trash");
+                }
+                (Some(t), Some(d)) if t.st_dev == d.st_dev && t.st_ino == d.st_ino => {
+                    let spare = free_name(trash.as_fd(), trash_name)?;
+                    rustix::fs::renameat(root, dir, trash.as_fd(), spare.as_str())
+                        .map_err(io_err("trash: the old name", dir.as_bytes()))?;
+                    hook("trash");
+                }
+                _ => {}
             }
         }
         // 3. fresh
@@ -697,7 +827,10 @@ impl ResetArea {
         hook("fresh");
         // 4. restore, in passes until one moves nothing; then the keep area
         // must hold only (empty) directories.
-        loop {
+        for pass in 1.. {
+            if pass > MAX_PASSES {
+                return Err(WipeError::Unsettled { step: "restore" });
+            }
             let mut r = Restorer {
                 upper: Mirror::new(upper.as_fd()),
                 hook: &mut *hook,
@@ -745,7 +878,10 @@ impl ResetArea {
         if let Ok(upper) = walk::open_subdir(root, OsStr::new("upper")) {
             let set = KeepSet::new(&req.revert);
             let mut next = 0;
-            loop {
+            for pass in 1.. {
+                if pass > MAX_PASSES {
+                    return Err(WipeError::Unsettled { step: "revert" });
+                }
                 let mut not_moved = Report::default();
                 let mut r = Reverter {
                     set: &set,
@@ -1054,6 +1190,102 @@ mod tests {
             assert!(!area.has_trash());
             assert_eq!(tree(&data.join("upper")), reference);
         }
+    }
+
+    /// Every non-directory below `p`, relative.
+    fn files(p: &Path) -> Vec<String> {
+        tree(p).into_iter().filter(|f| !f.ends_with('/')).collect()
+    }
+
+    /// A rename that a power cut struck inside, on a filesystem that
+    /// renames in two writes (JFFS2 on NOR), leaves the entry under both
+    /// names, and rename(2) between two names of one inode does nothing:
+    /// the keep passes went on forever (PID 1 hung) and a restore deleted
+    /// the kept file. Here such a state (a hard link) is made in the keep
+    /// step and in the restore; the wipe ends, each file under one name.
+    /// A kept directory is made in the keep area and its entries moved (no
+    /// directory is renamed), with its mode.
+    #[test]
+    fn a_rename_a_cut_struck_inside_is_finished_not_repeated() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mut keep = keep();
+        keep.push("/root/.ssh".into());
+        let prepared = |d: &TempDir| {
+            let data = data_fs(d);
+            std::fs::set_permissions(
+                data.join("upper/root/.ssh"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
+            let req = ResetArea::open(&data, true)
+                .unwrap()
+                .write_request(keep.clone())
+                .unwrap();
+            (data, req)
+        };
+        let reference = {
+            let d = TempDir::new("wipe-two-names-ref");
+            let (data, req) = prepared(&d);
+            let area = ResetArea::open(&data, true).unwrap();
+            area.carry_out(&req, &mut |_| {}).unwrap();
+            tree(&data.join("upper"))
+        };
+        assert!(reference.contains(&"root/.ssh/authorized_keys".to_string()));
+        let check = |data: &Path| {
+            assert_eq!(tree(&data.join("upper")), reference);
+            // (`tree` shows the Latin-1 name lossily: not a path to open.)
+            for f in files(&data.join("upper"))
+                .iter()
+                .filter(|f| !f.contains('\u{fffd}'))
+            {
+                let m = std::fs::symlink_metadata(data.join("upper").join(f)).unwrap();
+                assert_eq!(m.nlink(), 1, "{f} under one name");
+            }
+            assert_eq!(
+                std::fs::read_to_string(data.join("upper/etc/config/network")).unwrap(),
+                "net"
+            );
+            let ssh = std::fs::metadata(data.join("upper/root/.ssh")).unwrap();
+            assert_eq!(ssh.permissions().mode() & 0o777, 0o700);
+        };
+
+        // In the keep step: already in the keep area, still in the upper.
+        let d = TempDir::new("wipe-two-names-keep");
+        let (data, req) = prepared(&d);
+        let kept = data.join(".reset/keep-1/etc/config");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::hard_link(data.join("upper/etc/config/network"), kept.join("network")).unwrap();
+        let area = ResetArea::open(&data, true).unwrap();
+        let report = area.carry_out(&req, &mut |_| {}).unwrap();
+        assert!(
+            report.kept.contains(&"/etc/config/network".to_string()),
+            "{:?}",
+            report.kept
+        );
+        check(&data);
+
+        // In the restore: already in the new upper, still in the keep area.
+        let d = TempDir::new("wipe-two-names-restore");
+        let (data, req) = prepared(&d);
+        let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let area = ResetArea::open(&data, true).unwrap();
+            area.carry_out(&req, &mut |step| {
+                if step == "restore" {
+                    panic!("power cut");
+                }
+            })
+        }));
+        assert!(cut.is_err());
+        let restored = files(&data.join("upper"));
+        assert_eq!(restored.len(), 1, "{restored:?}");
+        let back = data.join(".reset/keep-1").join(&restored[0]);
+        std::fs::hard_link(data.join("upper").join(&restored[0]), back).unwrap();
+        let area = ResetArea::open(&data, true).unwrap();
+        let Pending::Request(r) = area.pending().unwrap() else {
+            panic!("the request stays")
+        };
+        area.carry_out(&r, &mut |_| {}).unwrap();
+        check(&data);
     }
 
     fn revert_list() -> Vec<String> {
