@@ -1021,3 +1021,82 @@ fact wear_after "$(wear)"
         "the row agrees with sysfs"
     );
 }
+
+/// Sets the dirents named `name` in `flash`'s rootfs_data valid or
+/// obsolete. JFFS2 on NOR renames in two writes: the new name's dirent,
+/// then the old one marked obsolete in place (a bit of its node type
+/// cleared, JFFS2_NODE_ACCURATE); re-validating the old one (and, for a
+/// cut before the new one, obsoleting that) makes the state a power cut
+/// inside the rename leaves, which SIGKILL hits only by luck.
+fn jffs2_set_valid(flash: &Path, name: &[u8], valid: bool) -> usize {
+    const ACCURATE: u8 = 0x20; // 0x2000 in the little-endian u16 at +2
+    let (off, len) = data_region();
+    let mut data = read_bytes(flash, off, len);
+    let mut n = 0;
+    let mut at = 0;
+    while at + 40 <= data.len() {
+        let magic = u16::from_le_bytes([data[at], data[at + 1]]);
+        let kind = u16::from_le_bytes([data[at + 2], data[at + 3]]) & !0x2000;
+        // A dirent (JFFS2_NODETYPE_DIRENT without its ACCURATE bit): the
+        // name at +40, its length at +28.
+        if magic == 0x1985 && kind == 0xC001 {
+            let nsize = data[at + 28] as usize;
+            if data.get(at + 40..at + 40 + nsize) == Some(name) {
+                if valid {
+                    data[at + 3] |= ACCURATE;
+                } else {
+                    data[at + 3] &= !ACCURATE;
+                }
+                n += 1;
+            }
+        }
+        at += 4;
+    }
+    write_bytes(flash, off, &data);
+    n
+}
+
+/// A power cut *inside* a rename of the factory reset on JFFS2 (see
+/// [`jffs2_set_valid`]): after the trash step's rename of `upper/`, the
+/// directory under both names (the kernel says "is also hard linked"); in
+/// the keep step, the kept file under both. rename(2) between two names of
+/// one inode does nothing: the keep passes ran forever (PID 1 hung: stop
+/// 18's CI), and the reset reused the old `upper/` and deleted the kept
+/// file with the trash. Now each next boot finishes the reset.
+#[test]
+#[ignore = "boots QEMU: run qemu/test.sh"]
+fn nor_a_cut_inside_a_jffs2_rename_of_the_reset_is_finished() {
+    let fs = Fs::Jffs2;
+    let w = Work::new("nor-jffs2-rename-cut");
+    let flash = w.nor_flash(None);
+    let prep = boot_nor(
+        &w,
+        &flash,
+        fs.first_append(),
+        &format!("{FACTS}\n{}", reset_request_script("")),
+    );
+    prep.expect_clean_run();
+    expect_flash_upper(&prep, fs);
+    let after_script = format!("{FACTS}\n{VIEW_VS_ROM}\n{AFTER_RESET}");
+    // Cut right after the trash step's rename of upper/ (the kept file is
+    // in the keep area by then).
+    let base = cut_by_test_hook(&w, &flash, "trash:1", boot_nor);
+    for case in ["trash", "keep"] {
+        let img = w.path(&format!("{case}.img"));
+        std::fs::copy(&base, &img).unwrap();
+        assert_eq!(jffs2_set_valid(&img, b"upper", true), 1, "{case}");
+        if case == "keep" {
+            // Before the trash step, inside the keep rename.
+            assert_eq!(jffs2_set_valid(&img, b"1-upper", false), 1);
+            assert_eq!(jffs2_set_valid(&img, b"kept", true), 2);
+        }
+        let after = boot_nor(&w, &img, "", &after_script);
+        if case == "trash" {
+            after.expect("is also hard linked from dir ino");
+        }
+        expect_reset_done(&after, fs, case);
+        let again = boot_nor(&w, &img, "", &after_script);
+        expect_reset_done(&again, fs, &format!("{case}, the boot after"));
+        assert!(!again.has("factory reset #1: wiping"), "{case}: once");
+    }
+}
