@@ -303,6 +303,24 @@ pub fn write_atomic(
     write_atomic_mode(dir, name, bytes, max, 0o600)
 }
 
+/// Creates `tmp` in `dir` for writing, anew: whatever a cut (or anyone)
+/// left under that name goes first. A FIFO there would block an `O_CREAT`
+/// open, a symlink would redirect it, and a cut inside the last rename from
+/// it (JFFS2 on NOR renames in two writes) leaves it a second name of the
+/// live record, which `O_TRUNC` would empty.
+pub fn new_temp(dir: BorrowedFd<'_>, tmp: &str, mode: u32) -> Result<OwnedFd, Errno> {
+    match rustix::fs::unlinkat(dir, std::ffi::OsStr::new(tmp), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(e),
+    }
+    rustix::fs::openat(
+        dir,
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+}
+
 /// [`write_atomic`] with the file's mode (the state file in /run is for
 /// everyone to read).
 pub fn write_atomic_mode(
@@ -319,19 +337,7 @@ pub fn write_atomic_mode(
         });
     }
     let tmp = format!("{name}.tmp");
-    // Whatever a cut (or anyone) left under the temp name goes first: a
-    // FIFO there would block an O_CREAT open, a symlink would redirect it.
-    match rustix::fs::unlinkat(dir, std::ffi::OsStr::new(&tmp), AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => {}
-        Err(e) => return Err(io("remove the old temp file")(e)),
-    }
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
-    )
-    .map_err(io("create the temp file"))?;
+    let fd = new_temp(dir, &tmp, mode).map_err(io("create the temp file"))?;
     let mut f = std::fs::File::from(fd);
     f.write_all(bytes).map_err(io_err("write"))?;
     f.sync_all().map_err(io_err("fsync"))?;
@@ -509,5 +515,21 @@ mod tests {
         );
         assert_eq!(std::fs::read(d.path().join("rec")).unwrap(), b"newer");
         assert!(!d.path().join("rec.tmp").exists());
+    }
+
+    /// A cut inside the rename from the temp name (JFFS2 on NOR renames in
+    /// two writes) leaves it a second name of the live record: a new temp
+    /// file is a new inode, the live record untouched until the rename.
+    #[test]
+    fn a_temp_name_left_as_a_second_name_of_the_record_is_not_written_through() {
+        let d = TempDir::new("fsio-tmp-link");
+        d.write("rec", "live");
+        std::fs::hard_link(d.path().join("rec"), d.path().join("rec.tmp")).unwrap();
+        let dir = dirfd(d.path());
+        let fd = new_temp(dir.as_fd(), "rec.tmp", 0o600).unwrap();
+        std::fs::File::from(fd).write_all(b"partial").unwrap();
+        assert_eq!(std::fs::read(d.path().join("rec")).unwrap(), b"live");
+        write_atomic(dir.as_fd(), "rec", b"new", 9).unwrap();
+        assert_eq!(std::fs::read(d.path().join("rec")).unwrap(), b"new");
     }
 }

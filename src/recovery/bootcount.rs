@@ -504,15 +504,8 @@ fn create(
     instants: Instants,
     hook: &mut dyn FnMut(&str),
 ) -> Result<(), CountError> {
-    use rustix::fs::{Mode, OFlags};
     let tmp = "count.tmp";
-    let fd = rustix::fs::openat(
-        area,
-        tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(fail(Step::Create))?;
+    let fd = crate::fsio::new_temp(area, tmp, 0o600).map_err(fail(Step::Create))?;
     let mut img = [0u8; FILE_SIZE as usize];
     let at = if rec.slot() == 0 {
         0

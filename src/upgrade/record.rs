@@ -431,13 +431,8 @@ pub fn write(area: BorrowedFd, name: &str, bytes: &[u8]) -> Result<(), Error> {
         });
     }
     let tmp = format!("{name}.tmp");
-    let fd = rustix::fs::openat(
-        area,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| err(Step::Write, name)(e.into()))?;
+    let fd =
+        crate::fsio::new_temp(area, &tmp, 0o600).map_err(|e| err(Step::Write, name)(e.into()))?;
     let mut f = std::fs::File::from(fd);
     f.write_all(bytes).map_err(err(Step::Write, name))?;
     f.sync_all().map_err(err(Step::Write, name))?;
