@@ -382,17 +382,18 @@ impl<'a> Boot<'a> {
                 id,
                 from,
                 to,
-            } => {
-                crate::detail!("{from} on ubi{n} is to be formatted: named {to} until it is");
-                ubi::rename_volume(self.sys, *n, *id, to)?;
             }
-            Step::NameVolume {
+            | Step::NameVolume {
                 ubi: n,
                 id,
                 from,
                 to,
             } => {
-                crate::detail!("UBIFS formatted on ubi{n}:{from}: naming it {to}");
+                if step.follows_the_mount() {
+                    crate::detail!("UBIFS formatted on ubi{n}:{from}: naming it {to}");
+                } else {
+                    crate::detail!("{from} on ubi{n} is to be formatted: named {to} until it is");
+                }
                 ubi::rename_volume(self.sys, *n, *id, to)?;
             }
             Step::ClearVolume { vol, lebs, why } => {

@@ -15,7 +15,7 @@ use crate::harness::{
     ubi_image, write_bytes, Boot, Fs, Work, UBI_ATTACH,
 };
 use crate::reset::{CHANGES, KILL_POINTS, VIEW_VS_ROM};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The erase block of the board's flash.
@@ -276,6 +276,23 @@ fn reset_request_script(extra: &str) -> String {
     )
 }
 
+/// A new flash image whose first boot on `fs` made the upper, ran `extra`
+/// and asked for a factory reset keeping /root/kept ([`reset_request_script`]):
+/// the next boot carries the reset out.
+fn flash_with_a_reset_request(w: &Work, fs: Fs, extra: &str) -> PathBuf {
+    let flash = w.nor_flash(None);
+    let prep = boot_nor(
+        w,
+        &flash,
+        fs.first_append(),
+        &format!("{FACTS}\n{}", reset_request_script(extra)),
+    );
+    prep.expect_clean_run();
+    expect_flash_upper(&prep, fs);
+    assert_eq!(prep.fact("reset_exit"), "0");
+    flash
+}
+
 /// After a reset: the view is the squashfs plus the kept files, on the
 /// flash upper, and no request is left.
 const AFTER_RESET: &str = r#"
@@ -303,16 +320,7 @@ fn expect_reset_done(b: &Boot, fs: Fs, what: &str) {
 /// Issue 6, 3: a factory reset on flash `fs`, keeping a file.
 fn factory_reset_on(fs: Fs) {
     let w = Work::new(&format!("nor-reset-{}", fs.name()));
-    let flash = w.nor_flash(None);
-    let b1 = boot_nor(
-        &w,
-        &flash,
-        fs.first_append(),
-        &format!("{FACTS}\n{}", reset_request_script("")),
-    );
-    b1.expect_clean_run();
-    expect_flash_upper(&b1, fs);
-    assert_eq!(b1.fact("reset_exit"), "0");
+    let flash = flash_with_a_reset_request(&w, fs, "");
 
     let b2 = boot_nor(
         &w,
@@ -882,21 +890,11 @@ const SIGKILL_DELAYS_MS: [u64; 5] = [0, 10, 25, 100, 200];
 /// boot finishes the reset.
 fn power_cut_during_a_reset_on(fs: Fs) {
     let w = Work::new(&format!("nor-cut-reset-{}", fs.name()));
-    let flash = w.nor_flash(None);
-    let prep = boot_nor(
+    let flash = flash_with_a_reset_request(
         &w,
-        &flash,
-        fs.first_append(),
-        &format!(
-            "{FACTS}\n{}",
-            reset_request_script(
-                "mkdir /root/many; i=0; while [ $i -lt 500 ]; do : > /root/many/f$i; i=$((i+1)); done"
-            )
-        ),
+        fs,
+        "mkdir /root/many; i=0; while [ $i -lt 500 ]; do : > /root/many/f$i; i=$((i+1)); done",
     );
-    prep.expect_clean_run();
-    expect_flash_upper(&prep, fs);
-    assert_eq!(prep.fact("reset_exit"), "0");
 
     let after_script = format!("{FACTS}\n{VIEW_VS_ROM}\n{AFTER_RESET}");
     for point in KILL_POINTS {
@@ -1068,15 +1066,7 @@ fn jffs2_set_valid(flash: &Path, name: &[u8], valid: bool) -> usize {
 fn nor_a_cut_inside_a_jffs2_rename_of_the_reset_is_finished() {
     let fs = Fs::Jffs2;
     let w = Work::new("nor-jffs2-rename-cut");
-    let flash = w.nor_flash(None);
-    let prep = boot_nor(
-        &w,
-        &flash,
-        fs.first_append(),
-        &format!("{FACTS}\n{}", reset_request_script("")),
-    );
-    prep.expect_clean_run();
-    expect_flash_upper(&prep, fs);
+    let flash = flash_with_a_reset_request(&w, fs, "");
     let after_script = format!("{FACTS}\n{VIEW_VS_ROM}\n{AFTER_RESET}");
     // Cut right after the trash step's rename of upper/ (the kept file is
     // in the keep area by then).
