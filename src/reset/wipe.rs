@@ -534,10 +534,13 @@ impl Restorer<'_, '_> {
         }
         match there {
             // Parents made by an earlier, cut-short run: merged.
-            Some(Kind::Dir) if e.kind == Kind::Dir => return Ok(Step::Into),
+            Some(Kind::Dir) if e.kind == Kind::Dir && !whole => return Ok(Step::Into),
+            // Past the walk's depth the directory moves whole, over the
+            // empty one just made for it (a full one: ENOTEMPTY, the step
+            // fails, nothing lost).
+            Some(Kind::Dir) if e.kind == Kind::Dir => {}
             // A directory is made and its entries moved, never the
-            // directory itself (see Keeper::enter); past the walk's depth
-            // it moves whole.
+            // directory itself (see Keeper::enter).
             None if e.kind == Kind::Dir && !whole => {
                 let st = e.stat().map_err(io_err("restore: stat", e.path))?;
                 make_like(to, OsStr::from_bytes(e.name_bytes()), &st)
@@ -586,11 +589,6 @@ impl Visitor for Restorer<'_, '_> {
 
     fn too_deep(&mut self, e: &Entry<'_>) -> Step {
         match self.merge(e, true) {
-            Ok(Step::Into) => {
-                // A directory in the upper in its place: not merged deeper.
-                self.err = Some(walk_error("restore", e.path, Problem::TooDeep));
-                Step::Stop
-            }
             Ok(s) => s,
             Err(err) => {
                 self.err = Some(err);
@@ -1632,6 +1630,36 @@ mod tests {
             ["etc/", "etc/config/", "etc/config/network"]
         );
         assert!(!ResetArea::open(&data, false).unwrap().has_trash());
+    }
+
+    /// A kept directory holding a nest deeper than the walker's 1,024
+    /// levels: its entries move one by one down to the walker's depth, the
+    /// deeper part moves whole (keep and restore), within a few fds; the
+    /// nest comes back whole.
+    #[test]
+    fn a_kept_directory_deeper_than_the_walk_comes_back_whole() {
+        let d = TempDir::new("wipe-kept-nest");
+        let data = d.path().join("data");
+        d.write("data/upper/etc/config/network", "net");
+        std::fs::create_dir_all(data.join("upper/home")).unwrap();
+        nest(&data.join("upper/home"), "a", 1100);
+        with_fd_limit(3 + 12, || {
+            let area = ResetArea::open(&data, true).map_err(|e| e.to_string())?;
+            let req = area
+                .write_request(vec!["/home".into()])
+                .map_err(|e| e.to_string())?;
+            area.carry_out(&req, &mut |_| {})
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        let mut fd = open_dir(&data.join("upper/home")).unwrap();
+        for level in 0..1100 {
+            fd = walk::open_subdir(fd.as_fd(), OsStr::new("a"))
+                .unwrap_or_else(|e| panic!("level {level}: {e}"));
+        }
+        assert!(rustix::fs::statat(&fd, "bottom", AtFlags::empty()).is_ok());
+        assert!(!data.join("upper/etc").exists(), "not kept");
+        assert!(!data.join(".reset/keep-1").exists());
     }
 
     /// Issue 11, defect 11: a mount point inside the trash made the
